@@ -1,0 +1,210 @@
+"""Frozen configuration for data, model, losses and training, and the named profiles.
+
+Every field cites where its value comes from: [S] the paper's supplementary, [P] the main
+paper, [C] the value the public re-implementations agree on (not confirmed by the paper),
+[I] our interpretation. Profiles are built with `dataclasses.replace`; configs are never
+mutated.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, field, fields, is_dataclass, replace
+from typing import Any
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    dataset: str = "openmoji"  # "openmoji", "folder" (recursive image folder), "edges2shoes"
+    root: str = ""  # image root for "folder" / "edges2shoes"; unused for openmoji
+    resolution: int = 256  # [C] 256x256 training images
+    sketch_source: str = "line"  # openmoji only: "line" (artist's line art) or "xdog"
+    test_fraction: float = 0.1  # [I] held-out share, split by emoji base code point
+    split_seed: int = 0  # [I] seed of the deterministic split
+    skip_bad: bool = False  # skip unreadable images (and report the count) instead of failing
+    # XDoG sketch extraction [S 6.3] (Winnemoeller et al. 2012); the pre-blur is the paper's.
+    pre_blur_sigma: float = 0.7  # [S 6.3] Gaussian blur before XDoG
+    xdog_sigma: float = 0.5  # [C] inner Gaussian of the DoG
+    xdog_k: float = 4.5  # [C] ratio of the outer to the inner Gaussian
+    xdog_tau: float = 0.95  # [C] weight of the outer Gaussian
+    xdog_epsilon: float = -0.1  # [C] threshold on the DoG response
+    xdog_phi: float = 200.0  # [C] steepness of the soft threshold
+    # Augmented-self reference [P 3.1, S 6.3]
+    color_jitter: float = 50.0  # [S 6.3] a(I): one U[-50, 50] offset per RGB channel (0-255 scale)
+    tps_grid: int = 3  # [C] TPS control points per side
+    tps_scale: float = 0.25  # [C] control-point displacement U(-s, s) of the image size
+    no_reference_prob: float = 0.0  # [S 6.5] probability of a zero reference (0.1 = the 9:1 ratio)
+    num_workers: int = 0  # DataLoader worker processes
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    aggregation: str = "scft"  # [S 6.1] "scft" (ours), "add" (a) or "adain" (b)
+    width: float = 1.0  # channel multiplier; 1.0 is Table 2 exactly [S], < 1 for CPU profiles
+    encoder_channels: tuple = (16, 16, 32, 32, 64, 64, 128, 128, 256, 256)  # [S Table 2]
+    encoder_strides: tuple = (1, 1, 2, 1, 2, 1, 2, 1, 2, 1)  # [S Table 2]
+    leaky_slope: float = 0.2  # [S Table 2]
+    n_res_blocks: int = 4  # [S 6.3] residual blocks, kernel 3, stride 1, BN, ReLU
+    d_ndf: int = 64  # [C] PatchGAN base width (pix2pix), scaled by `width`
+    d_layers: int = 3  # [C] PatchGAN strided layers (70x70 receptive field at 256 px)
+    init_std: float = 0.02  # [S 6.3] weights from N(0, 0.02)
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    lambda_tr: float = 1.0  # [C] Eq. 10, triplet (correspondence) loss
+    lambda_adv: float = 1.0  # [C] Eq. 10, LSGAN
+    lambda_rec: float = 30.0  # [C] Eq. 10, L1 reconstruction
+    lambda_perc: float = 0.01  # [C] Eq. 10, perceptual
+    lambda_style: float = 50.0  # [C] Eq. 10, style (Gram)
+    margin: float = 12.0  # [S 6.3] gamma of the triplet loss, Eq. 5
+    correspondence_loss: str = "triplet"  # [S Fig. 17] "triplet", "l1" ([I] reading) or "none"
+    perceptual_net: str = "vgg16-hed"  # "vgg19" is the paper's [C]; "vgg16-hed" the offline default
+    perceptual_layers: tuple = ("relu1_2", "relu2_2", "relu3_3", "relu4_3", "relu5_3")  # [I]
+    random_perceptual_weights: bool = False  # benchmarks only: untrained VGG, no weight file
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    batch_size: int = 16  # [S 6.3]
+    epochs: float = 200.0  # [S 6.3] 100 constant + 100 linear decay
+    max_steps: int = 0  # if > 0, overrides epochs (CPU profiles count steps, not epochs)
+    lr_g: float = 1e-4  # [S 6.3]
+    lr_d: float = 2e-4  # [S 6.3]
+    betas: tuple = (0.5, 0.999)  # [S 6.3] Adam
+    decay_start: float = 0.5  # [S 6.3] constant for the first half, then linear to zero
+    precision: str = "fp32"  # "fp32", "bf16" (autocast) or "fp16" (autocast with a scaler)
+    channels_last: bool = False
+    seed: int = 0
+    log_every: int = 10  # steps between stats.jsonl lines
+    sample_every: int = 200  # steps between sample grids
+    checkpoint_every: int = 100  # steps between resume checkpoints
+    snapshot_every: int = 0  # steps between generator-only snapshots (0: only at the end)
+    device: str = "auto"  # "auto", "cpu" or "cuda"
+
+
+@dataclass(frozen=True)
+class Config:
+    profile: str = "paper"
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+# ---------------------------------------------------------------------------------- profiles
+
+def paper() -> Config:
+    """The paper's setting: 256 px, batch 16, 200 epochs, Table 2 widths, VGG19. For GPUs."""
+    return replace(Config(profile="paper"), loss=replace(LossConfig(), perceptual_net="vgg19"))
+
+
+def mini() -> Config:
+    """The default CPU reproduction on embedded OpenMoji (see README for why these values)."""
+    c = paper()
+    return replace(
+        c,
+        profile="mini",
+        data=replace(c.data, resolution=64, num_workers=0),
+        model=replace(c.model, width=0.5),
+        loss=replace(c.loss, perceptual_net="vgg16-hed"),
+        train=replace(c.train, batch_size=16, max_steps=1500, precision="bf16", log_every=25,
+                      sample_every=500, checkpoint_every=250),
+    )
+
+
+def smoke() -> Config:
+    """CI: a few steps at tiny size, seconds. Tests that need trained weights do not use it."""
+    c = mini()
+    return replace(
+        c,
+        profile="smoke",
+        data=replace(c.data, resolution=32),
+        model=replace(c.model, width=0.25),
+        loss=replace(c.loss, random_perceptual_weights=False),
+        train=replace(c.train, batch_size=4, max_steps=4, precision="fp32", log_every=1,
+                      sample_every=2, checkpoint_every=2),
+    )
+
+
+PROFILES = {"paper": paper, "mini": mini, "smoke": smoke}
+
+
+def get_profile(name: str | None = None) -> Config:
+    """A profile by name; None reads PAPERLIB_PROFILE (default "mini")."""
+    name = name or os.environ.get("PAPERLIB_PROFILE", "mini")
+    if name not in PROFILES:
+        raise ValueError(f"unknown profile {name!r}; choose one of {sorted(PROFILES)}")
+    return PROFILES[name]()
+
+
+# ------------------------------------------------------------------------- overrides and JSON
+
+def _parse_value(text: str, current: Any) -> Any:
+    if isinstance(current, bool):
+        if text.lower() in ("1", "true", "yes", "on"):
+            return True
+        if text.lower() in ("0", "false", "no", "off"):
+            return False
+        raise ValueError(f"expected a boolean, got {text!r}")
+    if isinstance(current, tuple):
+        items = [s for s in text.strip("()[] ").split(",") if s.strip()]
+        kind = type(current[0]) if current else str
+        return tuple(kind(s.strip()) for s in items)
+    if isinstance(current, int):
+        return int(text)
+    if isinstance(current, float):
+        return float(text)
+    return text
+
+
+def override(config: Config, assignments: list[str] | dict[str, Any]) -> Config:
+    """Return a new config with dotted assignments applied: ["model.aggregation=add", ...]."""
+    pairs = assignments.items() if isinstance(assignments, dict) else (
+        _split_assignment(a) for a in assignments)
+    for key, value in pairs:
+        section, _, name = key.partition(".")
+        if not name or section not in {f.name for f in fields(Config)}:
+            raise ValueError(f"override key {key!r} must look like section.field with section "
+                             f"one of data, model, loss, train")
+        sub = getattr(config, section)
+        if name not in {f.name for f in fields(sub)}:
+            raise ValueError(f"unknown field {name!r} in {section}; known: "
+                             f"{sorted(f.name for f in fields(sub))}")
+        current = getattr(sub, name)
+        new = _parse_value(value, current) if isinstance(value, str) else value
+        config = replace(config, **{section: replace(sub, **{name: new})})
+    return config
+
+
+def _split_assignment(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep:
+        raise ValueError(f"override {text!r} must be key=value, e.g. model.aggregation=add")
+    return key.strip(), value.strip()
+
+
+def to_dict(config: Config) -> dict:
+    return dataclasses.asdict(config)
+
+
+def from_dict(d: dict) -> Config:
+    def build(cls, values):
+        kwargs = {}
+        for f in fields(cls):
+            if f.name not in values:
+                continue
+            v = values[f.name]
+            default = getattr(cls(), f.name) if f.name != "profile" else None
+            if is_dataclass(default):
+                v = build(type(default), v)
+            elif isinstance(default, tuple):
+                v = tuple(v)
+            kwargs[f.name] = v
+        return cls(**kwargs)
+    return build(Config, d)
+
+
+def to_json(config: Config) -> str:
+    return json.dumps(to_dict(config), indent=2, sort_keys=True)
