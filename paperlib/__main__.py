@@ -1,0 +1,107 @@
+"""Command line: python -m paperlib {prepare-data,train,bench,evaluate,colorize,reproduce}."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from .config import get_profile, override
+
+
+def _config(args):
+    c = get_profile(args.profile)
+    assignments = [f"data.dataset={args.dataset}"] if getattr(args, "dataset", None) else []
+    if getattr(args, "root", None):
+        assignments.append(f"data.root={args.root}")
+    return override(c, assignments + list(getattr(args, "set", None) or []))
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m paperlib", description=__doc__)
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    def common(sp, dataset=True):
+        sp.add_argument("--profile", default=None, help="smoke, mini or paper (default: "
+                        "$PAPERLIB_PROFILE or mini)")
+        if dataset:
+            sp.add_argument("--dataset", default=None, help="openmoji, folder or edges2shoes")
+            sp.add_argument("--root", default=None, help="image root for folder/edges2shoes")
+        sp.add_argument("--set", action="append", metavar="KEY=VALUE",
+                        help="override a config field, e.g. --set model.aggregation=add")
+
+    sp = sub.add_parser("prepare-data", help="render/cache the dataset and convert FID weights")
+    common(sp)
+    sp = sub.add_parser("train", help="train or resume a run")
+    common(sp)
+    sp.add_argument("--run-dir", required=True)
+    sp = sub.add_parser("bench", help="throughput of inference and of a training step")
+    sp.add_argument("--resolution", type=int, default=256)
+    sp.add_argument("--batch", type=int, default=4)
+    sp.add_argument("--width", type=float, default=1.0)
+    sp.add_argument("--aggregation", default="scft")
+    sp.add_argument("--precision", default="fp32,bf16")
+    sp.add_argument("--repeats", type=int, default=5)
+    sp.add_argument("--no-train", action="store_true", help="time inference only")
+    sp.add_argument("--json", default=None, help="also write the rows to this JSON file")
+    sp = sub.add_parser("evaluate", help="FID, KID, SSIM, PSNR and faithfulness of a run")
+    sp.add_argument("--checkpoint", required=True, help="run folder or snapshot file")
+    sp.add_argument("--dataset", default=None)
+    sp.add_argument("--root", default=None)
+    sp.add_argument("--split", default="test")
+    sp.add_argument("--limit", type=int, default=0, help="evaluate at most this many images")
+    sp.add_argument("--no-reference", action="store_true", help="feed zero references")
+    sp = sub.add_parser("colorize", help="colour a sketch (or a folder of them)")
+    sp.add_argument("--checkpoint", required=True)
+    sp.add_argument("--sketch", required=True)
+    sp.add_argument("--reference", default=None)
+    sp.add_argument("--out", required=True)
+    sp.add_argument("--device", default="cpu")
+    sp = sub.add_parser("reproduce", help="run every notebook in order through papermill")
+    sp.add_argument("--profile", default=None)
+    sp.add_argument("--only", default=None, help="run only notebooks whose name contains this")
+
+    args = p.parse_args(argv)
+    try:
+        return _dispatch(args)
+    except (FileNotFoundError, ValueError, RuntimeError) as e:
+        if args.cmd == "train" and type(e).__name__ == "NonFiniteLossError":
+            print(f"error: {e}", file=sys.stderr)
+            return 3
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+def _dispatch(args) -> int:
+    if args.cmd == "prepare-data":
+        from .prepare import prepare
+        print(json.dumps(prepare(_config(args)), indent=2))
+    elif args.cmd == "train":
+        from .train import train
+        summary = train(_config(args), args.run_dir)
+        print(json.dumps(summary))
+    elif args.cmd == "bench":
+        from . import bench
+        rows = bench.run(args.resolution, args.batch, args.width, args.aggregation,
+                         tuple(args.precision.split(",")), args.repeats, train=not args.no_train)
+        print(bench.format_rows(rows))
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump(rows, f, indent=2)
+    elif args.cmd == "evaluate":
+        from .evaluate import evaluate, format_table
+        rows = evaluate(args.checkpoint, dataset=args.dataset, root=args.root, split=args.split,
+                        limit=args.limit, no_reference=args.no_reference)
+        print(format_table(rows))
+    elif args.cmd == "colorize":
+        from .colorize import colorize_files
+        for path in colorize_files(args.checkpoint, args.sketch, args.out, args.reference,
+                                   device=args.device):
+            print(path)
+    elif args.cmd == "reproduce":
+        from .reproduce import run_notebooks
+        run_notebooks(profile=args.profile, only=args.only)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,161 @@
+"""The named runs behind the paper's tables and figures, as config overrides of one profile.
+
+Ablations are config values, never forked code: every run below is the profile plus a few
+overrides. `ensure_trained` trains a run only if it is not complete (resuming otherwise), and
+`ensure_evaluated` evaluates it only once per checkpoint, so the notebooks can be rerun freely.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from .config import Config, get_profile, override
+from .reproduce import runs_dir
+
+# name -> (what it reproduces, overrides)
+RUNS: dict[str, tuple[str, dict]] = {
+    "scft-triplet": ("the full method: SCFT + triplet loss (Eq. 5)", {}),
+    "add": ("aggregation (a) addition [S Fig. 2a]",
+            {"model.aggregation": "add", "loss.correspondence_loss": "none"}),
+    "adain": ("aggregation (b) AdaIN [S Fig. 2b]",
+              {"model.aggregation": "adain", "loss.correspondence_loss": "none"}),
+    "scft-l1": ("SCFT + L1 attention supervision [S Fig. 17], our reading",
+                {"loss.correspondence_loss": "l1"}),
+    "scft-none": ("SCFT without correspondence supervision [S Fig. 17]",
+                  {"loss.correspondence_loss": "none"}),
+    "scft-noref": ("SCFT + triplet, zero reference 1 time in 10 [S 6.5]",
+                   {"data.no_reference_prob": 0.1}),
+}
+
+
+def run_config(profile: str, name: str, seed: int = 0, dataset: str = "openmoji") -> Config:
+    if name not in RUNS:
+        raise ValueError(f"unknown run {name!r}; known: {sorted(RUNS)}")
+    c = override(get_profile(profile), {"data.dataset": dataset, **RUNS[name][1]})
+    return override(c, {"train.seed": seed})
+
+
+def run_path(profile: str, name: str, seed: int = 0) -> Path:
+    return runs_dir(profile) / f"{name}-seed{seed}"
+
+
+def ensure_trained(profile: str, name: str, seed: int = 0, progress: bool = True) -> Path:
+    from .train import is_complete, train
+
+    path = run_path(profile, name, seed)
+    if not is_complete(path):
+        train(run_config(profile, name, seed), path, progress=progress)
+    return path
+
+
+def ensure_evaluated(profile: str, name: str, seed: int = 0, **kwargs) -> list[dict]:
+    """Evaluate a finished run unless its metrics.jsonl already covers its final snapshot."""
+    from .evaluate import evaluate, read_metrics
+
+    path = run_path(profile, name, seed)
+    rows = read_metrics(path, **kwargs)
+    if rows:
+        return rows
+    return evaluate(path, **kwargs)
+
+
+def metrics_table(profile: str, names=None, seeds=(0,), **filters) -> pd.DataFrame:
+    """All metrics rows of the given runs (long format: one row per run, seed and metric)."""
+    from .evaluate import read_metrics
+
+    frames = []
+    for name in names or RUNS:
+        for seed in seeds:
+            rows = read_metrics(run_path(profile, name, seed), **filters)
+            for r in rows:
+                frames.append({"run": name, "seed": seed, **r})
+    return pd.DataFrame(frames)
+
+
+def summarise(df: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
+    """Mean and spread over seeds: one row per run, `metric` and `metric_sd` columns."""
+    if df.empty:
+        return df
+    wide = df.pivot_table(index=["run", "seed"], columns="metric", values="value").reset_index()
+    keep = [m for m in metrics if m in wide.columns]
+    agg = wide.groupby("run")[keep].agg(["mean", "std", "count"])
+    out = pd.DataFrame(index=agg.index)
+    for m in keep:
+        out[m] = agg[(m, "mean")]
+        out[m + "_sd"] = agg[(m, "std")]
+    out["seeds"] = agg[(keep[0], "count")] if keep else 0
+    return out.reset_index()
+
+
+def load_config(run_dir) -> Config:
+    from .config import from_dict
+
+    return from_dict(json.loads((Path(run_dir) / "config.json").read_text()))
+
+
+def example_batch(config: Config, n: int = 4, seed: int = 0, split: str = "test",
+                  start: int = 0) -> dict:
+    """n test images with their sketches, augmented-self references and correspondences, and a
+    cross reference (the next image's colour image) for each."""
+    import torch
+
+    from . import augment
+    from .datasets import build_dataset
+
+    ds = build_dataset(config.data, split)
+    stride = max(1, len(ds) // max(n, 1))
+    idx = [(start + i * stride) % len(ds) for i in range(n)]
+    items = [ds[i] for i in idx]
+    image = torch.stack([it["image"] for it in items])  # (n,3,H,W)
+    aug = augment.augmented_self(image, override(config, {"data.no_reference_prob": 0.0}).data,
+                                 torch.Generator().manual_seed(seed))
+    return {"image": image, "sketch": torch.stack([it["sketch"] for it in items]),
+            "cross_reference": torch.roll(image, 1, 0), "keys": [it["key"] for it in items], **aug}
+
+
+def outputs(profile: str, names, batch: dict, seed: int = 0, reference: str = "reference",
+            return_attention: bool = False) -> dict:
+    """Each named run's output on `batch`; reference is a batch key or "zero"."""
+    import torch
+
+    from .snapshot import load_generator
+
+    result = {}
+    for name in names:
+        G, _, _ = load_generator(run_path(profile, name, seed))
+        ref = None if reference == "zero" else batch[reference]
+        with torch.no_grad():
+            out, aux = G(batch["sketch"], ref, return_attention=return_attention)
+        result[name] = (out, aux) if return_attention else out
+    return result
+
+
+def provenance(df: pd.DataFrame) -> dict:
+    """What a table's numbers depend on, read from its metrics rows."""
+    def vals(col):
+        return ", ".join(str(v) for v in sorted(set(df[col]))) if col in df and len(df) else "-"
+    return {"profile": vals("profile"), "dataset": vals("dataset"), "split": vals("split"),
+            "resolution": vals("resolution"), "steps": vals("step"), "seeds": vals("seed"),
+            "eval seed": vals("eval_seed"), "samples (n)": vals("n"),
+            "perceptual network": vals("perceptual_network"), "FID network": vals("fid_network"),
+            "git commit": vals("git_commit")}
+
+
+def save_table(table: pd.DataFrame, name: str, results, prov: dict, note: str = "") -> Path:
+    """Write results/<name>.csv (with # provenance lines) and results/<name>.md."""
+    results = Path(results)
+    results.mkdir(parents=True, exist_ok=True)
+    header = "".join(f"# {k}: {v}\n" for k, v in prov.items())
+    with open(results / f"{name}.csv", "w") as f:
+        f.write(header)
+        table.to_csv(f, index=False, float_format="%.4f")
+    md = [f"### {name}", ""]
+    if note:
+        md += [note, ""]
+    md += [table.to_markdown(index=False, floatfmt=".4f"), "", "Provenance:", ""]
+    md += [f"- {k}: {v}" for k, v in prov.items()]
+    (results / f"{name}.md").write_text("\n".join(md) + "\n")
+    return results / f"{name}.md"
+

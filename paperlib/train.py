@@ -1,0 +1,391 @@
+"""The training loop of the paper (section 3.5 and supplementary 6.3), resumable and distributable.
+
+`train(config, run_dir)` is the one entry point. A run folder holds:
+  config.json            the full config, written at start
+  stats.jsonl            one JSON line per log step (every loss term, learning rates, images/s)
+  samples/step-*.png     sketch | reference | output | ground truth grids
+  checkpoint-latest.pt   resume state: networks, optimisers, schedulers, scaler, RNG, step
+  snapshot-*.pt          evaluation snapshots (generator only), snapshot-final.pt when done
+Rerunning the same call continues where it stopped. Under `torchrun` it trains with
+DistributedDataParallel; rank 0 logs and checkpoints.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from tqdm.auto import tqdm
+
+from . import augment, losses
+from .config import Config, to_dict, to_json
+from .datasets import build_dataset
+from .model import Discriminator, Generator
+from .perceptual import build_perceptual
+from .snapshot import FINAL, atomic_save, save_snapshot
+
+CHECKPOINT = "checkpoint-latest.pt"
+
+
+class NonFiniteLossError(RuntimeError):
+    pass
+
+
+# --------------------------------------------------------------------------- device and AMP
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(f"train.device={name!r} but no CUDA device is available")
+    return torch.device(name)
+
+
+def autocast(precision: str, device: torch.device):
+    """bf16 autocast on CPUs with bf16 matrix units and on GPUs; fp16 only on GPUs."""
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    if precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    if precision == "fp16":
+        if device.type != "cuda":
+            raise ValueError("train.precision=fp16 needs a GPU; use bf16 or fp32 on CPU")
+        return torch.autocast("cuda", dtype=torch.float16)
+    raise ValueError(f"train.precision must be fp32, bf16 or fp16, not {precision!r}")
+
+
+# ------------------------------------------------------------------------- the training step
+
+@dataclass
+class Nets:
+    """Everything one optimisation step touches. G and D may be DDP-wrapped."""
+    G: torch.nn.Module
+    D: torch.nn.Module
+    vgg: torch.nn.Module
+    opt_g: torch.optim.Optimizer
+    opt_d: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+
+    @property
+    def d_plain(self) -> torch.nn.Module:
+        return getattr(self.D, "module", self.D)
+
+
+def build_nets(config: Config, device: torch.device) -> Nets:
+    G = Generator(config.model).to(device)
+    D = Discriminator(config.model).to(device)
+    if config.train.channels_last:
+        G = G.to(memory_format=torch.channels_last)
+        D = D.to(memory_format=torch.channels_last)
+    vgg = build_perceptual(config.loss).to(device)
+    t = config.train
+    opt_g = torch.optim.Adam(G.parameters(), lr=t.lr_g, betas=tuple(t.betas))
+    opt_d = torch.optim.Adam(D.parameters(), lr=t.lr_d, betas=tuple(t.betas))
+    scaler = torch.amp.GradScaler(device.type, enabled=(t.precision == "fp16"))
+    return Nets(G, D, vgg, opt_g, opt_d, scaler)
+
+
+def train_step(nets: Nets, config: Config, batch: dict, neg_gen: torch.Generator,
+               device: torch.device) -> dict[str, torch.Tensor]:
+    """One D update and one G update from a single generator forward (no second forward)."""
+    sketch, reference, target = batch["sketch"], batch["reference"], batch["target"]
+    need_attention = config.loss.correspondence_loss == "l1" and config.model.aggregation == "scft"
+    with autocast(config.train.precision, device):
+        fake, aux = nets.G(sketch, reference, return_attention=need_attention)
+
+    # D step on real and (detached) fake in one call: one DDP forward per backward.
+    D = nets.D
+    for p in D.parameters():
+        p.requires_grad_(True)
+    with autocast(config.train.precision, device):
+        logits = D(torch.cat([target, fake.detach()]), torch.cat([sketch, sketch]))
+    d_real, d_fake = logits.float().chunk(2)
+    d_total, d_terms = losses.discriminator_loss(config.loss, d_real, d_fake)
+    nets.opt_d.zero_grad(set_to_none=True)
+    nets.scaler.scale(d_total).backward()
+    nets.scaler.step(nets.opt_d)
+
+    # G step: D's weights are frozen, so only its input gets gradients; the unwrapped D
+    # is used so DDP does not expect a second reduction for D in this iteration.
+    for p in D.parameters():
+        p.requires_grad_(False)
+    with autocast(config.train.precision, device):
+        g_logits = nets.d_plain(fake, sketch)
+        g_total, g_terms = losses.generator_loss(
+            config.loss, fake=fake.float(), target=target, d_fake=g_logits.float(), aux=aux,
+            corr=batch["corr"], corr_mask=batch["corr_mask"], perceptual_net=nets.vgg,
+            generator=neg_gen)
+    nets.opt_g.zero_grad(set_to_none=True)
+    nets.scaler.scale(g_total).backward()
+    nets.scaler.step(nets.opt_g)
+    nets.scaler.update()
+    for p in D.parameters():
+        p.requires_grad_(True)
+
+    terms = {f"g_{k}": v.detach() for k, v in g_terms.items()}
+    terms.update({k: v.detach() for k, v in d_terms.items()})
+    terms["g_total"], terms["d_total"] = g_total.detach(), d_total.detach()
+    return terms
+
+
+def check_finite(terms: dict, step: int, run_dir: Path) -> None:
+    for name, value in terms.items():
+        if not torch.isfinite(value).all():
+            raise NonFiniteLossError(
+                f"loss term {name!r} became {value.item()} at step {step}; training stopped. "
+                f"The last good checkpoint is kept at {run_dir / CHECKPOINT}.")
+
+
+# ----------------------------------------------------------------------------- data order
+
+class EpochBatches:
+    """A resumable, rank-sharded batch order: epoch e is a permutation seeded by (seed, e).
+
+    Step s lives at (epoch s // steps_per_epoch, batch s % steps_per_epoch), so resuming at any
+    step replays exactly the batches an uninterrupted run would have seen.
+    """
+
+    def __init__(self, n: int, batch_size: int, seed: int, rank: int = 0, world: int = 1):
+        self.n, self.bs, self.seed, self.rank, self.world = n, batch_size, seed, rank, world
+        self.steps_per_epoch = (n // world) // batch_size
+        if self.steps_per_epoch < 1:
+            raise ValueError(f"the dataset has {n} images: too few for batch size {batch_size} "
+                             f"on {world} process(es)")
+
+    def epoch_batches(self, epoch: int, start: int = 0):
+        g = torch.Generator().manual_seed(self.seed * 100003 + epoch)
+        perm = torch.randperm(self.n, generator=g)[self.rank::self.world]
+        for b in range(start, self.steps_per_epoch):
+            yield perm[b * self.bs:(b + 1) * self.bs].tolist()
+
+
+def batches_from(dataset, order: EpochBatches, step: int, num_workers: int):
+    """Yield collated batches forever, starting at global step `step`."""
+    epoch, offset = divmod(step, order.steps_per_epoch)
+    while True:
+        loader = torch.utils.data.DataLoader(
+            dataset, batch_sampler=list(order.epoch_batches(epoch, offset)),
+            num_workers=num_workers, persistent_workers=False)
+        yield from loader
+        epoch, offset = epoch + 1, 0
+
+
+def lr_lambda(total_steps: int, decay_start: float):
+    """Constant for the first `decay_start` of training, then linear to zero [S 6.3]."""
+    start = int(total_steps * decay_start)
+
+    def f(step: int) -> float:
+        if step < start:
+            return 1.0
+        return max(0.0, 1.0 - (step - start) / max(1, total_steps - start))
+    return f
+
+
+# ------------------------------------------------------------------------------ RNG state
+
+def rng_state(gens: dict[str, torch.Generator]) -> dict:
+    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(),
+             "python": random.getstate(), **{k: g.get_state() for k, g in gens.items()}}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict, gens: dict[str, torch.Generator]) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    for k, g in gens.items():
+        g.set_state(state[k])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+# ---------------------------------------------------------------------------------- train
+
+def _dist_info() -> tuple[int, int, int]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    return int(os.environ.get("RANK", "0")), world, int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def train(config: Config, run_dir: str | os.PathLike, *, stop_at_step: int | None = None,
+          progress: bool = True) -> dict:
+    """Train (or resume) the run in `run_dir`. `stop_at_step` ends early, as an interruption would.
+
+    Returns a summary dict (step, done, last logged stats).
+    """
+    run_dir = Path(run_dir)
+    rank, world, local_rank = _dist_info()
+    device = resolve_device(config.train.device)
+    if world > 1:
+        if device.type == "cuda":
+            torch.cuda.set_device(local_rank)
+            device = torch.device("cuda", local_rank)
+        if not dist.is_initialized():
+            dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    main = rank == 0
+
+    if main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        _write_or_check_config(config, run_dir)
+
+    torch.manual_seed(config.train.seed)  # identical initial weights on every rank
+    dataset = build_dataset(config.data, "train")
+    order = EpochBatches(len(dataset), config.train.batch_size, config.train.seed, rank, world)
+    total = config.train.max_steps or int(math.ceil(config.train.epochs * order.steps_per_epoch))
+
+    nets = build_nets(config, device)
+    sched_g = torch.optim.lr_scheduler.LambdaLR(nets.opt_g, lr_lambda(total, config.train.decay_start))
+    sched_d = torch.optim.lr_scheduler.LambdaLR(nets.opt_d, lr_lambda(total, config.train.decay_start))
+    gens = {"augment": torch.Generator().manual_seed(config.train.seed * 7919 + 1 + rank),
+            "negatives": torch.Generator(device=device).manual_seed(config.train.seed * 7919 + 2 + rank)}
+
+    step = 0
+    ckpt_path = run_dir / CHECKPOINT
+    if ckpt_path.exists():
+        blob = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        nets.G.load_state_dict(blob["G"])
+        nets.D.load_state_dict(blob["D"])
+        nets.opt_g.load_state_dict(blob["opt_g"])
+        nets.opt_d.load_state_dict(blob["opt_d"])
+        sched_g.load_state_dict(blob["sched_g"])
+        sched_d.load_state_dict(blob["sched_d"])
+        nets.scaler.load_state_dict(blob["scaler"])
+        set_rng_state(blob["rng"][rank] if world > 1 else blob["rng"][0], gens)
+        step = int(blob["step"])
+
+    if world > 1:
+        ddp_kw = {"device_ids": [local_rank]} if device.type == "cuda" else {}
+        nets.G = torch.nn.parallel.DistributedDataParallel(nets.G, **ddp_kw)
+        nets.D = torch.nn.parallel.DistributedDataParallel(nets.D, **ddp_kw)
+
+    def save_checkpoint():
+        rngs = [rng_state(gens)]
+        if world > 1:
+            rngs = [None] * world
+            dist.all_gather_object(rngs, rng_state(gens))
+        if main:
+            atomic_save({"G": _plain(nets.G).state_dict(), "D": _plain(nets.D).state_dict(),
+                         "opt_g": nets.opt_g.state_dict(), "opt_d": nets.opt_d.state_dict(),
+                         "sched_g": sched_g.state_dict(), "sched_d": sched_d.state_dict(),
+                         "scaler": nets.scaler.state_dict(), "rng": rngs, "step": step,
+                         "config": to_dict(config)}, ckpt_path)
+
+    end = total if stop_at_step is None else min(total, stop_at_step)
+    stats_file = run_dir / "stats.jsonl"
+    last: dict = {}
+    bar = tqdm(total=total, initial=step, disable=not (progress and main), desc=run_dir.name,
+               dynamic_ncols=True)
+    data_iter = batches_from(dataset, order, step, config.data.num_workers)
+    window_t, window_n = time.perf_counter(), 0
+    nets.G.train(), nets.D.train()
+    while step < end:
+        raw = next(data_iter)
+        batch = _prepare(raw, config, gens["augment"], device)
+        terms = train_step(nets, config, batch, gens["negatives"], device)
+        check_finite(terms, step + 1, run_dir)
+        sched_g.step(), sched_d.step()
+        step += 1
+        window_n += batch["sketch"].shape[0] * world
+        bar.update(1)
+        if step % config.train.log_every == 0 or step == end:
+            now = time.perf_counter()
+            last = {"step": step, "epoch": step / order.steps_per_epoch,
+                    **{k: float(v) for k, v in terms.items()},
+                    "lr_g": sched_g.get_last_lr()[0], "lr_d": sched_d.get_last_lr()[0],
+                    "images_per_sec": window_n / max(now - window_t, 1e-9)}
+            window_t, window_n = now, 0
+            bar.set_postfix(rec=f"{last['g_rec']:.3f}", tr=f"{last['g_tr']:.2f}",
+                            ips=f"{last['images_per_sec']:.1f}")
+            if main:
+                with open(stats_file, "a") as f:
+                    f.write(json.dumps(last) + "\n")
+        if main and step % config.train.sample_every == 0:
+            _save_samples(_plain(nets.G), batch, run_dir / "samples" / f"step-{step:07d}.png", config, device)
+        if step % config.train.checkpoint_every == 0 or step == end:
+            save_checkpoint()
+        if main and config.train.snapshot_every and step % config.train.snapshot_every == 0:
+            save_snapshot(_plain(nets.G), config, step, run_dir / f"snapshot-{step:07d}.pt")
+    bar.close()
+    done = step >= total
+    if done and main and not (run_dir / FINAL).exists():
+        save_snapshot(_plain(nets.G), config, step, run_dir / FINAL)
+    if world > 1:
+        dist.barrier()
+    return {"step": step, "total_steps": total, "done": done, "last": last,
+            "weights_sha1": weights_digest(_plain(nets.G), _plain(nets.D))}
+
+
+def weights_digest(*modules: torch.nn.Module) -> str:
+    """SHA-1 of every parameter and buffer: equal digests mean bit-identical networks."""
+    import hashlib
+
+    h = hashlib.sha1()
+    for m in modules:
+        for k, v in sorted(m.state_dict().items()):
+            h.update(k.encode())
+            h.update(v.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def is_complete(run_dir) -> bool:
+    return (Path(run_dir) / FINAL).exists()
+
+
+def _plain(m: torch.nn.Module) -> torch.nn.Module:
+    return getattr(m, "module", m)
+
+
+def _prepare(raw: dict, config: Config, gen: torch.Generator, device: torch.device) -> dict:
+    aug = augment.augmented_self(raw["image"], config.data, gen)
+    batch = {"sketch": raw["sketch"], **aug}
+    mf = torch.channels_last if config.train.channels_last else torch.contiguous_format
+    return {k: (v.to(device, non_blocking=True, memory_format=mf) if v.dim() == 4
+                else v.to(device, non_blocking=True)) for k, v in batch.items()}
+
+
+def _write_or_check_config(config: Config, run_dir: Path) -> None:
+    path = run_dir / "config.json"
+    text = to_json(config)
+    if path.exists():
+        old = json.loads(path.read_text())
+        if old != json.loads(text):
+            raise ValueError(
+                f"{run_dir} already holds a run with a different config; resume it with the same "
+                f"settings or choose another run folder (differences: "
+                f"{_diff(old, json.loads(text))})")
+        return
+    path.write_text(text + "\n")
+
+
+def _diff(a: dict, b: dict, prefix: str = "") -> list[str]:
+    out = []
+    for k in sorted(set(a) | set(b)):
+        va, vb = a.get(k), b.get(k)
+        if isinstance(va, dict) and isinstance(vb, dict):
+            out += _diff(va, vb, prefix + k + ".")
+        elif va != vb:
+            out.append(f"{prefix}{k}: {va} -> {vb}")
+    return out
+
+
+@torch.no_grad()
+def _save_samples(G, batch: dict, path: Path, config: Config, device) -> None:
+    from .viz import save_grid
+
+    was_training = G.training
+    G.eval()
+    with autocast(config.train.precision, device):
+        out, _ = G(batch["sketch"][:8], batch["reference"][:8])
+    G.train(was_training)
+    rows = [batch["sketch"][:8].expand(-1, 3, -1, -1), batch["reference"][:8], out.float(),
+            batch["target"][:8]]
+    save_grid(rows, path, titles=["sketch", "reference", "output", "ground truth"])

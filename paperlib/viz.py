@@ -1,0 +1,180 @@
+"""Figures: image grids, loss curves, correspondences and attention maps (supplementary Fig. 14)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+
+QUERY_COLORS = ("red", "blue", "yellow", "green")  # the order of Fig. 14's columns (a)-(d)
+
+
+def to_numpy_image(t: torch.Tensor) -> np.ndarray:
+    """(C,H,W) in [-1,1] -> (H,W,3) float in [0,1]; single-channel sketches are repeated."""
+    t = t.detach().float().cpu()
+    if t.shape[0] == 1:
+        t = t.expand(3, -1, -1)
+    return ((t.clamp(-1, 1) + 1) / 2).permute(1, 2, 0).numpy()
+
+
+def image_grid(columns: list[torch.Tensor], titles: list[str] | None = None, size: float = 1.6):
+    """A figure with one column per tensor (B,C,H,W) and one row per image."""
+    n_rows, n_cols = columns[0].shape[0], len(columns)
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(size * n_cols, size * n_rows), squeeze=False)
+    for c, col in enumerate(columns):
+        for r in range(n_rows):
+            ax = axes[r][c]
+            ax.imshow(to_numpy_image(col[r]), interpolation="nearest")
+            ax.set_xticks([]), ax.set_yticks([])
+            if r == 0 and titles:
+                ax.set_title(titles[c], fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def save_grid(columns, path, titles=None) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig = image_grid(columns, titles)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def read_stats(run_dir) -> list[dict]:
+    path = Path(run_dir) / "stats.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def loss_curves(runs: dict[str, str | Path], terms=("g_rec", "g_tr", "g_adv", "d_total",
+                                                     "g_perc", "g_style")):
+    """One panel per loss term, one line per run (label -> run folder)."""
+    fig, axes = plt.subplots(2, (len(terms) + 1) // 2, figsize=(4 * ((len(terms) + 1) // 2), 6),
+                             squeeze=False)
+    for ax, term in zip(axes.flat, terms):
+        for label, run in runs.items():
+            rows = [r for r in read_stats(run) if term in r]
+            if rows:
+                ax.plot([r["step"] for r in rows], [r[term] for r in rows], label=label)
+        ax.set_title(term), ax.set_xlabel("step")
+    axes.flat[0].legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def _cell_centre(index: int, grid: int, size: int) -> tuple[float, float]:
+    cell = size / grid
+    r, c = divmod(int(index), grid)
+    return (c + 0.5) * cell - 0.5, (r + 0.5) * cell - 0.5
+
+
+def correspondence_figure(sketch, target, reference, corr, mask, n_lines: int = 24, seed: int = 0):
+    """Sketch | a(I) | s(a(I)) with lines joining corresponding feature cells (one sample)."""
+    grid = int(round(corr.numel() ** 0.5))
+    size = sketch.shape[-1]
+    fig, axes = plt.subplots(1, 3, figsize=(9, 3.2))
+    for ax, img, title in zip(axes, (sketch, target, reference), ("sketch", "a(I)", "s(a(I))")):
+        ax.imshow(to_numpy_image(img)), ax.set_title(title), ax.axis("off")
+    valid = torch.nonzero(mask).flatten()
+    rng = np.random.default_rng(seed)
+    pick = rng.choice(valid.numpy(), size=min(n_lines, len(valid)), replace=False) if len(valid) else []
+    cmap = plt.get_cmap("hsv")
+    from matplotlib.patches import ConnectionPatch
+    for j, p in enumerate(pick):
+        colour = cmap(j / max(1, len(pick)))
+        xa, ya = _cell_centre(p, grid, size)
+        xb, yb = _cell_centre(corr[p], grid, size)
+        axes[1].plot(xa, ya, "o", color=colour, ms=4)
+        axes[2].plot(xb, yb, "o", color=colour, ms=4)
+        fig.add_artist(ConnectionPatch((xa, ya), (xb, yb), "data", "data", axesA=axes[1],
+                                       axesB=axes[2], color=colour, lw=0.8))
+    fig.tight_layout()
+    return fig
+
+
+def attention_figure(sketches, references, attentions, queries: list[int]):
+    """Fig. 14: per row, the sketch with coloured query squares, then the attention over the
+    reference for each query. attentions: (B, P_sketch, P_ref); queries: sketch-grid indices."""
+    from matplotlib.patches import Rectangle
+
+    n = sketches.shape[0]
+    fig, axes = plt.subplots(n, 2 + len(queries), figsize=(2 * (2 + len(queries)), 2 * n),
+                             squeeze=False)
+    size = sketches.shape[-1]
+    grid = int(round(attentions.shape[-1] ** 0.5))
+    cell = size / grid
+    for i in range(n):
+        axes[i][0].imshow(to_numpy_image(references[i])), axes[i][0].set_title("reference")
+        axes[i][1].imshow(to_numpy_image(sketches[i])), axes[i][1].set_title("sketch + queries")
+        for j, q in enumerate(queries):
+            colour = QUERY_COLORS[j % len(QUERY_COLORS)]
+            r, c = divmod(q, grid)
+            axes[i][1].add_patch(Rectangle((c * cell - 0.5, r * cell - 0.5), cell, cell,
+                                           fill=False, edgecolor=colour, lw=2))
+            att = attentions[i, q].float().reshape(grid, grid).cpu().numpy()
+            axes[i][2 + j].imshow(to_numpy_image(references[i]))
+            axes[i][2 + j].imshow(np.kron(att / max(att.max(), 1e-12), np.ones((int(cell),) * 2)),
+                                  cmap="inferno", alpha=0.6, extent=(-0.5, size - 0.5, size - 0.5, -0.5))
+            axes[i][2 + j].set_title(f"({'abcd'[j % 4]}) {colour}")
+        for ax in axes[i]:
+            ax.set_xticks([]), ax.set_yticks([])
+    fig.tight_layout()
+    return fig
+
+
+def pick_queries(sketch: torch.Tensor, corr_mask: torch.Tensor, k: int = 4) -> list[int]:
+    """k query cells spread over the drawing: valid cells with the most ink, far apart."""
+    grid = int(round(corr_mask.numel() ** 0.5))
+    ink = (sketch[0] < 0).float()
+    cell = sketch.shape[-1] // grid
+    density = ink.reshape(grid, cell, grid, cell).mean((1, 3)).flatten()  # (P,)
+    density = torch.where(corr_mask, density + 1e-3, torch.full_like(density, -1.0))
+    chosen: list[int] = []
+    for idx in torch.argsort(density, descending=True).tolist():
+        r, c = divmod(idx, grid)
+        if density[idx] < 0:
+            break
+        if all(abs(r - rr) + abs(c - cc) >= max(1, grid // 3)
+               for rr, cc in (divmod(q, grid) for q in chosen)):
+            chosen.append(idx)
+        if len(chosen) == k:
+            break
+    return chosen
+
+
+def metric_bars(df, metrics: list[str], runs: list[str]):
+    """One panel per metric: mean over seeds as a bar, each seed as a dot."""
+    fig, axes = plt.subplots(1, len(metrics), figsize=(3.2 * len(metrics), 3), squeeze=False)
+    for ax, m in zip(axes[0], metrics):
+        sub = df[df["metric"] == m]
+        means = [sub[sub["run"] == r]["value"].mean() for r in runs]
+        ax.bar(range(len(runs)), means, color="#9ab")
+        for i, r in enumerate(runs):
+            vals = sub[sub["run"] == r]["value"].to_numpy()
+            ax.plot([i] * len(vals), vals, "k.", ms=6)
+        ax.set_xticks(range(len(runs)), runs, rotation=20, fontsize=8)
+        ax.set_title(m, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+@torch.no_grad()
+def reference_grid(G, sketches: torch.Tensor, references: torch.Tensor):
+    """Fig. 1 layout: row i is sketch i, column j is reference j; the top row shows references."""
+    n, m = sketches.shape[0], references.shape[0]
+    fig, axes = plt.subplots(n + 1, m + 1, figsize=(1.5 * (m + 1), 1.5 * (n + 1)), squeeze=False)
+    for ax in axes.flat:
+        ax.set_xticks([]), ax.set_yticks([])
+    axes[0][0].axis("off")
+    for j in range(m):
+        axes[0][j + 1].imshow(to_numpy_image(references[j]))
+    for i in range(n):
+        axes[i + 1][0].imshow(to_numpy_image(sketches[i]))
+        out, _ = G(sketches[i:i + 1].expand(m, -1, -1, -1), references)
+        for j in range(m):
+            axes[i + 1][j + 1].imshow(to_numpy_image(out[j]))
+    fig.tight_layout()
+    return fig

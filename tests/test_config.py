@@ -1,0 +1,48 @@
+import dataclasses
+
+import pytest
+
+from paperlib.config import from_dict, get_profile, mini, override, paper, smoke, to_dict
+
+
+def test_profiles_are_frozen_and_built_by_replace():
+    c = paper()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        c.train.batch_size = 3
+    assert c.train.batch_size == 16 and c.data.resolution == 256 and c.model.width == 1.0
+    assert c.loss.perceptual_net == "vgg19"
+    assert mini().profile == "mini" and smoke().profile == "smoke"
+
+
+def test_paper_weights_are_the_papers():
+    l = paper().loss
+    assert (l.lambda_tr, l.lambda_adv, l.lambda_rec, l.lambda_perc, l.lambda_style) == (1, 1, 30, 0.01, 50)
+    assert l.margin == 12
+    t = paper().train
+    assert (t.lr_g, t.lr_d, tuple(t.betas), t.epochs) == (1e-4, 2e-4, (0.5, 0.999), 200)
+
+
+def test_override_parses_types_and_rejects_unknown_keys():
+    c = override(mini(), ["model.aggregation=add", "train.max_steps=7", "data.skip_bad=true",
+                          "train.betas=0.9,0.99", "loss.lambda_rec=3"])
+    assert c.model.aggregation == "add" and c.train.max_steps == 7 and c.data.skip_bad is True
+    assert c.train.betas == (0.9, 0.99) and c.loss.lambda_rec == 3.0
+    assert mini().model.aggregation == "scft"  # the original is untouched
+    with pytest.raises(ValueError, match="unknown field 'nope'"):
+        override(mini(), ["model.nope=1"])
+    with pytest.raises(ValueError, match="key=value"):
+        override(mini(), ["model.width"])
+    with pytest.raises(ValueError, match="unknown profile"):
+        get_profile("huge")
+
+
+def test_config_round_trips_through_json_dict():
+    c = override(smoke(), ["model.aggregation=adain"])
+    assert from_dict(to_dict(c)) == c
+
+
+def test_profile_from_environment(monkeypatch):
+    monkeypatch.setenv("PAPERLIB_PROFILE", "smoke")
+    assert get_profile().profile == "smoke"
+    monkeypatch.delenv("PAPERLIB_PROFILE")
+    assert get_profile().profile == "mini"

@@ -1,0 +1,46 @@
+import ast
+import json
+from pathlib import Path
+
+import pytest
+
+from paperlib.reproduce import notebooks
+
+ORDER = ["01_data_prep", "02_training", "03_aggregation_ablation", "04_loss_ablation",
+         "05_attention_visualization", "06_no_reference", "07_fid_tables"]
+NB_DIR = Path(__file__).resolve().parents[1] / "notebooks"
+
+
+def test_notebooks_run_in_the_documented_order():
+    assert [p.stem for p in notebooks()] == ORDER
+    readme = (NB_DIR.parent / "README.md").read_text()
+    positions = [readme.find(name) for name in ORDER]
+    assert all(p >= 0 for p in positions), "README must list every notebook"
+    assert positions == sorted(positions), "README lists the notebooks out of order"
+
+
+@pytest.mark.parametrize("name", ORDER)
+def test_one_parameters_cell_of_literals(name):
+    nb = json.loads((NB_DIR / f"{name}.ipynb").read_text())
+    tagged = [c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", [])]
+    assert len(tagged) == 1
+    injected = [c for c in nb["cells"]
+                if "injected-parameters" in c.get("metadata", {}).get("tags", [])]
+    assert not injected, "a committed notebook must not pin parameters"
+    tree = ast.parse("".join(tagged[0]["source"]))
+    names = []
+    for stmt in tree.body:
+        assert isinstance(stmt, ast.Assign), ast.dump(stmt)
+        ast.literal_eval(stmt.value)  # raises if not a literal
+        names += [t.id for t in stmt.targets]
+    assert "profile" in names
+
+
+@pytest.mark.parametrize("name", ORDER)
+def test_notebooks_hold_no_long_logic(name):
+    """Logic belongs in paperlib: no function or class definitions in a notebook."""
+    nb = json.loads((NB_DIR / f"{name}.ipynb").read_text())
+    for cell in nb["cells"]:
+        if cell["cell_type"] == "code":
+            tree = ast.parse("".join(cell["source"]))
+            assert not [n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.ClassDef))]

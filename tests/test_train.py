@@ -1,0 +1,105 @@
+import json
+import os
+import subprocess
+import sys
+from dataclasses import replace
+
+import pytest
+import torch
+
+from paperlib.config import get_profile, override
+from paperlib.train import NonFiniteLossError, lr_lambda, train
+
+
+def folder_config(root, **sets):
+    c = override(get_profile("smoke"), {"data.dataset": "folder", "data.root": str(root),
+                                        "data.test_fraction": 0.0})
+    return override(c, sets)
+
+
+def test_lr_schedule_constant_then_linear_to_zero():
+    f = lr_lambda(100, 0.5)
+    assert f(0) == 1.0 and f(49) == 1.0
+    assert f(75) == pytest.approx(0.5)
+    assert f(100) == 0.0
+
+
+def test_smoke_run_writes_the_run_folder(image_folder, tmp_path):
+    run = tmp_path / "run"
+    summary = train(folder_config(image_folder), run)
+    assert summary["done"] and summary["step"] == 4
+    assert json.loads((run / "config.json").read_text())["loss"]["perceptual_net"] == "vgg16-hed"
+    lines = [json.loads(x) for x in (run / "stats.jsonl").read_text().splitlines()]
+    assert [x["step"] for x in lines] == [1, 2, 3, 4]
+    for key in ("g_rec", "g_adv", "g_perc", "g_style", "g_tr", "d_total", "lr_g", "lr_d",
+                "images_per_sec"):
+        assert all(torch.isfinite(torch.tensor(x[key])) for x in lines), key
+    assert (run / "checkpoint-latest.pt").exists() and (run / "snapshot-final.pt").exists()
+    assert list((run / "samples").glob("step-*.png"))
+
+
+def test_resume_gives_exactly_the_uninterrupted_weights(image_folder, tmp_path):
+    config = folder_config(image_folder, **{"train.max_steps": 6, "train.checkpoint_every": 100})
+    train(config, tmp_path / "straight")
+    train(config, tmp_path / "resumed", stop_at_step=3)
+    assert not (tmp_path / "resumed" / "snapshot-final.pt").exists()
+    train(config, tmp_path / "resumed")
+    a = torch.load(tmp_path / "straight" / "checkpoint-latest.pt", weights_only=False)
+    b = torch.load(tmp_path / "resumed" / "checkpoint-latest.pt", weights_only=False)
+    assert a["step"] == b["step"] == 6
+    for net in ("G", "D"):
+        for k in a[net]:
+            assert torch.equal(a[net][k], b[net][k]), f"{net}.{k} differs after resume"
+
+
+def test_reconstruction_loss_falls_on_a_fixed_batch(image_folder, tmp_path):
+    # 16 images, batch 16: every step sees the same images (fresh augmentations).
+    root = image_folder
+    config = folder_config(root, **{"train.max_steps": 30, "train.batch_size": 16,
+                                    "train.log_every": 1, "train.sample_every": 1000,
+                                    "train.checkpoint_every": 1000, "loss.lambda_adv": 0.0})
+    train(config, tmp_path / "fit")
+    rec = [json.loads(x)["g_rec"] for x in (tmp_path / "fit" / "stats.jsonl").read_text().splitlines()]
+    assert all(torch.isfinite(torch.tensor(rec)))
+    assert sum(rec[-5:]) / 5 < 0.8 * sum(rec[:5]) / 5
+
+
+def test_non_finite_loss_stops_with_the_term_and_step(image_folder, tmp_path):
+    config = folder_config(image_folder, **{"loss.lambda_rec": float("inf")})
+    with pytest.raises(NonFiniteLossError, match=r"g_total.*step 1"):
+        train(config, tmp_path / "nan")
+
+
+def test_rerun_with_a_different_config_is_refused(image_folder, tmp_path):
+    train(folder_config(image_folder), tmp_path / "r")
+    with pytest.raises(ValueError, match="different config.*model.aggregation"):
+        train(folder_config(image_folder, **{"model.aggregation": "add"}), tmp_path / "r")
+
+
+def test_paper_profile_without_vgg19_says_where_to_put_it(tmp_path, monkeypatch, image_folder):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
+    monkeypatch.delenv("PAPERLIB_VGG19", raising=False)
+    c = override(get_profile("paper"), {"data.dataset": "folder", "data.root": str(image_folder),
+                                        "data.resolution": 32, "train.max_steps": 1})
+    with pytest.raises(FileNotFoundError, match="vgg19-dcbb9e9d.pth"):
+        train(c, tmp_path / "paper")
+
+
+def test_two_gloo_processes_keep_identical_weights(image_folder, tmp_path):
+    run = tmp_path / "ddp"
+    script = tmp_path / "worker.py"
+    script.write_text(
+        "from paperlib.config import get_profile, override\n"
+        "from paperlib.train import train\n"
+        "c = override(get_profile('smoke'), {'data.dataset': 'folder', 'data.root': %r,\n"
+        "    'data.test_fraction': 0.0, 'train.max_steps': 3, 'train.batch_size': 2})\n"
+        "s = train(c, %r, progress=False)\n"
+        "print('DIGEST', s['weights_sha1'])\n" % (str(image_folder), str(run)))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1"}
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+                           "--master_port=29517", str(script)], env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    digests = [line.split()[1] for line in proc.stdout.splitlines() if line.startswith("DIGEST")]
+    assert len(digests) == 2 and digests[0] == digests[1], digests
+    assert (run / "checkpoint-latest.pt").exists()
