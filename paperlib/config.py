@@ -27,8 +27,8 @@ class DataConfig:
     pre_blur_sigma: float = 0.7  # [S 6.3] Gaussian blur before XDoG
     xdog_sigma: float = 0.5  # [C] inner Gaussian of the DoG
     xdog_k: float = 4.5  # [C] ratio of the outer to the inner Gaussian
-    xdog_tau: float = 0.95  # [C] weight of the outer Gaussian
-    xdog_epsilon: float = -0.1  # [C] threshold on the DoG response
+    xdog_tau: float = 0.98  # [I] weight of the outer Gaussian; tuned so photos and emoji give clean lines
+    xdog_epsilon: float = -0.02  # [I] threshold on the DoG response (luminance in [0, 1]); tuned as tau
     xdog_phi: float = 200.0  # [C] steepness of the soft threshold
     # Augmented-self reference [P 3.1, S 6.3]
     color_jitter: float = 50.0  # [S 6.3] a(I): one U[-50, 50] offset per RGB channel (0-255 scale)
@@ -61,7 +61,8 @@ class LossConfig:
     margin: float = 12.0  # [S 6.3] gamma of the triplet loss, Eq. 5
     correspondence_loss: str = "triplet"  # [S Fig. 17] "triplet", "l1" ([I] reading) or "none"
     perceptual_net: str = "vgg16-hed"  # "vgg19" is the paper's [C]; "vgg16-hed" the offline default
-    perceptual_layers: tuple = ("relu1_2", "relu2_2", "relu3_3", "relu4_3", "relu5_3")  # [I]
+    # [C]/[I] the paper does not name its VGG layers; relu1_1..relu5_1 exist in VGG16 and VGG19
+    perceptual_layers: tuple = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
     random_perceptual_weights: bool = False  # benchmarks only: untrained VGG, no weight file
 
 

@@ -106,7 +106,7 @@ def evaluate(run_or_file, *, dataset: str | None = None, root: str | None = None
     values["region_de_self"] = float(region["mean_de"])
     values["region_jnd_share_self"] = float(region["share_below_jnd"])
     ref_for_palette = out["cross_reference"]
-    values["palette_cross"] = float(np.mean(metrics.palette_distance(out["cross"], ref_for_palette)))
+    values["palette_cross"] = float(np.nanmean(metrics.palette_distance(out["cross"], ref_for_palette)))
 
     prov = {"n": n, "dataset": data_cfg.dataset, "split": split,
             "resolution": data_cfg.resolution, "step": step, "profile": config.profile,

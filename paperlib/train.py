@@ -325,12 +325,13 @@ def train(config: Config, run_dir: str | os.PathLike, *, stop_at_step: int | Non
 
 
 def weights_digest(*modules: torch.nn.Module) -> str:
-    """SHA-1 of every parameter and buffer: equal digests mean bit-identical networks."""
+    """SHA-1 of every parameter: equal digests mean bit-identical weights. (BatchNorm running
+    statistics are left out: under DDP each rank updates its own until the next broadcast.)"""
     import hashlib
 
     h = hashlib.sha1()
     for m in modules:
-        for k, v in sorted(m.state_dict().items()):
+        for k, v in sorted(m.named_parameters()):
             h.update(k.encode())
             h.update(v.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
     return h.hexdigest()

@@ -1,0 +1,144 @@
+"""Robust image loading and the uint8 <-> [-1, 1] tensor conventions.
+
+Every loader in the data pipeline goes through `load_rgb`, so every odd file (truncated,
+not an image, grayscale, alpha, palette, 16-bit, CMYK) is handled, or rejected with a
+`BadImageError` that names the file, in exactly one place.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import torch
+from PIL import Image, ImageFile
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".ppm")
+
+
+class BadImageError(ValueError):
+    """An image file that cannot be decoded; the message names the file and the reason."""
+
+    def __init__(self, path, reason: str):
+        self.path = os.fspath(path)
+        self.reason = reason
+        super().__init__(f"cannot read image {self.path}: {reason}")
+
+
+def _open_checked(path) -> Image.Image:
+    # Truncated files must fail rather than come back half grey, whatever another library
+    # set globally; PIL's default is already False.
+    if ImageFile.LOAD_TRUNCATED_IMAGES:
+        raise RuntimeError("PIL.ImageFile.LOAD_TRUNCATED_IMAGES is True; truncated images "
+                           "would load silently. Reset it to False.")
+    if not os.path.isfile(path):
+        raise BadImageError(path, "no such file")
+    try:
+        img = Image.open(path)
+        img.load()  # decodes the full pixel data: truncation is detected here, not at open()
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        raise BadImageError(path, f"{type(exc).__name__}: {exc}") from None
+    return img
+
+
+def _high_bit_to_u8(arr: np.ndarray) -> np.ndarray:
+    """16-bit (or 32-bit int) grey data -> uint8; 16-bit full range 0..65535 maps to 0..255."""
+    arr = arr.astype(np.float64)
+    scale = 255.0 / 65535.0 if arr.max(initial=0) <= 65535 else 255.0 / arr.max()
+    return np.clip(np.round(arr * scale), 0, 255).astype(np.uint8)
+
+
+def _composite_on_white(rgba: np.ndarray) -> np.ndarray:
+    """(H,W,4) uint8 -> (H,W,3) uint8, transparent parts become white paper."""
+    rgb = rgba[..., :3].astype(np.float32)
+    alpha = rgba[..., 3:4].astype(np.float32) / 255.0
+    out = rgb * alpha + 255.0 * (1.0 - alpha)
+    return np.clip(np.round(out), 0, 255).astype(np.uint8)
+
+
+def pil_to_rgb(img: Image.Image, path="<image>") -> np.ndarray:
+    """Any PIL mode -> (H,W,3) uint8 RGB; alpha is composited on white."""
+    mode = img.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        grey = _high_bit_to_u8(np.asarray(img))
+        return np.repeat(grey[..., None], 3, axis=2)
+    if mode == "F":
+        grey = np.clip(np.round(np.asarray(img, dtype=np.float64)), 0, 255).astype(np.uint8)
+        return np.repeat(grey[..., None], 3, axis=2)
+    if mode == "P":
+        # Palette images may carry transparency in the palette; let PIL resolve it.
+        img = img.convert("RGBA")
+        mode = "RGBA"
+    if mode in ("LA", "La", "PA", "RGBa"):
+        img = img.convert("RGBA")
+        mode = "RGBA"
+    if mode == "RGBA":
+        return _composite_on_white(np.asarray(img, dtype=np.uint8))
+    if mode in ("1", "L"):
+        grey = np.asarray(img.convert("L"), dtype=np.uint8)
+        return np.repeat(grey[..., None], 3, axis=2)
+    if mode in ("RGB", "CMYK", "YCbCr", "LAB", "HSV", "RGBX"):
+        return np.ascontiguousarray(np.asarray(img.convert("RGB"), dtype=np.uint8))
+    try:
+        return np.ascontiguousarray(np.asarray(img.convert("RGB"), dtype=np.uint8))
+    except (OSError, ValueError) as exc:
+        raise BadImageError(path, f"unsupported image mode {mode!r}: {exc}") from None
+
+
+def load_rgb(path) -> np.ndarray:
+    """Read an image file as (H, W, 3) uint8 RGB.
+
+    Grayscale is replicated to three channels, alpha (RGBA/LA/palette transparency) is
+    composited on white, palette and CMYK are converted, 16-bit data is scaled by
+    255/65535. Unreadable, truncated or non-image files raise `BadImageError(path, reason)`.
+    """
+    img = _open_checked(path)
+    try:
+        out = pil_to_rgb(img, path)
+    finally:
+        img.close()
+    if out.ndim != 3 or out.shape[2] != 3 or out.shape[0] == 0 or out.shape[1] == 0:
+        raise BadImageError(path, f"decoded to unexpected shape {out.shape}")
+    return out
+
+
+def check_image_header(path) -> str | None:
+    """Cheap validity check (header only, no decode): None if fine, else the reason."""
+    try:
+        with Image.open(path) as img:
+            img.verify()
+    except Exception as exc:  # verify() raises many types; all mean "unreadable"
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+def resize_center_crop(img: np.ndarray, size: int) -> np.ndarray:
+    """Scale the shorter side to `size`, then crop the centre square: (size, size, 3) uint8.
+
+    Downscaling uses area averaging (no aliasing); images smaller than `size` are upscaled
+    bilinearly rather than padded, so every sample fills the frame (a soft but complete image
+    is a better training target than a mostly-padding one).
+    """
+    import cv2
+
+    h, w = img.shape[:2]
+    scale = size / min(h, w)
+    new_h, new_w = max(size, round(h * scale)), max(size, round(w * scale))
+    if (new_h, new_w) != (h, w):
+        interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+        img = cv2.resize(img, (new_w, new_h), interpolation=interp)
+    top, left = (new_h - size) // 2, (new_w - size) // 2
+    return np.ascontiguousarray(img[top:top + size, left:left + size])
+
+
+def to_tensor(img: np.ndarray) -> torch.Tensor:
+    """(H,W,3) uint8 -> (3,H,W) float32 in [-1, 1]."""
+    t = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1).float()  # (3,H,W)
+    return t / 127.5 - 1.0
+
+
+def to_uint8(t: torch.Tensor) -> np.ndarray:
+    """(3,H,W) or (1,H,W) float in [-1, 1] -> (H,W,3) or (H,W) uint8."""
+    t = t.detach().float().cpu()
+    arr = ((t.clamp(-1, 1) + 1.0) * 127.5).round().to(torch.uint8)
+    arr = arr.permute(1, 2, 0).numpy()  # (H,W,C)
+    return arr[..., 0] if arr.shape[2] == 1 else np.ascontiguousarray(arr)

@@ -1,0 +1,156 @@
+"""The objective of the paper [P Eq. 5-10]: triplet, adversarial (LSGAN), reconstruction,
+perceptual and style losses, and the "L1-loss" correspondence ablation [S Fig. 17].
+
+Pure functions of tensors; weights are named as in Eq. 10 (LossConfig.lambda_*).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+
+def _zero(like: torch.Tensor) -> torch.Tensor:
+    # A zero that keeps `like` in the autograd graph, so backward() never sees a leaf-less loss.
+    return like.sum().float() * 0.0
+
+
+# ------------------------------------------------------------------- image and GAN terms
+
+def reconstruction(fake: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """L_rec = || G(I_s, I_r) - I_gt ||_1, mean over all elements [P]."""
+    return F.l1_loss(fake.float(), target.float())
+
+
+def lsgan_d(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+    """LSGAN discriminator loss [S]: 0.5 * (E[(D(real) - 1)^2] + E[D(fake)^2])."""
+    return 0.5 * (((real_logits.float() - 1.0) ** 2).mean() + (fake_logits.float() ** 2).mean())
+
+
+def lsgan_g(fake_logits: torch.Tensor) -> torch.Tensor:
+    """LSGAN generator loss [S]: E[(D(fake) - 1)^2]."""
+    return ((fake_logits.float() - 1.0) ** 2).mean()
+
+
+# -------------------------------------------------------------------- VGG feature terms
+
+def perceptual(feats_fake: dict, feats_real: dict) -> torch.Tensor:
+    """L_perc = sum over layers of the mean L1 distance of the activations [P Eq. 8]."""
+    terms = [F.l1_loss(feats_fake[k].float(), feats_real[k].float()) for k in feats_fake]
+    return torch.stack(terms).sum()
+
+
+def gram(x: torch.Tensor) -> torch.Tensor:
+    """Gram matrix (B, C, C) of features (B, C, H, W), divided by C*H*W; always float32."""
+    b, c, h, w = x.shape
+    # bmm would be re-cast to bf16 under autocast; sums over H*W need float32
+    with torch.autocast(device_type=x.device.type, enabled=False):
+        f = x.float().reshape(b, c, h * w)  # (B, C, HW)
+        return torch.bmm(f, f.transpose(1, 2)) / (c * h * w)
+
+
+def style(feats_fake: dict, feats_real: dict) -> torch.Tensor:
+    """L_style = sum over layers of the mean L1 distance of the Gram matrices [P Eq. 9]."""
+    terms = [F.l1_loss(gram(feats_fake[k]), gram(feats_real[k])) for k in feats_fake]
+    return torch.stack(terms).sum()
+
+
+# --------------------------------------------------------------------- correspondence terms
+
+def similarity(query: torch.Tensor, key: torch.Tensor) -> torch.Tensor:
+    """S(q, k) = q . k / sqrt(d), the scaled dot product of the SCFT attention [P Eq. 3, 5]."""
+    return (query.float() * key.float()).sum(-1) / math.sqrt(query.shape[-1])
+
+
+def sample_negatives(corr: torch.Tensor, n_ref: int,
+                     generator: torch.Generator | None = None) -> torch.Tensor:
+    """For each position, a reference index drawn uniformly among those != corr (B, P) int64."""
+    if n_ref < 2:
+        raise ValueError(f"the triplet loss needs >= 2 reference positions, got {n_ref}")
+    device = generator.device if generator is not None else corr.device
+    r = torch.randint(0, n_ref - 1, corr.shape, generator=generator, device=device).to(corr.device)
+    return r + (r >= corr).long()  # skip over the positive: uniform on the other n_ref-1 positions
+
+
+def triplet(query: torch.Tensor, key: torch.Tensor, corr: torch.Tensor, mask: torch.Tensor,
+            margin: float, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Similarity-based triplet loss [P Eq. 5]: mean over valid sketch positions i of
+    max(0, -S(q_i, k_corr[i]) + S(q_i, k_neg) + margin).
+
+    query (B, P, d) from the sketch, key (B, P_ref, d) from the reference, corr (B, P) int64,
+    mask (B, P) bool. Eq. 5 has one positive and one negative per query, so one negative is
+    sampled per position, uniformly among the other reference positions, from `generator`.
+    """
+    if not mask.any():
+        return _zero(query) + _zero(key)
+    b, p, d = query.shape
+    neg = sample_negatives(corr, key.shape[1], generator)  # (B, P)
+    k_pos = key.gather(1, corr.unsqueeze(-1).expand(b, p, d))  # (B, P, d)
+    k_neg = key.gather(1, neg.unsqueeze(-1).expand(b, p, d))  # (B, P, d)
+    hinge = F.relu(similarity(query, k_neg) - similarity(query, k_pos) + margin)  # (B, P)
+    return hinge[mask].mean()
+
+
+def attention_l1(attention: torch.Tensor, corr: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The "L1-loss" of the ablation [S Fig. 17], in our reading [I]: the L1 distance between
+    each attention row (B, P, P_ref) and the one-hot ground-truth correspondence, summed over
+    reference positions and averaged over valid sketch positions. Range [0, 2]."""
+    if not mask.any():
+        return _zero(attention)
+    onehot = F.one_hot(corr, attention.shape[-1]).float()  # (B, P, P_ref)
+    dist = (attention.float() - onehot).abs().sum(-1)  # (B, P)
+    return dist[mask].mean()
+
+
+# ----------------------------------------------------------------------------- totals
+
+def generator_loss(cfg, *, fake, target, d_fake, aux, corr, corr_mask, perceptual_net,
+                   generator=None):
+    """Eq. 10: total = sum of lambda * term over rec, adv, perc, style, tr.
+
+    Returns (total, {"rec", "adv", "perc", "style", "tr"}) with the terms detached. `aux` is
+    the generator's aux dict; without a "query" (add/AdaIN models) or with
+    correspondence_loss "none" the tr term is 0. The "l1" variant needs aux["attention"].
+    """
+    terms = {"rec": reconstruction(fake, target), "adv": lsgan_g(d_fake)}
+    if cfg.lambda_perc or cfg.lambda_style:
+        if perceptual_net is None:
+            raise ValueError("loss.lambda_perc / loss.lambda_style are non-zero but no "
+                             "perceptual network was given")
+        feats_fake = perceptual_net(fake)
+        with torch.no_grad():
+            feats_real = perceptual_net(target.detach())
+        terms["perc"] = perceptual(feats_fake, feats_real)
+        terms["style"] = style(feats_fake, feats_real)
+    else:
+        terms["perc"] = terms["style"] = _zero(fake)
+    terms["tr"] = _correspondence(cfg, aux or {}, corr, corr_mask, generator, fake)
+    weights = {"rec": cfg.lambda_rec, "adv": cfg.lambda_adv, "perc": cfg.lambda_perc,
+               "style": cfg.lambda_style, "tr": cfg.lambda_tr}
+    total = sum(weights[k] * terms[k] for k in weights)
+    return total, {k: v.detach() for k, v in terms.items()}
+
+
+def _correspondence(cfg, aux, corr, corr_mask, generator, fake) -> torch.Tensor:
+    kind = cfg.correspondence_loss
+    if kind not in ("triplet", "l1", "none"):
+        raise ValueError(f"unknown loss.correspondence_loss {kind!r}; "
+                         f"choose 'triplet', 'l1' or 'none'")
+    if kind == "none" or "query" not in aux:
+        return fake.new_zeros((), dtype=torch.float32)
+    if corr is None or corr_mask is None:
+        raise ValueError(f"loss.correspondence_loss={kind!r} needs corr and corr_mask")
+    if kind == "triplet":
+        return triplet(aux["query"], aux["key"], corr, corr_mask, cfg.margin, generator)
+    if "attention" not in aux:
+        raise ValueError("loss.correspondence_loss='l1' needs the attention map: call the "
+                         "generator with return_attention=True")
+    return attention_l1(aux["attention"], corr, corr_mask)
+
+
+def discriminator_loss(cfg, d_real, d_fake):
+    """LSGAN discriminator objective; returns (total, {"d_real", "d_fake"}) detached terms."""
+    real = ((d_real.float() - 1.0) ** 2).mean()
+    fake = (d_fake.float() ** 2).mean()
+    return 0.5 * (real + fake), {"d_real": real.detach(), "d_fake": fake.detach()}

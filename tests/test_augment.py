@@ -1,0 +1,106 @@
+"""Augmented-self reference: a(), the TPS warp, its correspondence, zero references, determinism."""
+import pytest
+import torch
+
+from paperlib.augment import augmented_self, cell_centres, color_shift, feature_grid
+from paperlib.config import DataConfig
+
+
+def _coord_image(b, h):
+    """(B,3,H,W) whose channels 0/1 hold each pixel's own normalised x/y centre."""
+    c = (torch.arange(h, dtype=torch.float32) * 2 + 1) / h - 1
+    yy, xx = torch.meshgrid(c, c, indexing="ij")
+    return torch.stack([xx, yy, torch.zeros_like(xx)])[None].repeat(b, 1, 1, 1), xx, yy
+
+
+def test_feature_grid():
+    assert feature_grid(256) == 16 and feature_grid(64) == 4
+    with pytest.raises(ValueError, match="100"):
+        feature_grid(100)
+
+
+def test_color_shift_one_constant_per_channel_and_clipped():
+    g = torch.Generator().manual_seed(0)
+    img = torch.rand(6, 3, 32, 32) * 1.6 - 0.8  # headroom of 0.2 on both sides
+    img[:, :, :4] = 1.0  # a saturated band that must stay clipped
+    out = color_shift(img, DataConfig(color_jitter=50.0), g)
+    assert out.min() >= -1 and out.max() <= 1
+    inner = (out - img)[:, :, 8:]  # rows outside the saturated band
+    unclipped = (out[:, :, 8:].abs() < 1)
+    for b in range(6):
+        for c in range(3):
+            d = inner[b, c][unclipped[b, c]]
+            assert d.numel() > 100
+            assert torch.allclose(d, d[0].expand_as(d), atol=1e-5)
+            assert d[0].abs() <= 50 / 127.5 + 1e-6
+    # channels get different offsets (independent draws)
+    offs = (out - img)[:, :, 16, 16]
+    assert offs.std() > 0.05
+
+
+def test_tps_correspondence_is_right_at_256px():
+    """Warp an image that encodes its own coordinates; the returned reference cell must contain
+    the true preimage (found from pixel values) of each sketch cell centre, within half a cell."""
+    h, gf, b = 256, 16, 6
+    img, xx, yy = _coord_image(b, h)
+    out = augmented_self(img, DataConfig(color_jitter=0.0), torch.Generator().manual_seed(3))
+    p = cell_centres(gf)  # (P,2)
+    vals = out["reference"][:, :2].flatten(2).transpose(1, 2)  # (B,HW,2) source coords shown
+    dist, arg = torch.cdist(p[None].expand(b, -1, -1).contiguous(), vals).min(2)  # (B,P)
+    pix = torch.stack([xx.reshape(-1), yy.reshape(-1)], 1)  # (HW,2)
+    preimage = pix[arg]  # (B,P,2)
+    in_image = dist < 3.0 / h  # the content of p is visible in the reference
+    assert in_image.float().mean() > 0.5  # the warp keeps most content
+    chosen = p[out["corr"]]  # (B,P,2) centre of the returned reference cell
+    right = (preimage - chosen).abs().max(-1).values <= 1.0 / gf + 1.0 / h
+    good = right & out["corr_mask"] & in_image
+    assert good.sum() / in_image.sum() >= 0.95
+    assert out["corr"].dtype == torch.int64 and out["corr"].shape == (b, gf * gf)
+    # where the mask says "gone", the content really is (nearly) absent
+    gone = ~out["corr_mask"]
+    assert (dist[gone] > 1.0 / h).float().mean() > 0.9
+
+
+def test_zero_warp_is_identity():
+    img = torch.rand(2, 3, 64, 64) * 2 - 1
+    cfg = DataConfig(color_jitter=0.0, tps_scale=0.0)
+    out = augmented_self(img, cfg, torch.Generator().manual_seed(0))
+    assert torch.allclose(out["reference"], img, atol=1e-4)
+    assert torch.equal(out["corr"], torch.arange(16).expand(2, 16))
+    assert out["corr_mask"].all() and out["has_reference"].all()
+
+
+def test_warp_fills_uncovered_area_with_white():
+    img = -torch.ones(4, 3, 64, 64)  # black image: anything not black came from the padding
+    out = augmented_self(img, DataConfig(color_jitter=0.0, tps_scale=0.25),
+                         torch.Generator().manual_seed(1))
+    ref = out["reference"]
+    assert ref.max() > 0.99 and ref.min() >= -1 - 1e-5  # white appears, nothing darker than ink
+
+
+def test_zero_reference():
+    img = torch.rand(8, 3, 32, 32) * 2 - 1
+    out = augmented_self(img, DataConfig(no_reference_prob=1.0), torch.Generator().manual_seed(0))
+    assert not out["has_reference"].any() and not out["corr_mask"].any()
+    assert torch.equal(out["reference"], torch.zeros_like(img))
+    half = augmented_self(torch.rand(400, 3, 16, 16), DataConfig(no_reference_prob=0.1),
+                          torch.Generator().manual_seed(0))
+    frac = 1 - half["has_reference"].float().mean()
+    assert 0.05 < frac < 0.17
+    assert (half["reference"][~half["has_reference"]] == 0).all()
+
+
+def test_same_seed_same_batch():
+    img = torch.rand(4, 3, 32, 32) * 2 - 1
+    cfg = DataConfig(no_reference_prob=0.5)
+    a = augmented_self(img, cfg, torch.Generator().manual_seed(7))
+    b = augmented_self(img, cfg, torch.Generator().manual_seed(7))
+    c = augmented_self(img, cfg, torch.Generator().manual_seed(8))
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    assert not torch.equal(a["target"], c["target"])
+
+
+def test_rejects_non_square():
+    with pytest.raises(ValueError, match="square"):
+        augmented_self(torch.zeros(1, 3, 32, 64), DataConfig(), torch.Generator())

@@ -1,0 +1,143 @@
+import numpy as np
+import pytest
+import torch
+
+from paperlib import fid
+
+
+def synthetic_images(n: int, size: int = 48, seed: int = 0) -> torch.Tensor:
+    """Flat-coloured discs and bars on white, as (n, 3, size, size) in [-1, 1]."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:size, :size]
+    imgs = np.ones((n, size, size, 3))
+    for img in imgs:
+        for _ in range(3):
+            cy, cx, r = rng.integers(8, size - 8, 2).tolist() + [int(rng.integers(4, size // 3))]
+            img[(yy - cy) ** 2 + (xx - cx) ** 2 < r * r] = rng.random(3)
+        row = int(rng.integers(0, size - 6))
+        img[row:row + 4, :] = rng.random(3)
+    return torch.from_numpy(imgs).permute(0, 3, 1, 2).float() * 2 - 1
+
+
+@pytest.fixture(scope="module")
+def converted(tmp_path_factory):
+    return fid.convert_fid_weights(tmp_path_factory.mktemp("fid") / fid.CONVERTED_NAME)
+
+
+@pytest.fixture(scope="module")
+def model(converted):
+    return fid.inception(weights=converted)
+
+
+def test_conversion_matches_torchscript_features_and_fid(converted, model):
+    x = synthetic_images(6)
+    ours = fid.activations([x[:4], x[4:]], model)  # iterable of batches
+    theirs = fid.torchscript_features((x + 1) / 2).double().numpy()
+    assert ours.shape == (6, 2048)
+    assert np.abs(ours).max() > 0.1  # real features, not zeros
+    assert np.abs(ours - theirs).max() < 1e-5
+    a, b = fid.fid_from_activations(ours[:3], ours[3:]), fid.fid_from_activations(theirs[:3], theirs[3:])
+    assert a > 1.0
+    assert abs(a - b) / a < 1e-6
+    assert fid.activations(x[:2], model) == pytest.approx(ours[:2], abs=1e-5)  # tensor input
+
+
+def test_conversion_exact_in_float64(converted):
+    # Same network, same preprocessing: in float64 only summation order differs.
+    x01 = (synthetic_images(4, seed=3).double() + 1) / 2
+    with torch.no_grad():
+        ours = fid.inception(weights=converted).double()(x01)[0].flatten(1).numpy()  # (4, 2048)
+    theirs = fid.torchscript_features(x01).numpy()
+    assert np.abs(ours - theirs).max() < 1e-10
+    a, b = fid.fid_from_activations(ours[:2], ours[2:]), fid.fid_from_activations(theirs[:2], theirs[2:])
+    assert abs(a - b) / a < 1e-10
+
+
+def test_wrong_branch_assignment_changes_features(converted, model):
+    # Two same-shape branches swapped still load; the features must then differ clearly.
+    sd = fid.fid_state_dict(converted)
+    for t in ("conv.weight", "bn.bias", "bn.running_mean", "bn.running_var"):
+        a, b = f"Mixed_7c.branch3x3_2a.{t}", f"Mixed_7c.branch3x3dbl_3a.{t}"
+        sd[a], sd[b] = sd[b].clone(), sd[a].clone()
+    torch.save({k: v for k, v in sd.items() if not k.startswith("fc.")}, converted.parent / "swapped.pth")
+    swapped = fid.inception(weights=converted.parent / "swapped.pth")
+    x = synthetic_images(2, seed=1)
+    diff = np.abs(fid.activations(x, model) - fid.activations(x, swapped)).max()
+    assert diff > 1e-2
+
+
+def test_conversion_is_idempotent_and_checked(converted):
+    mtime = converted.stat().st_mtime_ns
+    assert fid.convert_fid_weights(converted) == converted
+    assert converted.stat().st_mtime_ns == mtime
+    ts = dict(fid._load_torchscript().state_dict())
+    missing = dict(ts)
+    missing.pop("net.layers.mixed_4.tower_1.conv_3.mean")
+    with pytest.raises(KeyError, match="unfilled"):
+        fid._convert(missing)
+    unknown = dict(ts)
+    unknown["net.layers.mixed_9.tower_3_conv.weight"] = unknown["net.layers.mixed_9.conv.weight"]
+    with pytest.raises(KeyError, match="tower_3_conv"):
+        fid._convert(unknown)
+
+
+def test_original_weights_preferred_and_compared(converted, tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    monkeypatch.setenv("PAPERLIB_CACHE", str(converted.parent.parent))
+    (converted.parent.parent / "fid").mkdir(exist_ok=True)
+    assert fid.original_weights_path() is None and fid.compare_with_original() is None
+    (tmp_path / "hub" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "hub" / "checkpoints" / fid.ORIGINAL_NAME).write_bytes(converted.read_bytes())
+    assert "original" in fid.network_name()
+    assert fid.compare_with_original(n_images=1) < 1e-6
+
+
+def test_frechet_distance_analytic():
+    rng = np.random.default_rng(0)
+    m = rng.normal(size=(8, 8))
+    cov = m @ m.T + np.eye(8)
+    mu1, mu2 = rng.normal(size=8), rng.normal(size=8)
+    assert abs(fid.frechet_distance(mu1, cov, mu1, cov)) < 1e-8
+    assert fid.frechet_distance(mu1, cov, mu2, cov) == pytest.approx(np.sum((mu1 - mu2) ** 2), rel=1e-8)
+    assert fid.frechet_distance(mu1, cov, mu1, 4 * cov) == pytest.approx(np.trace(cov), rel=1e-8)
+
+
+@pytest.mark.parametrize("n", [6, 40])  # rank-deficient and full-rank covariances
+def test_lowrank_fid_matches_pytorch_fid(n):
+    rng = np.random.default_rng(n)
+    a, b = rng.normal(size=(n, 16)), rng.normal(size=(n + 3, 16)) * 1.5 + 0.3
+    ref = fid.frechet_distance(*fid.stats(a), *fid.stats(b))  # pytorch-fid's sqrtm path
+    assert fid.fid_lowrank(a, b) == pytest.approx(ref, rel=1e-5)
+
+
+def test_kid_and_bootstrap():
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(200, 32)), rng.normal(size=(200, 32))
+    same, same_sd = fid.kid(a, b, subsets=20, subset_size=100)
+    shifted, _ = fid.kid(a, b + 0.5, subsets=20, subset_size=100)
+    assert abs(same) < 3 * same_sd + 1e-3
+    assert shifted > 10 * max(abs(same), same_sd)
+    lo, hi = fid.fid_bootstrap(a, b + 0.5, n=50, seed=1)
+    assert lo < fid.fid_from_activations(a, b + 0.5) < hi
+    assert (lo, hi) == fid.fid_bootstrap(a, b + 0.5, n=50, seed=1)
+
+
+def test_reference_stats_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("PAPERLIB_CACHE", str(tmp_path))
+    acts = np.random.default_rng(0).normal(size=(10, 4)).astype(np.float32)
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return acts
+
+    key = {"dataset": "openmoji", "split": "test", "resolution": 64}
+    mu, sigma, n = fid.reference_stats(key, compute)
+    assert n == 10 and np.allclose(mu, acts.mean(0)) and sigma.shape == (4, 4)
+    fid.reference_stats(key, compute)
+    assert len(calls) == 1  # second call served from the cache
+    fid.reference_stats({**key, "resolution": 128}, compute)
+    assert len(calls) == 2  # any key change recomputes
+    assert np.allclose(fid.reference_activations(key, compute), acts)
+    with pytest.raises(KeyError, match="split"):
+        fid.reference_stats({"dataset": "openmoji", "resolution": 64}, compute)

@@ -1,0 +1,123 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+from paperlib import metrics
+
+
+def textured_pair(seed: int = 0, size: int = 40):
+    """Two related images in [-1, 1], (2, 3, size, size): smooth pattern and a noisy copy."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:size, :size] / size
+    base = np.stack([np.sin(6 * xx + c) * np.cos(4 * yy - c) for c in range(3)], 0) * 0.8
+    x = np.stack([base, np.roll(base, 3, axis=2)])
+    y = np.clip(x + rng.normal(0, 0.15, x.shape), -1, 1)
+    return torch.from_numpy(x).float(), torch.from_numpy(y).float()
+
+
+def test_ssim_identity_and_skimage_reference():
+    x, y = textured_pair()
+    assert metrics.ssim(x, x) == pytest.approx([1.0, 1.0], abs=1e-12)
+    ours = metrics.ssim(x, y)
+    for i in range(2):
+        a = ((x[i].permute(1, 2, 0).double().numpy() + 1) / 2)
+        b = ((y[i].permute(1, 2, 0).double().numpy() + 1) / 2)
+        ref = structural_similarity(a, b, gaussian_weights=True, sigma=1.5, data_range=1.0,
+                                    use_sample_covariance=False, channel_axis=-1)
+        assert ours[i] == pytest.approx(ref, abs=1e-6)
+    assert 0.2 < ours.min() < 0.99
+
+
+def test_psnr_constant_offset_and_skimage():
+    x, y = textured_pair(1)
+    x01 = x * 0.5  # stays inside [-1, 1] after the offset
+    shifted = x01 + 0.2  # 0.1 on the [0, 1] scale -> MSE 0.01 -> 20 dB
+    assert metrics.psnr(x01, shifted) == pytest.approx([20.0, 20.0], abs=1e-4)
+    ref = peak_signal_noise_ratio(((x[0] + 1) / 2).double().numpy(), ((y[0] + 1) / 2).double().numpy(),
+                                  data_range=1.0)
+    assert metrics.psnr(x, y)[0] == pytest.approx(ref, rel=1e-6)
+    assert math.isinf(metrics.psnr(x, x)[0])
+
+
+def region_scene(size: int = 48):
+    """Sketch with 3 closed regions (left box, right box, disc), one 2x2 closed speck, an
+    outer background and an open region touching the border; the target fills each region."""
+    paper = np.ones((size, size), bool)
+    paper[8, 8:41] = paper[40, 8:41] = False  # box top/bottom
+    paper[8:41, 8] = paper[8:41, 40] = paper[8:41, 24] = False  # box sides and divider
+    yy, xx = np.mgrid[:size, :size]
+    ring = np.abs(np.hypot(yy - 24, xx - 32) - 5) < 0.8
+    paper[ring] = False  # a disc inside the right box
+    paper[2:6, 2:6] = False
+    paper[3:5, 3:5] = True  # closed 2x2 speck
+    paper[44:, 20] = False  # a stroke that meets the border: regions beside it stay open
+    sketch = torch.from_numpy(np.where(paper, 1.0, -1.0)).float()[None]  # (1, H, W)
+    img = np.ones((size, size, 3)) * 0.95
+    img[9:40, 9:24] = (0.8, 0.2, 0.2)
+    img[9:40, 25:40] = (0.2, 0.3, 0.8)
+    img[np.hypot(yy - 24, xx - 32) < 4.2] = (0.9, 0.8, 0.1)
+    img[~paper] = 0.0
+    target = torch.from_numpy(img).permute(2, 0, 1).float() * 2 - 1  # (3, H, W)
+    return sketch, target
+
+
+def test_region_color_error_zero_for_ground_truth_and_local_change():
+    sketch, target = region_scene()
+    labels = metrics.sketch_regions(sketch, min_region_px=8)
+    assert labels.max() == 3  # outer background, open region and speck dropped
+    r = metrics.region_color_error(target, target, sketch, min_region_px=8)
+    assert r["n_regions"] == 3 and r["mean_de"] == pytest.approx(0, abs=1e-9)
+    assert r["share_below_jnd"] == 1.0
+    # Repaint the left box only.
+    changed = target.clone()
+    left = torch.zeros_like(changed[0], dtype=torch.bool)
+    left[9:40, 9:24] = True
+    changed[:, left] = torch.tensor([0.2, 0.6, 0.2])[:, None] * 2 - 1
+    r = metrics.region_color_error(changed, target, sketch, min_region_px=8)
+    lid = int(r["labels"][20, 15]) - 1
+    assert r["region_de"][lid] > 20
+    assert np.all(np.delete(r["region_de"], lid) < 1e-9)
+    assert r["share_below_jnd"] == pytest.approx(2 / 3)
+    area = r["region_area"]
+    assert r["mean_de_area"] == pytest.approx(r["region_de"][lid] * area[lid] / area.sum())
+    assert r["mean_de"] == pytest.approx(r["region_de"][lid] / 3)
+    # A slightly stronger change gives a larger error.
+    more = target.clone()
+    more[:, left] = torch.tensor([0.1, 0.8, 0.1])[:, None] * 2 - 1
+    assert metrics.region_color_error(more, target, sketch, 8)["mean_de"] > r["mean_de"]
+
+
+def test_region_color_error_batch_pools_regions():
+    sketch, target = region_scene()
+    changed = target.clone()
+    changed[:, 9:40, 9:24] = 0.0
+    out = torch.stack([target, changed])
+    tgt = torch.stack([target, target])
+    blank = torch.ones_like(sketch)
+    r = metrics.region_color_error(out, tgt, torch.stack([sketch, sketch]), min_region_px=8)
+    single = metrics.region_color_error(changed, target, sketch, min_region_px=8)
+    assert r["n_regions"] == 6 and r["n_images"] == 2 and r["images_without_regions"] == 0
+    assert r["mean_de"] == pytest.approx(single["mean_de"] / 2)
+    r = metrics.region_color_error(out, tgt, torch.stack([sketch, blank]), min_region_px=8)
+    assert r["n_regions"] == 3 and r["images_without_regions"] == 1
+
+
+def test_palette_distance_properties():
+    _, target = region_scene()
+    a = target
+    assert metrics.palette_distance(a, a) == pytest.approx(0, abs=1e-9)
+    assert metrics.palette_distance(a, torch.roll(a, 5, dims=2)) == pytest.approx(0, abs=1e-9)
+    b = (a + torch.tensor([0.1, -0.1, 0.0])[:, None, None]).clamp(-1, 1)
+    c = (a + torch.tensor([0.3, -0.3, 0.0])[:, None, None]).clamp(-1, 1)
+    d_ab, d_ba, d_ac = (metrics.palette_distance(a, b), metrics.palette_distance(b, a),
+                        metrics.palette_distance(a, c))
+    assert d_ab == pytest.approx(d_ba, rel=1e-9)
+    assert 0 < d_ab < d_ac
+    batch = metrics.palette_distance(torch.stack([a, a]), torch.stack([a, c]))
+    assert batch.shape == (2,) and batch[0] == pytest.approx(0, abs=1e-9)
+    assert batch[1] == pytest.approx(d_ac)
+    white = torch.ones_like(a)
+    assert math.isnan(metrics.palette_distance(white, a))
