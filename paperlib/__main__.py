@@ -42,6 +42,7 @@ def main(argv=None) -> int:
     sp.add_argument("--precision", default="fp32,bf16")
     sp.add_argument("--repeats", type=int, default=5)
     sp.add_argument("--no-train", action="store_true", help="time inference only")
+    sp.add_argument("--contiguous", action="store_true", help="NCHW instead of channels_last")
     sp.add_argument("--json", default=None, help="also write the rows to this JSON file")
     sp = sub.add_parser("evaluate", help="FID, KID, SSIM, PSNR and faithfulness of a run")
     sp.add_argument("--checkpoint", required=True, help="run folder or snapshot file")
@@ -82,7 +83,8 @@ def _dispatch(args) -> int:
     elif args.cmd == "bench":
         from . import bench
         rows = bench.run(args.resolution, args.batch, args.width, args.aggregation,
-                         tuple(args.precision.split(",")), args.repeats, train=not args.no_train)
+                         tuple(args.precision.split(",")), args.repeats, train=not args.no_train,
+                         channels_last=not args.contiguous)
         print(bench.format_rows(rows))
         if args.json:
             with open(args.json, "w") as f:

@@ -37,14 +37,16 @@ def matmul_peak(dtype: torch.dtype, n: int = 2048, repeats: int = 5) -> float:
     return 2 * n ** 3 / t / 1e9
 
 
-def bench_config(resolution: int, batch: int, width: float, aggregation: str, precision: str) -> Config:
+def bench_config(resolution: int, batch: int, width: float, aggregation: str, precision: str,
+                 channels_last: bool = True) -> Config:
     c = paper()
     return replace(
         c, profile="bench",
         data=replace(c.data, resolution=resolution),
         model=replace(c.model, width=width, aggregation=aggregation),
         loss=replace(c.loss, random_perceptual_weights=True),
-        train=replace(c.train, batch_size=batch, precision=precision, device="cpu"))
+        train=replace(c.train, batch_size=batch, precision=precision, device="cpu",
+                      channels_last=channels_last))
 
 
 def synthetic_batch(config: Config, seed: int = 0) -> dict:
@@ -52,7 +54,11 @@ def synthetic_batch(config: Config, seed: int = 0) -> dict:
     n, r = config.train.batch_size, config.data.resolution
     image = torch.rand(n, 3, r, r, generator=g) * 2 - 1
     sketch = torch.where(torch.rand(n, 1, r, r, generator=g) < 0.1, -1.0, 1.0)
-    return {"sketch": sketch, **augment.augmented_self(image, config.data, g)}
+    batch = {"sketch": sketch, **augment.augmented_self(image, config.data, g)}
+    if config.train.channels_last:
+        batch = {k: v.contiguous(memory_format=torch.channels_last) if v.dim() == 4 else v
+                 for k, v in batch.items()}
+    return batch
 
 
 def count_flops(fn) -> int:
@@ -62,12 +68,13 @@ def count_flops(fn) -> int:
 
 
 def run(resolution: int = 256, batch: int = 4, width: float = 1.0, aggregation: str = "scft",
-        precisions=("fp32", "bf16"), repeats: int = 5, train: bool = True) -> list[dict]:
+        precisions=("fp32", "bf16"), repeats: int = 5, train: bool = True,
+        channels_last: bool = True) -> list[dict]:
     torch.manual_seed(0)
     peaks = {"fp32": matmul_peak(torch.float32), "bf16": matmul_peak(torch.bfloat16)}
     rows = []
     for precision in precisions:
-        config = bench_config(resolution, batch, width, aggregation, precision)
+        config = bench_config(resolution, batch, width, aggregation, precision, channels_last)
         nets = build_nets(config, torch.device("cpu"))
         batch_t = synthetic_batch(config)
         neg = torch.Generator().manual_seed(0)
@@ -93,7 +100,7 @@ def run(resolution: int = 256, batch: int = 4, width: float = 1.0, aggregation: 
 
 def _row(what, precision, batch, resolution, seconds, flops, peaks) -> dict:
     gflops = flops / seconds / 1e9
-    return {"what": what, "precision": precision, "resolution": resolution, "batch": batch,
+    return {"what": what, "precision": precision, "threads": torch.get_num_threads(), "resolution": resolution, "batch": batch,
             "seconds": seconds, "images_per_sec": batch / seconds,
             "gflop_per_image": flops / batch / 1e9, "achieved_gflops": gflops,
             "peak_fp32_gflops": peaks["fp32"], "peak_bf16_gflops": peaks["bf16"],

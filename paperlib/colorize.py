@@ -60,8 +60,8 @@ def colorize_files(checkpoint, sketch, out, reference=None, device: str = "cpu",
     if not single:
         out.mkdir(parents=True, exist_ok=True)
     written = []
-    for i, s_path in enumerate(tqdm(sketches, disable=not progress or len(sketches) == 1,
-                                    desc="colorize")):
+    for i, s_path in enumerate(tqdm(sketches, desc="colorize",
+                                    **({} if progress and len(sketches) > 1 else {"disable": True}))):
         s = load_sketch(s_path, res, config.data)[None]
         r = load_reference(refs[i % len(refs)], res)[None] if refs else None
         img = to_uint8(colorize_tensors(G, s, r)[0])

@@ -36,6 +36,7 @@ class DataConfig:
     tps_scale: float = 0.25  # [C] control-point displacement U(-s, s) of the image size
     no_reference_prob: float = 0.0  # [S 6.5] probability of a zero reference (0.1 = the 9:1 ratio)
     num_workers: int = 0  # DataLoader worker processes
+    eval_limit: int = 0  # evaluate on at most this many test images (0: the whole split)
 
 
 @dataclass(frozen=True)
@@ -76,7 +77,7 @@ class TrainConfig:
     betas: tuple = (0.5, 0.999)  # [S 6.3] Adam
     decay_start: float = 0.5  # [S 6.3] constant for the first half, then linear to zero
     precision: str = "fp32"  # "fp32", "bf16" (autocast) or "fp16" (autocast with a scaler)
-    channels_last: bool = False
+    channels_last: bool = True  # NHWC: faster oneDNN convolutions on CPU, tensor cores on GPU
     seed: int = 0
     log_every: int = 10  # steps between stats.jsonl lines
     sample_every: int = 200  # steps between sample grids
@@ -102,7 +103,15 @@ def paper() -> Config:
 
 
 def mini() -> Config:
-    """The default CPU reproduction on embedded OpenMoji (see README for why these values)."""
+    """The default CPU reproduction on embedded OpenMoji; every run of `make reproduce` uses it.
+
+    64 px (a 4x4 feature grid) and width 0.5 keep one training step at about 0.5 s on two
+    cores in bf16, so eleven 400-step runs (two seeds of five ablation arms and the
+    no-reference run) fit the 90-minute budget. 400 steps are ~1/1000 of the paper's schedule,
+    so the learning rates are 5x the paper's (ratio G:D kept at 1:2): at 1e-4 the N(0, 0.02)
+    initialisation leaves the SCFT queries and keys near zero and the triplet loss does not
+    move from its margin within the budget.
+    """
     c = paper()
     return replace(
         c,
@@ -110,8 +119,9 @@ def mini() -> Config:
         data=replace(c.data, resolution=64, num_workers=0),
         model=replace(c.model, width=0.5),
         loss=replace(c.loss, perceptual_net="vgg16-hed"),
-        train=replace(c.train, batch_size=16, max_steps=1500, precision="bf16", log_every=25,
-                      sample_every=500, checkpoint_every=250),
+        train=replace(c.train, batch_size=16, max_steps=400, lr_g=5e-4, lr_d=1e-3,
+                      precision="bf16", channels_last=True, log_every=10, sample_every=200,
+                      checkpoint_every=100),
     )
 
 
@@ -121,10 +131,11 @@ def smoke() -> Config:
     return replace(
         c,
         profile="smoke",
-        data=replace(c.data, resolution=32),
+        data=replace(c.data, resolution=32, eval_limit=24),
         model=replace(c.model, width=0.25),
         loss=replace(c.loss, random_perceptual_weights=False),
-        train=replace(c.train, batch_size=4, max_steps=4, precision="fp32", log_every=1,
+        train=replace(c.train, batch_size=4, max_steps=4, precision="fp32", channels_last=False,
+                      log_every=1,
                       sample_every=2, checkpoint_every=2),
     )
 

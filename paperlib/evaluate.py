@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +31,9 @@ def git_commit() -> str:
     try:
         out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
                              text=True, cwd=Path(__file__).parent, timeout=10)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+        # only the package decides the numbers; notebooks and results change during a reproduction
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--",
+                                "paperlib"],
                                capture_output=True, text=True, cwd=Path(__file__).parent,
                                timeout=10).stdout.strip()
         return out.stdout.strip() + ("+dirty" if dirty else "") if out.returncode == 0 else "unknown"
@@ -55,12 +58,13 @@ def generate(G, dataset, *, batch_size: int = 32, seed: int = 0, no_reference: b
     items = [dataset[i] for i in range(n)]
     image = torch.stack([it["image"] for it in items])  # (N,3,H,W)
     sketch = torch.stack([it["sketch"] for it in items])  # (N,1,H,W)
-    cfg = override(data_cfg, {"no_reference_prob": 0.0})
+    cfg = replace(data_cfg, no_reference_prob=0.0)
     aug = augment.augmented_self(image, cfg, torch.Generator().manual_seed(seed))
     cross = derangement(n, seed)
     device = next(G.parameters()).device
     self_out, cross_out = [], []
-    for s in tqdm(range(0, n, batch_size), desc="generate", disable=not progress):
+    for s in tqdm(range(0, n, batch_size), desc="generate",
+                  **({} if progress else {"disable": True})):
         sl = slice(s, s + batch_size)
         sk = sketch[sl].to(device)
         ref_self = None if no_reference else aug["reference"][sl].to(device)
@@ -83,6 +87,7 @@ def evaluate(run_or_file, *, dataset: str | None = None, root: str | None = None
         sets["root"] = root
     data_cfg = override(config, {f"data.{k}": v for k, v in sets.items()}).data
     ds = build_dataset(data_cfg, split)
+    limit = limit or data_cfg.eval_limit
     if limit:
         ds = torch.utils.data.Subset(ds, range(min(limit, len(ds))))
     out = generate(G, ds, batch_size=batch_size, seed=seed, no_reference=no_reference,

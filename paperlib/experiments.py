@@ -27,13 +27,20 @@ RUNS: dict[str, tuple[str, dict]] = {
                   {"loss.correspondence_loss": "none"}),
     "scft-noref": ("SCFT + triplet, zero reference 1 time in 10 [S 6.5]",
                    {"data.no_reference_prob": 0.1}),
+    # bf16 must not cost quality: a short run in each precision, same seed and data order.
+    "short-fp32": ("the full method, first quarter of the steps, float32",
+                   lambda c: {"train.precision": "fp32", "train.max_steps": max(2, c.train.max_steps // 4)}),
+    "short-bf16": ("the full method, first quarter of the steps, bf16 autocast",
+                   lambda c: {"train.precision": "bf16", "train.max_steps": max(2, c.train.max_steps // 4)}),
 }
 
 
 def run_config(profile: str, name: str, seed: int = 0, dataset: str = "openmoji") -> Config:
     if name not in RUNS:
         raise ValueError(f"unknown run {name!r}; known: {sorted(RUNS)}")
-    c = override(get_profile(profile), {"data.dataset": dataset, **RUNS[name][1]})
+    c = override(get_profile(profile), {"data.dataset": dataset})
+    sets = RUNS[name][1]
+    c = override(c, sets(c) if callable(sets) else sets)
     return override(c, {"train.seed": seed})
 
 
@@ -66,7 +73,7 @@ def metrics_table(profile: str, names=None, seeds=(0,), **filters) -> pd.DataFra
     from .evaluate import read_metrics
 
     frames = []
-    for name in names or RUNS:
+    for name in names or [n for n in RUNS if not n.startswith("short-")]:
         for seed in seeds:
             rows = read_metrics(run_path(profile, name, seed), **filters)
             for r in rows:
@@ -159,3 +166,31 @@ def save_table(table: pd.DataFrame, name: str, results, prov: dict, note: str = 
     (results / f"{name}.md").write_text("\n".join(md) + "\n")
     return results / f"{name}.md"
 
+
+
+def precision_report(profile: str, main_run: str, batch: dict, seed: int = 0) -> pd.DataFrame:
+    """Does bf16 cost quality? (1) the main model's outputs in bf16 vs float32 on `batch`;
+    (2) the short float32 and bf16 runs' losses over their last quarter of log lines."""
+    import torch
+
+    from .snapshot import load_generator
+    from .viz import read_stats
+
+    G, _, _ = load_generator(run_path(profile, main_run, seed))
+    with torch.no_grad():
+        ref32, _ = G(batch["sketch"], batch["reference"])
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            ref16, _ = G(batch["sketch"], batch["reference"])
+    diff = (ref16.float() - ref32).abs()
+    rows = [("outputs: mean |bf16 - fp32| (of range 2)", float(diff.mean())),
+            ("outputs: max |bf16 - fp32|", float(diff.max())),
+            ("outputs: PSNR bf16 vs fp32 (dB)",
+             float(10 * torch.log10(4 / (diff ** 2).mean().clamp(min=1e-12))))]
+    stats = {p: read_stats(run_path(profile, f"short-{p}", seed)) for p in ("fp32", "bf16")}
+    for term in ("g_rec", "g_tr", "g_perc", "g_style", "g_adv", "d_total"):
+        for p, lines in stats.items():
+            tail = lines[-max(1, len(lines) // 4):]
+            if tail:
+                rows.append((f"short run {p}: {term} (last quarter mean)",
+                             sum(x[term] for x in tail) / len(tail)))
+    return pd.DataFrame(rows, columns=["quantity", "value"])

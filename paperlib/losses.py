@@ -36,18 +36,24 @@ def lsgan_g(fake_logits: torch.Tensor) -> torch.Tensor:
 # -------------------------------------------------------------------- VGG feature terms
 
 def perceptual(feats_fake: dict, feats_real: dict) -> torch.Tensor:
-    """L_perc = sum over layers of the mean L1 distance of the activations [P Eq. 8]."""
-    terms = [F.l1_loss(feats_fake[k].float(), feats_real[k].float()) for k in feats_fake]
+    """L_perc = sum over layers of the mean L1 distance of the activations [P Eq. 8].
+
+    Written as (a - b).abs().mean() rather than F.l1_loss: autocast would cast both full-size
+    feature maps to float32 first (the largest copies of a bf16 step); the mean still
+    accumulates in float32."""
+    terms = [(feats_fake[k] - feats_real[k]).abs().mean().float() for k in feats_fake]
     return torch.stack(terms).sum()
 
 
 def gram(x: torch.Tensor) -> torch.Tensor:
-    """Gram matrix (B, C, C) of features (B, C, H, W), divided by C*H*W; always float32."""
+    """Gram matrix (B, C, C) of features (B, C, H, W), divided by C*H*W; returned in float32.
+
+    The product runs in the features' dtype: bf16 matrix units accumulate the sum over H*W in
+    float32 and round only the C x C result, whereas casting the full (C, H*W) map to float32
+    first costs more than the product itself on a CPU."""
     b, c, h, w = x.shape
-    # bmm would be re-cast to bf16 under autocast; sums over H*W need float32
-    with torch.autocast(device_type=x.device.type, enabled=False):
-        f = x.float().reshape(b, c, h * w)  # (B, C, HW)
-        return torch.bmm(f, f.transpose(1, 2)) / (c * h * w)
+    f = x.reshape(b, c, h * w)  # (B, C, HW)
+    return (torch.bmm(f, f.transpose(1, 2)).float() / (c * h * w))
 
 
 def style(feats_fake: dict, feats_real: dict) -> torch.Tensor:

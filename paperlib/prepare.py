@@ -16,7 +16,7 @@ def prepare(config: Config) -> dict:
     if config.data.dataset == "openmoji":
         from .openmoji import openmoji_counts
         counts.update({k: v for k, v in openmoji_counts(config.data).items() if k not in counts})
-    counts["fid_weights"] = str(fid.ensure_fid_weights().name)
+    counts["fid_weights"] = str(fid.convert_fid_weights().name)
     return counts
 
 

@@ -87,8 +87,8 @@ def build_nets(config: Config, device: torch.device) -> Nets:
         D = D.to(memory_format=torch.channels_last)
     vgg = build_perceptual(config.loss).to(device)
     t = config.train
-    opt_g = torch.optim.Adam(G.parameters(), lr=t.lr_g, betas=tuple(t.betas))
-    opt_d = torch.optim.Adam(D.parameters(), lr=t.lr_d, betas=tuple(t.betas))
+    opt_g = torch.optim.Adam(G.parameters(), lr=t.lr_g, betas=tuple(t.betas), fused=True)
+    opt_d = torch.optim.Adam(D.parameters(), lr=t.lr_d, betas=tuple(t.betas), fused=True)
     scaler = torch.amp.GradScaler(device.type, enabled=(t.precision == "fp16"))
     return Nets(G, D, vgg, opt_g, opt_d, scaler)
 
@@ -282,8 +282,9 @@ def train(config: Config, run_dir: str | os.PathLike, *, stop_at_step: int | Non
     end = total if stop_at_step is None else min(total, stop_at_step)
     stats_file = run_dir / "stats.jsonl"
     last: dict = {}
-    bar = tqdm(total=total, initial=step, disable=not (progress and main), desc=run_dir.name,
-               dynamic_ncols=True)
+    # disable is passed only to silence: left unset, tqdm honours TQDM_DISABLE=1
+    bar = tqdm(total=total, initial=step, desc=run_dir.name, dynamic_ncols=True,
+               **({} if progress and main else {"disable": True}))
     data_iter = batches_from(dataset, order, step, config.data.num_workers)
     window_t, window_n = time.perf_counter(), 0
     nets.G.train(), nets.D.train()
