@@ -23,7 +23,7 @@ reproduce: $(STAMP)
 	$(PY) -m paperlib reproduce --profile $(PROFILE)
 
 test: $(STAMP)
-	PAPERLIB_PROFILE=smoke TQDM_DISABLE=1 $(PY) -m pytest -q --nbval-lax -p no:cacheprovider
+	PAPERLIB_PROFILE=smoke TQDM_DISABLE=1 $(PY) -m pytest -q --nbval-lax --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider
 
 bench: $(STAMP)
 	$(PY) -m paperlib bench

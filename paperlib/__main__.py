@@ -43,6 +43,8 @@ def main(argv=None) -> int:
     sp.add_argument("--repeats", type=int, default=5)
     sp.add_argument("--no-train", action="store_true", help="time inference only")
     sp.add_argument("--contiguous", action="store_true", help="NCHW instead of channels_last")
+    sp.add_argument("--data", action="store_true",
+                    help="time the data pipeline (OpenMoji, 128 and 256 px) instead of the networks")
     sp.add_argument("--json", default=None, help="also write the rows to this JSON file")
     sp = sub.add_parser("evaluate", help="FID, KID, SSIM, PSNR and faithfulness of a run")
     sp.add_argument("--checkpoint", required=True, help="run folder or snapshot file")
@@ -82,6 +84,15 @@ def _dispatch(args) -> int:
         print(json.dumps(summary))
     elif args.cmd == "bench":
         from . import bench
+        if args.data:
+            rows = bench.data_rows()
+            for r in rows:
+                print(f"sample pipeline {r['resolution']:4d} px, {r['workers']} workers: "
+                      f"{r['images_per_sec']:8.1f} images/s (median of {r['repeats']})")
+            if args.json:
+                with open(args.json, "w") as f:
+                    json.dump(rows, f, indent=2)
+            return 0
         rows = bench.run(args.resolution, args.batch, args.width, args.aggregation,
                          tuple(args.precision.split(",")), args.repeats, train=not args.no_train,
                          channels_last=not args.contiguous)

@@ -119,3 +119,17 @@ def format_rows(rows: list[dict]) -> str:
         lines.append(f"matmul peak (2048^3, median): fp32 {rows[0]['peak_fp32_gflops']:.0f} GFLOP/s, "
                      f"bf16 {rows[0]['peak_bf16_gflops']:.0f} GFLOP/s")
     return "\n".join(lines)
+
+
+def data_rows(resolutions=(128, 256), workers=(0, 2), repeats: int = 3) -> list[dict]:
+    """Images/s of the whole sample pipeline (cached load, sketch, a(), TPS), median of repeats."""
+    from .augment import bench_pipeline
+
+    rows = []
+    for res in resolutions:
+        for w in workers:
+            runs = [bench_pipeline(res, batch_size=16, n_batches=20, num_workers=w)
+                    for _ in range(repeats)]
+            rows.append({"what": "sample pipeline", "resolution": res, "workers": w,
+                         "images_per_sec": statistics.median(runs), "repeats": repeats})
+    return rows

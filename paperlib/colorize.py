@@ -9,10 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from .imageio import BadImageError, load_rgb, resize_center_crop, to_tensor, to_uint8
-from .sketch import binarize_sketch_image
+from .sketch import binarize_sketch_image, sketch_tensor
 from .snapshot import load_generator
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
@@ -28,8 +28,9 @@ def colorize_tensors(G, sketch: torch.Tensor, reference: torch.Tensor | None = N
 
 
 def load_sketch(path, resolution: int, data_cfg) -> torch.Tensor:
+    """(1, H, W) in {-1, +1}: a line drawing thresholded, a colour image through XDoG."""
     img = resize_center_crop(load_rgb(path), resolution)
-    return binarize_sketch_image(img, data_cfg)
+    return sketch_tensor(binarize_sketch_image(img, data_cfg))
 
 
 def load_reference(path, resolution: int) -> torch.Tensor:

@@ -46,7 +46,7 @@ def list_images(root) -> list[str]:
 
 def _validate(root: Path, rel_paths: list[str]) -> tuple[list[str], list[str]]:
     """Split into (readable, unreadable) by a header check, once, with a progress bar."""
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     good, bad = [], []
     for rel in tqdm(rel_paths, desc=f"checking images in {root.name}"):

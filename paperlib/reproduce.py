@@ -14,14 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-
-def repo_root(start: str | os.PathLike | None = None) -> Path:
-    """The nearest folder at or above `start` (default: cwd) holding pyproject.toml."""
-    p = Path(start or os.getcwd()).resolve()
-    for candidate in (p, *p.parents):
-        if (candidate / "pyproject.toml").exists() and (candidate / "paperlib").is_dir():
-            return candidate
-    return p
+from .paths import repo_root
 
 
 def runs_dir(profile: str) -> Path:

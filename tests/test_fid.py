@@ -141,3 +141,18 @@ def test_reference_stats_cache(tmp_path, monkeypatch):
     assert np.allclose(fid.reference_activations(key, compute), acts)
     with pytest.raises(KeyError, match="split"):
         fid.reference_stats({"dataset": "openmoji", "resolution": 64}, compute)
+
+
+def test_conversion_on_real_rendered_emoji(model, tmp_path, monkeypatch):
+    """The same agreement on real OpenMoji renders (six emoji rendered at 64 px)."""
+    from paperlib.config import DataConfig
+    from paperlib.openmoji import load_openmoji
+
+    monkeypatch.setenv("PAPERLIB_CACHE", str(tmp_path))
+    data = load_openmoji(DataConfig(resolution=64), limit=6)
+    x = torch.from_numpy(data.images).permute(0, 3, 1, 2).float() / 127.5 - 1  # (6,3,64,64)
+    ours = fid.activations(x, model)
+    theirs = fid.torchscript_features((x + 1) / 2).double().numpy()
+    assert np.abs(ours - theirs).max() < 1e-5
+    a, b = fid.fid_from_activations(ours[:3], ours[3:]), fid.fid_from_activations(theirs[:3], theirs[3:])
+    assert a > 1.0 and abs(a - b) / a < 1e-6

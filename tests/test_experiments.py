@@ -1,0 +1,41 @@
+import pytest
+
+from paperlib.config import get_profile
+from paperlib.experiments import RUNS, _verdict, run_config
+from paperlib.paths import atomic_write
+
+
+def test_verdict_reads_gaps_against_the_seed_spread():
+    assert _verdict(1.0, 2.0, 0.5) == "held"
+    assert _verdict(1.0, 1.2, 0.5) == "same direction, inside the seed spread"
+    assert _verdict(2.0, 1.0, 0.1) == "did not hold"
+    assert _verdict(0.9, 0.5, 0.1, lower_is_better=False) == "held"
+
+
+def test_ablations_are_config_values_of_one_profile():
+    base = get_profile("mini")
+    assert run_config("mini", "scft-triplet", 0).model == base.model
+    assert run_config("mini", "add", 1).model.aggregation == "add"
+    assert run_config("mini", "add", 1).loss.correspondence_loss == "none"
+    assert run_config("mini", "add", 1).train.seed == 1
+    assert run_config("mini", "scft-l1").loss.correspondence_loss == "l1"
+    assert run_config("mini", "scft-noref").data.no_reference_prob == 0.1
+    short = run_config("mini", "short-fp32")
+    assert short.train.precision == "fp32" and short.train.max_steps == base.train.max_steps // 4
+    assert set(RUNS) >= {"scft-triplet", "add", "adain", "scft-l1", "scft-none", "scft-noref"}
+    with pytest.raises(ValueError, match="unknown run"):
+        run_config("mini", "nope")
+
+
+def test_atomic_write_leaves_old_file_when_the_writer_fails(tmp_path):
+    target = tmp_path / "f.bin"
+    atomic_write(target, lambda f: f.write(b"old"))
+
+    def broken(f):
+        f.write(b"half")
+        raise RuntimeError("killed")
+
+    with pytest.raises(RuntimeError):
+        atomic_write(target, broken)
+    assert target.read_bytes() == b"old"
+    assert [p.name for p in tmp_path.iterdir()] == ["f.bin"]
