@@ -44,3 +44,28 @@ def test_notebooks_hold_no_long_logic(name):
         if cell["cell_type"] == "code":
             tree = ast.parse("".join(cell["source"]))
             assert not [n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.ClassDef))]
+
+
+def test_executed_copies_are_not_collected_again():
+    """papermill writes executed notebooks to .executed/; pytest must not collect them."""
+    import shutil
+    import subprocess
+    import sys
+
+    root = NB_DIR.parent
+    probe = root / ".executed" / "99_probe.ipynb"
+    probe.parent.mkdir(exist_ok=True)
+    shutil.copyfile(NB_DIR / f"{ORDER[0]}.ipynb", probe)
+    try:
+        out = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "--nbval-lax",
+                              "-p", "no:cacheprovider", "notebooks"], cwd=root, capture_output=True,
+                             text=True, timeout=120).stdout
+        collected_root = subprocess.run(
+            [sys.executable, "-m", "pytest", "--collect-only", "-q", "--nbval-lax",
+             "-p", "no:cacheprovider", ".", "--ignore=tests", "--ignore=notebooks",
+             "--ignore=.venv", "--ignore=runs"], cwd=root,
+            capture_output=True, text=True, timeout=120).stdout
+    finally:
+        probe.unlink()
+    assert "01_data_prep.ipynb" in out
+    assert "99_probe" not in out and "99_probe" not in collected_root
