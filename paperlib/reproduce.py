@@ -8,7 +8,6 @@ complete and continues those that are not.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -39,6 +38,12 @@ def notebooks(only: str | None = None) -> list[Path]:
     return [p for p in found if only is None or only in p.name]
 
 
+def relativise(text: str, root: Path) -> str:
+    """Strip this machine's checkout path from a notebook (papermill's metadata, warnings):
+    committed notebooks name paths relative to the repository root."""
+    return text.replace(str(root) + "/", "")
+
+
 def run_notebooks(profile: str | None = None, only: str | None = None) -> None:
     """Execute the notebooks headless in order with papermill, in the profile given."""
     profile = profile or os.environ.get("PAPERLIB_PROFILE", "mini")
@@ -62,7 +67,7 @@ def run_notebooks(profile: str | None = None, only: str | None = None) -> None:
             raise RuntimeError(f"{nb.name} failed (papermill exit {proc.returncode}); the executed "
                                f"copy with the error is {out}")
         if profile == "mini":
-            shutil.copyfile(out, nb)
+            nb.write_text(relativise(out.read_text(), repo_root()))
         minutes = (time.time() - t0) / 60
         with open(log, "a") as f:
             f.write(f"{nb.name}\t{profile}\t{minutes:.2f}\n")

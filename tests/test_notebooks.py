@@ -69,3 +69,14 @@ def test_executed_copies_are_not_collected_again():
         probe.unlink()
     assert "01_data_prep.ipynb" in out
     assert "99_probe" not in out and "99_probe" not in collected_root
+
+
+def test_committed_notebooks_hold_no_machine_paths():
+    from paperlib.reproduce import relativise
+
+    assert relativise('"input_path": "/home/u/repo/notebooks/a.ipynb"', Path("/home/u/repo")) == \
+        '"input_path": "notebooks/a.ipynb"'
+    for name in ORDER:
+        text = (NB_DIR / f"{name}.ipynb").read_text()
+        assert str(NB_DIR.parent) + "/" not in text
+        assert '"/home/' not in text and '"/root/' not in text
