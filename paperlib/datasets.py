@@ -101,14 +101,20 @@ class FolderDataset(Dataset):
     def _load(self, i):
         return load_rgb(self.root / self.rel_paths[i])
 
-    def __getitem__(self, i):
+    def _load_or_none(self, i):
+        """The decoded image; None when it passed the header check but fails to decode and
+        skip_bad is set (the caller then takes the next file, deterministically)."""
         try:
-            img = self._load(i)
+            return self._load(i)
         except BadImageError:
             if not self.cfg.skip_bad:
                 raise
-            # Passed the header check but fails to decode: use the next file, deterministically.
             warnings.warn(f"unreadable image {self.root / self.rel_paths[i]} replaced by the next")
+            return None
+
+    def __getitem__(self, i):
+        img = self._load_or_none(i)
+        if img is None:
             return self[(i + 1) % len(self)]
         img = resize_center_crop(img, self.cfg.resolution)
         return {"image": to_tensor(img), "sketch": sketch_tensor(xdog(img, self.cfg)),
@@ -134,12 +140,8 @@ class Edges2ShoesDataset(FolderDataset):
 
     def __getitem__(self, i):
         path = self.root / self.rel_paths[i]
-        try:
-            img = self._load(i)
-        except BadImageError:
-            if not self.cfg.skip_bad:
-                raise
-            warnings.warn(f"unreadable image {path} replaced by the next")
+        img = self._load_or_none(i)
+        if img is None:
             return self[(i + 1) % len(self)]
         h, w = img.shape[:2]
         if w < 2 or w % 2:
