@@ -50,6 +50,10 @@ class ModelConfig:
     d_ndf: int = 64  # [C] PatchGAN base width (pix2pix), scaled by `width`
     d_layers: int = 3  # [C] PatchGAN strided layers (70x70 receptive field at 256 px)
     init_std: float = 0.02  # [S 6.3] weights from N(0, 0.02)
+    # "normal": every weight N(0, init_std) [S 6.3]. "kaiming": the encoders' convs (no
+    # normalisation between them) get std sqrt(2 / ((1 + slope^2) fan_in)) so a signal keeps its
+    # scale through ten layers; the rest stays N(0, init_std) [I].
+    init: str = "normal"
 
 
 @dataclass(frozen=True)
@@ -83,6 +87,9 @@ class TrainConfig:
     sample_every: int = 200  # steps between sample grids
     checkpoint_every: int = 100  # steps between resume checkpoints
     snapshot_every: int = 0  # steps between generator-only snapshots (0: only at the end)
+    # Snapshots hold an exponential moving average of G's weights with this decay (0: the raw
+    # weights, as the paper, which does not mention an EMA). [I] for the CPU profiles.
+    ema_decay: float = 0.0
     device: str = "auto"  # "auto", "cpu" or "cuda"
 
 

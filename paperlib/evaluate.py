@@ -6,12 +6,18 @@ Two test settings, both deterministic (fixed seed):
 - cross-reference: sketch of test image i with the reference of test image j != i (a fixed
   derangement), as the paper pairs them at inference; FID/KID against the real test images, and
   the palette distance between output and reference.
+Whether the reference is used at all: the augmented-self output is also made with another test
+image's augmented reference (self_wrong, the same derangement), and the dE00 the right reference
+saves is reported (ref_gain_de_self); cross outputs are compared with their own reference and
+with a third image's reference (palette_follow_cross, below 1 when outputs follow their
+reference). `reference_use` gives these numbers without FID, for learning curves and probes.
 With `no_reference` every reference is the zero-filled image [S 6.5].
 Each metric is one JSON line in the run's metrics.jsonl with its provenance.
 """
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 from dataclasses import replace
 from pathlib import Path
@@ -42,7 +48,9 @@ def git_commit() -> str:
 
 
 def derangement(n: int, seed: int) -> torch.Tensor:
-    """A random permutation with no fixed point: reference j != sketch i."""
+    """A random permutation with no fixed point: reference j != sketch i. It is one n-cycle
+    (perm[k] -> perm[k-1]), so applying it twice is again fixed-point free for n >= 3 and
+    differs from it everywhere (see other_reference_index)."""
     if n < 2:
         raise ValueError("cross-reference evaluation needs at least 2 test images")
     g = torch.Generator().manual_seed(seed)
@@ -50,10 +58,21 @@ def derangement(n: int, seed: int) -> torch.Tensor:
     return torch.roll(perm, 1)[torch.argsort(perm)]
 
 
+def other_reference_index(cross: torch.Tensor) -> torch.Tensor:
+    """For cross output i (sketch i, reference cross[i]), the index of a third test image whose
+    reference it is compared with in palette_follow_cross: cross[cross[i]]. Since derangement
+    is one n-cycle this is neither cross[i] nor, for n >= 3, i itself (whose colours the sketch
+    might hint at); with n = 2 no third image exists and it is i."""
+    return cross[cross]  # (N,)
+
+
 @torch.no_grad()
 def generate(G, dataset, *, batch_size: int = 32, seed: int = 0, no_reference: bool = False,
-             data_cfg=None, progress: bool = True) -> dict[str, torch.Tensor]:
-    """Run the generator over a dataset in both settings; returns CPU tensors."""
+             data_cfg=None, progress: bool = True, attention: bool = False) -> dict:
+    """Run the generator over a dataset in the settings of the module docstring; returns CPU
+    tensors: self, self_wrong (sketch i with the augmented reference of cross[i]) and cross
+    outputs, with the inputs and cross_index (N,). With attention=True also
+    attention_hit_rate on the augmented-self batch (nan when G returns no attention)."""
     n = len(dataset)
     items = [dataset[i] for i in range(n)]
     image = torch.stack([it["image"] for it in items])  # (N,3,H,W)
@@ -62,18 +81,77 @@ def generate(G, dataset, *, batch_size: int = 32, seed: int = 0, no_reference: b
     aug = augment.augmented_self(image, cfg, torch.Generator().manual_seed(seed))
     cross = derangement(n, seed)
     device = next(G.parameters()).device
-    self_out, cross_out = [], []
+    self_out, wrong_out, cross_out = [], [], []
+    hits, valid, has_attention = 0.0, 0, True
     for s in tqdm(range(0, n, batch_size), desc="generate",
                   **({} if progress else {"disable": True})):
         sl = slice(s, s + batch_size)
         sk = sketch[sl].to(device)
         ref_self = None if no_reference else aug["reference"][sl].to(device)
+        ref_wrong = None if no_reference else aug["reference"][cross[sl]].to(device)
         ref_cross = None if no_reference else image[cross[sl]].to(device)
-        self_out.append(G(sk, ref_self)[0].float().cpu())
+        rgb, aux = G(sk, ref_self, return_attention=attention)
+        self_out.append(rgb.float().cpu())
+        # Without references both inputs are the same: the gain is 0 by construction.
+        wrong_out.append(self_out[-1] if no_reference else G(sk, ref_wrong)[0].float().cpu())
         cross_out.append(G(sk, ref_cross)[0].float().cpu())
-    return {"image": image, "sketch": sketch, "target": aug["target"],
-            "reference": aug["reference"], "cross_reference": image[cross],
-            "self": torch.cat(self_out), "cross": torch.cat(cross_out)}
+        if attention and "attention" in aux:
+            mask = aug["corr_mask"][sl]  # (b,P)
+            # Rates weighted by their valid positions add up to the rate over the whole set.
+            hits += metrics.attention_hit_rate(aux["attention"].cpu(), aug["corr"][sl], mask) \
+                * int(mask.sum())
+            valid += int(mask.sum())
+        has_attention = has_attention and "attention" in aux
+    out = {"image": image, "sketch": sketch, "target": aug["target"],
+           "reference": aug["reference"], "cross_reference": image[cross], "cross_index": cross,
+           "self": torch.cat(self_out), "self_wrong": torch.cat(wrong_out),
+           "cross": torch.cat(cross_out)}
+    if attention:
+        out["attention_hit_rate"] = hits / max(valid, 1) if has_attention else math.nan
+    return out
+
+
+def reference_values(out: dict) -> dict[str, float]:
+    """The metrics of generate's output that need no FID network: region colour error of the
+    augmented-self output (dE00, its lightness / chroma / hue split, share below the JND),
+    ref_gain_de_self, palette_cross and palette_follow_cross."""
+    region = metrics.region_color_error(out["self"], out["target"], out["sketch"])
+    wrong = metrics.region_color_error(out["self_wrong"], out["target"], out["sketch"])
+    own = metrics.palette_distance(out["cross"], out["cross_reference"])  # (N,)
+    other_ref = out["image"][other_reference_index(out["cross_index"])]  # (N,3,H,W)
+    other = metrics.palette_distance(out["cross"], other_ref)  # (N,)
+    return {"region_de_self": float(region["mean_de"]),
+            "region_jnd_share_self": float(region["share_below_jnd"]),
+            "region_dl_self": region["mean_dl"], "region_dc_self": region["mean_dc"],
+            "region_dh_self": region["mean_dh"],
+            "ref_gain_de_self": metrics.reference_gain(wrong["region_de"], region["region_de"]),
+            "palette_cross": float(np.nanmean(own)),
+            "palette_follow_cross": metrics.palette_follow_ratio(own, other)}
+
+
+def first_n(dataset, n: int):
+    """The first n items of a dataset (all of it when n is 0 or exceeds its size)."""
+    if n and n < len(dataset):
+        return torch.utils.data.Subset(dataset, range(n))
+    return dataset
+
+
+@torch.no_grad()
+def reference_use(G, data_cfg, *, n: int = 48, seed: int = 0, split: str = "test",
+                  batch_size: int = 48) -> dict[str, float]:
+    """How much the generator uses its reference, on the first n images of a split, without
+    FID (cheap enough for every training snapshot): reference_values plus
+    attention_hit_rate (nan for models without attention). G runs in eval mode; its mode is
+    restored afterwards."""
+    ds = first_n(build_dataset(data_cfg, split), n)
+    was_training = G.training
+    G.eval()
+    try:
+        out = generate(G, ds, batch_size=batch_size, seed=seed, data_cfg=data_cfg,
+                       progress=False, attention=True)
+    finally:
+        G.train(was_training)
+    return {**reference_values(out), "attention_hit_rate": float(out["attention_hit_rate"])}
 
 
 def evaluate(run_or_file, *, dataset: str | None = None, root: str | None = None,
@@ -87,9 +165,7 @@ def evaluate(run_or_file, *, dataset: str | None = None, root: str | None = None
         sets["root"] = root
     data_cfg = override(config, {f"data.{k}": v for k, v in sets.items()}).data
     ds = build_dataset(data_cfg, split)
-    limit = limit or data_cfg.eval_limit
-    if limit:
-        ds = torch.utils.data.Subset(ds, range(min(limit, len(ds))))
+    ds = first_n(ds, limit or data_cfg.eval_limit)
     out = generate(G, ds, batch_size=batch_size, seed=seed, no_reference=no_reference,
                    data_cfg=data_cfg, progress=progress)
     n = out["image"].shape[0]
@@ -103,15 +179,11 @@ def evaluate(run_or_file, *, dataset: str | None = None, root: str | None = None
     for setting in ("cross", "self"):
         acts = fid.activations(out[setting], net, device=device)
         values[f"fid_{setting}"] = fid.fid_from_activations(acts, real_acts)
-        kid_mean, kid_std = fid.kid(acts, real_acts)
+        kid_mean, kid_std = fid.kid(acts, real_acts, subset_size=fid.kid_subset_size(n))
         values[f"kid_{setting}"], values[f"kid_{setting}_sd"] = kid_mean, kid_std
     values["ssim_self"] = float(np.mean(metrics.ssim(out["self"], out["target"])))
     values["psnr_self"] = float(np.mean(metrics.psnr(out["self"], out["target"])))
-    region = metrics.region_color_error(out["self"], out["target"], out["sketch"])
-    values["region_de_self"] = float(region["mean_de"])
-    values["region_jnd_share_self"] = float(region["share_below_jnd"])
-    ref_for_palette = out["cross_reference"]
-    values["palette_cross"] = float(np.nanmean(metrics.palette_distance(out["cross"], ref_for_palette)))
+    values.update(reference_values(out))
 
     prov = {"n": n, "dataset": data_cfg.dataset, "split": split,
             "resolution": data_cfg.resolution, "step": step, "profile": config.profile,

@@ -336,6 +336,14 @@ def fid_bootstrap(a: np.ndarray, b: np.ndarray, n: int = 200, seed: int = 0,
     return float(lo), float(hi)
 
 
+def kid_subset_size(n: int) -> int:
+    """KID subset size for n samples per set: n // 2 (at least 2). Subsets as large as the set
+    all draw the same samples, so the spread over subsets would be 0 and say nothing."""
+    if n < 2:
+        raise ValueError(f"KID needs at least 2 samples per set, got n={n}")
+    return max(2, n // 2)
+
+
 def kid(a: np.ndarray, b: np.ndarray, subsets: int = 100, subset_size: int = 1000,
         seed: int = 0) -> tuple[float, float]:
     """Kernel Inception Distance (Binkowski et al. 2018): unbiased MMD^2 with the cubic

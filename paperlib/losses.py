@@ -119,7 +119,8 @@ def generator_loss(cfg, *, fake, target, d_fake, aux, corr, corr_mask, perceptua
     the generator's aux dict; without a "query" (add/AdaIN models) or with
     correspondence_loss "none" the tr term is 0. The "l1" variant needs aux["attention"].
     """
-    terms = {"rec": reconstruction(fake, target), "adv": lsgan_g(d_fake)}
+    terms = {"rec": reconstruction(fake, target),
+             "adv": lsgan_g(d_fake) if d_fake is not None else _zero(fake)}
     if cfg.lambda_perc or cfg.lambda_style:
         if perceptual_net is None:
             raise ValueError("loss.lambda_perc / loss.lambda_style are non-zero but no "

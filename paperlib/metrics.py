@@ -2,8 +2,11 @@
 
 - ssim / psnr: per-image, on the [0, 1] data range (standard definitions).
 - region_color_error: how well each closed region of the sketch got the ground truth's
-  colour (CIEDE2000 between region mean colours in CIE Lab); stands in for the paper's
-  user-study question on part-by-part colour faithfulness [I].
+  colour (CIEDE2000 between region mean colours in CIE Lab), also split into lightness,
+  chroma and hue differences; stands in for the paper's user-study question on part-by-part
+  colour faithfulness [I].
+- reference_gain / palette_follow_ratio: whether outputs depend on their reference at all
+  (dE00 saved by the right reference; palette distance to the own versus another reference).
 - palette_distance: for cross-reference pairs without ground truth, a sliced Wasserstein
   distance between the output's and the reference's Lab colour distributions [I].
 """
@@ -121,12 +124,31 @@ def _region_mean_lab(lab: np.ndarray, labels: np.ndarray, n: int) -> np.ndarray:
     return sums / area[:, None]
 
 
-def _summary(de: np.ndarray, area: np.ndarray) -> dict:
+def lch_differences(lab1: np.ndarray, lab2: np.ndarray) -> np.ndarray:
+    """|dL*|, |dC*|, |dH*| (n, 3) between Lab colours (n, 3): which of lightness, chroma or hue
+    a colour error lies in. dH* = sqrt(max(dE76^2 - dL*^2 - dC*^2, 0)) (CIE 1976; the max
+    absorbs rounding), so dL*^2 + dC*^2 + dH*^2 = dE76^2."""
+    lab1, lab2 = np.asarray(lab1, np.float64), np.asarray(lab2, np.float64)
+    if lab1.shape != lab2.shape or lab1.ndim != 2 or lab1.shape[1] != 3:
+        raise ValueError(f"need two (n, 3) Lab arrays of equal shape, got {lab1.shape} and "
+                         f"{lab2.shape}")
+    d = lab1 - lab2  # (n, 3)
+    dl = d[:, 0]
+    dc = np.hypot(lab1[:, 1], lab1[:, 2]) - np.hypot(lab2[:, 1], lab2[:, 2])
+    dh = np.sqrt(np.maximum((d * d).sum(1) - dl * dl - dc * dc, 0.0))
+    return np.stack([np.abs(dl), np.abs(dc), dh], axis=1)
+
+
+def _summary(de: np.ndarray, area: np.ndarray, lch: np.ndarray) -> dict:
+    """de, area (n,), lch (n, 3) from lch_differences. The lightness / chroma / hue split is
+    area-weighted: a large region wrongly lit matters more than a speck."""
     if len(de) == 0:
         return {"mean_de": math.nan, "mean_de_area": math.nan, "share_below_jnd": math.nan,
-                "n_regions": 0}
+                "n_regions": 0, "mean_dl": math.nan, "mean_dc": math.nan, "mean_dh": math.nan}
+    split = (lch * area[:, None]).sum(0) / area.sum()  # (3,)
     return {"mean_de": float(de.mean()), "mean_de_area": float((de * area).sum() / area.sum()),
-            "share_below_jnd": float((de < JND_DE).mean()), "n_regions": int(len(de))}
+            "share_below_jnd": float((de < JND_DE).mean()), "n_regions": int(len(de)),
+            "mean_dl": float(split[0]), "mean_dc": float(split[1]), "mean_dh": float(split[2])}
 
 
 def region_color_error(output: torch.Tensor, target: torch.Tensor, sketch: torch.Tensor,
@@ -140,9 +162,10 @@ def region_color_error(output: torch.Tensor, target: torch.Tensor, sketch: torch
     target is taken in CIE Lab (pixels converted with skimage's rgb2lab, sRGB D65, then
     averaged) and compared with CIEDE2000 (Sharma, Wu & Dalal 2005). Returns mean dE over
     regions (mean_de), the area-weighted mean (mean_de_area), the share of regions below the
-    just-noticeable difference JND_DE = 2.3 (share_below_jnd), n_regions, and per region
-    region_de (n,), region_area (n,) and the label map (H, W) (region i has label i + 1).
-    With no region the means are nan."""
+    just-noticeable difference JND_DE = 2.3 (share_below_jnd), n_regions, the area-weighted
+    means of |dL*|, |dC*| and |dH*| between the same region means (mean_dl, mean_dc, mean_dh;
+    see lch_differences), and per region region_de (n,), region_lch (n, 3), region_area (n,)
+    and the label map (H, W) (region i has label i + 1). With no region the means are nan."""
     if output.ndim == 4:
         return region_color_error_batch(output, target, sketch, min_region_px)
     out, tgt = _hwc(output), _hwc(target)
@@ -153,33 +176,65 @@ def region_color_error(output: torch.Tensor, target: torch.Tensor, sketch: torch
         raise ValueError(f"sketch {labels.shape} and image {out.shape[:2]} differ in size")
     n = int(labels.max())
     area = np.bincount(labels.ravel(), minlength=n + 1)[1:].astype(np.float64)
-    if n:
-        de = deltaE_ciede2000(_region_mean_lab(rgb2lab(out), labels, n),
-                              _region_mean_lab(rgb2lab(tgt), labels, n))
-    else:
-        de = np.zeros(0)
-    return {**_summary(de, area), "region_de": de, "region_area": area, "labels": labels}
+    lab_out = _region_mean_lab(rgb2lab(out), labels, n)  # (n, 3)
+    lab_tgt = _region_mean_lab(rgb2lab(tgt), labels, n)
+    de = deltaE_ciede2000(lab_out, lab_tgt) if n else np.zeros(0)
+    lch = lch_differences(lab_out, lab_tgt)  # (n, 3)
+    return {**_summary(de, area, lch), "region_de": de, "region_lch": lch, "region_area": area,
+            "labels": labels}
 
 
 def region_color_error_batch(output: torch.Tensor, target: torch.Tensor, sketch: torch.Tensor,
                              min_region_px: int = 16) -> dict:
     """region_color_error over a batch ((B,3,H,W), (B,3,H,W), (B,1,H,W)), with the regions
     of all images pooled (each region counts once): mean_de, mean_de_area, share_below_jnd,
-    n_regions, region_de and region_area (concatenated over images), n_images and
-    images_without_regions (images whose sketch has no closed region)."""
+    n_regions, mean_dl, mean_dc, mean_dh, region_de, region_lch and region_area (concatenated
+    over images), n_images and images_without_regions (images whose sketch has no closed
+    region)."""
     _check_pair(output, target, "region_color_error_batch")
     if sketch.ndim != 4 or sketch.shape[0] != output.shape[0] or sketch.shape[1] != 1:
         raise ValueError(f"sketch must be (B, 1, H, W) matching output {tuple(output.shape)}, "
                          f"got {tuple(sketch.shape)}")
-    des, areas, empty = [], [], 0
+    des, lchs, areas, empty = [], [], [], 0
     for o, t, s in zip(output, target, sketch):
         r = region_color_error(o, t, s, min_region_px)  # o, t: (3,H,W); s: (1,H,W)
         des.append(r["region_de"])
+        lchs.append(r["region_lch"])
         areas.append(r["region_area"])
         empty += r["n_regions"] == 0
-    de, area = np.concatenate(des), np.concatenate(areas)
-    return {**_summary(de, area), "region_de": de, "region_area": area,
+    de, lch, area = np.concatenate(des), np.concatenate(lchs), np.concatenate(areas)
+    return {**_summary(de, area, lch), "region_de": de, "region_lch": lch, "region_area": area,
             "n_images": int(output.shape[0]), "images_without_regions": int(empty)}
+
+
+# --- does the output depend on its reference? --------------------------------------------
+
+
+def reference_gain(de_wrong, de_own) -> float:
+    """dE00 the right reference saves: nan-mean of the errors with another image's reference
+    (de_wrong) minus nan-mean of the errors with the image's own reference (de_own), e.g. the
+    region_de arrays of region_color_error. About 0 for a model that ignores its reference,
+    however good its colours; nan when either side has no finite value (no closed region)."""
+    wrong, own = np.asarray(de_wrong, np.float64), np.asarray(de_own, np.float64)
+    if not (np.isfinite(wrong).any() and np.isfinite(own).any()):
+        return math.nan
+    return float(np.nanmean(wrong) - np.nanmean(own))
+
+
+def palette_follow_ratio(dist_own, dist_other) -> float:
+    """nan-mean palette distance of outputs to their own reference (dist_own) over the nan-mean
+    distance to another image's reference (dist_other). Below 1: outputs take their colours
+    from their reference; about 1: the reference makes no difference to the palette."""
+    own, other = np.asarray(dist_own, np.float64), np.asarray(dist_other, np.float64)
+    for name, d in (("dist_own", own), ("dist_other", other)):
+        if not np.isfinite(d).any():
+            raise ValueError(f"palette_follow_ratio: {name} holds no finite distance "
+                             f"(shape {d.shape}); every pair was empty or all background")
+    denominator = np.nanmean(other)
+    if denominator <= 0:
+        raise ValueError(f"palette_follow_ratio: mean distance to other references is "
+                         f"{denominator}, the ratio is undefined")
+    return float(np.nanmean(own) / denominator)
 
 
 # --- colour distribution distance for cross-reference pairs ------------------------------

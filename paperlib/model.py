@@ -74,6 +74,8 @@ class Encoder(nn.Module):
             self.convs.append(nn.Conv2d(cin, cout, 3, stride=stride, padding=1))
             cin = cout
         self.slope = cfg.leaky_slope
+        if cfg.init not in ("normal", "kaiming"):
+            raise ValueError(f"unknown model.init {cfg.init!r}; choose 'normal' or 'kaiming'")
 
     @property
     def out_channels(self) -> int:
@@ -221,6 +223,12 @@ class Generator(nn.Module):
                              f"upsamples by 2 per stage)")
         self.decoder = Decoder(c, [self.enc_s.channels[i] for i in self.skip_index])
         init_weights(self, cfg.init_std)
+        if cfg.init == "kaiming":
+            # At N(0, 0.02) each unnormalised encoder layer shrinks its input ~5-10x, so the
+            # deep layers of E_r carry (and receive) almost nothing [I].
+            for enc in (self.enc_s, self.enc_r):
+                for conv in enc.convs:
+                    nn.init.kaiming_normal_(conv.weight, a=cfg.leaky_slope, nonlinearity="leaky_relu")
 
     @staticmethod
     def _last_layer_per_resolution(strides) -> list[int]:

@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from .paths import repo_root
+from .paths import atomic_write, repo_root
 
 
 def runs_dir(profile: str) -> Path:
@@ -44,6 +44,23 @@ def relativise(text: str, root: Path) -> str:
     return text.replace(str(root) + "/", "")
 
 
+TIMES_HEADER = ("notebook", "profile", "minutes")
+
+
+def update_times(text: str, notebook: str, profile: str, minutes: float) -> str:
+    """reproduce_times.tsv with `notebook`'s row replaced by this run's time: one row per
+    notebook for its last run (rows of other notebooks kept, so `--only 04` updates row 04
+    alone), sorted by notebook name, under a header. Older files appended a row per run and had
+    no header: their last row per notebook is kept."""
+    rows: dict[str, tuple[str, ...]] = {}
+    for line in text.splitlines():
+        fields = tuple(line.split("\t"))
+        if len(fields) == len(TIMES_HEADER) and fields != TIMES_HEADER:
+            rows[fields[0]] = fields
+    rows[notebook] = (notebook, profile, f"{minutes:.2f}")
+    return "".join("\t".join(r) + "\n" for r in [TIMES_HEADER] + sorted(rows.values()))
+
+
 def run_notebooks(profile: str | None = None, only: str | None = None) -> None:
     """Execute the notebooks headless in order with papermill, in the profile given."""
     profile = profile or os.environ.get("PAPERLIB_PROFILE", "mini")
@@ -69,6 +86,6 @@ def run_notebooks(profile: str | None = None, only: str | None = None) -> None:
         if profile == "mini":
             nb.write_text(relativise(out.read_text(), repo_root()))
         minutes = (time.time() - t0) / 60
-        with open(log, "a") as f:
-            f.write(f"{nb.name}\t{profile}\t{minutes:.2f}\n")
+        text = update_times(log.read_text() if log.exists() else "", nb.name, profile, minutes)
+        atomic_write(log, lambda f: f.write(text.encode()))
         print(f"   done in {minutes:.1f} min", flush=True)

@@ -12,6 +12,7 @@ DistributedDataParallel; rank 0 logs and checkpoints.
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import math
 import os
@@ -73,6 +74,7 @@ class Nets:
     opt_g: torch.optim.Optimizer
     opt_d: torch.optim.Optimizer
     scaler: torch.amp.GradScaler
+    G_ema: torch.nn.Module | None = None  # averaged copy of G for snapshots (train.ema_decay)
 
     @property
     def d_plain(self) -> torch.nn.Module:
@@ -90,7 +92,17 @@ def build_nets(config: Config, device: torch.device) -> Nets:
     opt_g = torch.optim.Adam(G.parameters(), lr=t.lr_g, betas=tuple(t.betas), fused=True)
     opt_d = torch.optim.Adam(D.parameters(), lr=t.lr_d, betas=tuple(t.betas), fused=True)
     scaler = torch.amp.GradScaler(device.type, enabled=(t.precision == "fp16"))
-    return Nets(G, D, vgg, opt_g, opt_d, scaler)
+    G_ema = copy.deepcopy(G).requires_grad_(False).eval() if t.ema_decay > 0 else None
+    return Nets(G, D, vgg, opt_g, opt_d, scaler, G_ema)
+
+
+@torch.no_grad()
+def update_ema(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
+    """ema <- decay * ema + (1 - decay) * model for parameters; buffers (BN statistics) copied."""
+    for pe, p in zip(ema.parameters(), model.parameters()):
+        pe.lerp_(p.detach(), 1.0 - decay)
+    for be, b in zip(ema.buffers(), model.buffers()):
+        be.copy_(b)
 
 
 def train_step(nets: Nets, config: Config, batch: dict, neg_gen: torch.Generator,
@@ -101,26 +113,32 @@ def train_step(nets: Nets, config: Config, batch: dict, neg_gen: torch.Generator
     with autocast(config.train.precision, device):
         fake, aux = nets.G(sketch, reference, return_attention=need_attention)
 
-    # D step on real and (detached) fake in one call: one DDP forward per backward.
     D = nets.D
-    for p in D.parameters():
-        p.requires_grad_(True)
+    adversarial = config.loss.lambda_adv != 0
+    if adversarial:
+        # D step on real and (detached) fake in one call: one DDP forward per backward.
+        for p in D.parameters():
+            p.requires_grad_(True)
+        with autocast(config.train.precision, device):
+            logits = D(torch.cat([target, fake.detach()]), torch.cat([sketch, sketch]))
+        d_real, d_fake = logits.float().chunk(2)
+        d_total, d_terms = losses.discriminator_loss(config.loss, d_real, d_fake)
+        nets.opt_d.zero_grad(set_to_none=True)
+        nets.scaler.scale(d_total).backward()
+        nets.scaler.step(nets.opt_d)
+        # G step: D's weights are frozen, so only its input gets gradients; the unwrapped D
+        # is used so DDP does not expect a second reduction for D in this iteration.
+        for p in D.parameters():
+            p.requires_grad_(False)
+    else:
+        # lambda_adv = 0: D could not change G's update, so neither D step nor D forward runs.
+        zero = torch.zeros((), device=device)
+        d_total, d_terms = zero, {"d_real": zero, "d_fake": zero}
     with autocast(config.train.precision, device):
-        logits = D(torch.cat([target, fake.detach()]), torch.cat([sketch, sketch]))
-    d_real, d_fake = logits.float().chunk(2)
-    d_total, d_terms = losses.discriminator_loss(config.loss, d_real, d_fake)
-    nets.opt_d.zero_grad(set_to_none=True)
-    nets.scaler.scale(d_total).backward()
-    nets.scaler.step(nets.opt_d)
-
-    # G step: D's weights are frozen, so only its input gets gradients; the unwrapped D
-    # is used so DDP does not expect a second reduction for D in this iteration.
-    for p in D.parameters():
-        p.requires_grad_(False)
-    with autocast(config.train.precision, device):
-        g_logits = nets.d_plain(fake, sketch)
+        g_logits = nets.d_plain(fake, sketch) if adversarial else None
         g_total, g_terms = losses.generator_loss(
-            config.loss, fake=fake.float(), target=target, d_fake=g_logits.float(), aux=aux,
+            config.loss, fake=fake.float(), target=target,
+            d_fake=g_logits.float() if adversarial else None, aux=aux,
             corr=batch["corr"], corr_mask=batch["corr_mask"], perceptual_net=nets.vgg,
             generator=neg_gen)
     nets.opt_g.zero_grad(set_to_none=True)
@@ -129,6 +147,8 @@ def train_step(nets: Nets, config: Config, batch: dict, neg_gen: torch.Generator
     nets.scaler.update()
     for p in D.parameters():
         p.requires_grad_(True)
+    if nets.G_ema is not None:
+        update_ema(nets.G_ema, _plain(nets.G), config.train.ema_decay)
 
     terms = {f"g_{k}": v.detach() for k, v in g_terms.items()}
     terms.update({k: v.detach() for k, v in d_terms.items()})
@@ -253,6 +273,8 @@ def train(config: Config, run_dir: str | os.PathLike, *, stop_at_step: int | Non
     if ckpt_path.exists():
         blob = torch.load(ckpt_path, map_location="cpu", weights_only=False)
         nets.G.load_state_dict(blob["G"])
+        if nets.G_ema is not None:
+            nets.G_ema.load_state_dict(blob["G_ema"])
         nets.D.load_state_dict(blob["D"])
         nets.opt_g.load_state_dict(blob["opt_g"])
         nets.opt_d.load_state_dict(blob["opt_d"])
@@ -277,7 +299,9 @@ def train(config: Config, run_dir: str | os.PathLike, *, stop_at_step: int | Non
                          "opt_g": nets.opt_g.state_dict(), "opt_d": nets.opt_d.state_dict(),
                          "sched_g": sched_g.state_dict(), "sched_d": sched_d.state_dict(),
                          "scaler": nets.scaler.state_dict(), "rng": rngs, "step": step,
-                         "config": to_dict(config)}, ckpt_path)
+                         "config": to_dict(config),
+                         **({"G_ema": nets.G_ema.state_dict()} if nets.G_ema is not None else {})},
+                        ckpt_path)
 
     end = total if stop_at_step is None else min(total, stop_at_step)
     stats_file = run_dir / "stats.jsonl"
@@ -293,7 +317,9 @@ def train(config: Config, run_dir: str | os.PathLike, *, stop_at_step: int | Non
         batch = _prepare(raw, config, gens["augment"], device)
         terms = train_step(nets, config, batch, gens["negatives"], device)
         check_finite(terms, step + 1, run_dir)
-        sched_g.step(), sched_d.step()
+        sched_g.step()
+        if config.loss.lambda_adv != 0:  # D is not stepped without the adversarial term
+            sched_d.step()
         step += 1
         window_n += batch["sketch"].shape[0] * world
         bar.update(1)
@@ -310,15 +336,15 @@ def train(config: Config, run_dir: str | os.PathLike, *, stop_at_step: int | Non
                 with open(stats_file, "a") as f:
                     f.write(json.dumps(last) + "\n")
         if main and step % config.train.sample_every == 0:
-            _save_samples(_plain(nets.G), batch, run_dir / "samples" / f"step-{step:07d}.png", config, device)
+            _save_samples(_for_eval(nets), batch, run_dir / "samples" / f"step-{step:07d}.png", config, device)
         if step % config.train.checkpoint_every == 0 or step == end:
             save_checkpoint()
         if main and config.train.snapshot_every and step % config.train.snapshot_every == 0:
-            save_snapshot(_plain(nets.G), config, step, run_dir / f"snapshot-{step:07d}.pt")
+            save_snapshot(_for_eval(nets), config, step, run_dir / f"snapshot-{step:07d}.pt")
     bar.close()
     done = step >= total
     if done and main and not (run_dir / FINAL).exists():
-        save_snapshot(_plain(nets.G), config, step, run_dir / FINAL)
+        save_snapshot(_for_eval(nets), config, step, run_dir / FINAL)
     if world > 1:
         dist.barrier()
     return {"step": step, "total_steps": total, "done": done, "last": last,
@@ -344,6 +370,11 @@ def is_complete(run_dir) -> bool:
 
 def _plain(m: torch.nn.Module) -> torch.nn.Module:
     return getattr(m, "module", m)
+
+
+def _for_eval(nets: Nets) -> torch.nn.Module:
+    """The generator that snapshots, samples and evaluation see: the EMA copy when kept."""
+    return nets.G_ema if nets.G_ema is not None else _plain(nets.G)
 
 
 def _prepare(raw: dict, config: Config, gen: torch.Generator, device: torch.device) -> dict:

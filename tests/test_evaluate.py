@@ -1,6 +1,15 @@
-import torch
+import json
+import math
 
-from paperlib.evaluate import derangement
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from paperlib import evaluate as ev
+from paperlib import fid
+from paperlib.config import get_profile, override
+from paperlib.evaluate import derangement, other_reference_index
 from paperlib.metrics import attention_hit_rate
 
 
@@ -11,6 +20,14 @@ def test_derangement_has_no_fixed_point_and_is_a_permutation():
         assert not (p == torch.arange(n)).any()
 
 
+def test_other_reference_is_a_third_image():
+    for n in (3, 4, 7, 30):
+        cross = derangement(n, seed=n)
+        other = other_reference_index(cross)
+        assert sorted(other.tolist()) == list(range(n))  # every reference used once
+        assert not (other == torch.arange(n)).any() and not (other == cross).any()
+
+
 def test_attention_hit_rate_counts_only_valid_positions():
     corr = torch.tensor([[1, 0, 3, 2]])
     att = torch.nn.functional.one_hot(corr, 4).float()
@@ -18,3 +35,108 @@ def test_attention_hit_rate_counts_only_valid_positions():
     assert attention_hit_rate(att, corr, mask) == 1.0
     att[0, 0] = torch.tensor([1.0, 0, 0, 0])  # wrong for position 0
     assert abs(attention_hit_rate(att, corr, mask) - 2 / 3) < 1e-6
+
+
+def test_kid_subsets_smaller_than_the_set_have_a_spread():
+    assert [fid.kid_subset_size(n) for n in (2, 3, 5, 24, 2000)] == [2, 2, 2, 12, 1000]
+    with pytest.raises(ValueError, match="n=1"):
+        fid.kid_subset_size(1)
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(24, 8)), rng.normal(0.5, 1, size=(24, 8))
+    _, sd_whole = fid.kid(a, b, subset_size=24)  # every subset is the whole set
+    assert sd_whole == pytest.approx(0, abs=1e-12)
+    mean, sd = fid.kid(a, b, subset_size=fid.kid_subset_size(24))
+    assert sd > 1e-3 and mean > 0
+
+
+# --- does the output follow its reference? ---------------------------------------------
+
+
+class StandIn(torch.nn.Module):
+    """The Generator call signature; records the mode it was called in."""
+
+    def __init__(self):
+        super().__init__()
+        self.p = torch.nn.Parameter(torch.zeros(1))  # for next(G.parameters()).device
+        self.modes: list[bool] = []
+
+    def forward(self, sketch, reference=None, return_attention=False):
+        self.modes.append(self.training)
+        return self.colour(sketch, reference), {}
+
+
+class ReferenceCopier(StandIn):
+    """Outputs its reference: all colours come from the reference."""
+
+    def colour(self, sketch, reference):
+        return reference
+
+
+class ConstantColour(StandIn):
+    """Ignores the reference: one orange everywhere."""
+
+    def colour(self, sketch, reference):
+        b, _, h, w = sketch.shape
+        return torch.tensor([0.6, -0.2, 0.1]).view(1, 3, 1, 1).expand(b, 3, h, w)
+
+
+@pytest.fixture
+def folder_config(image_folder):
+    """Smoke profile (32 px) on conftest's 24 drawings, about half of them held out."""
+    return override(get_profile("smoke"), {"data.dataset": "folder", "data.root": str(image_folder),
+                                           "data.test_fraction": 0.5})
+
+
+def test_reference_use_tells_a_reference_copier_from_a_model_ignoring_it(folder_config):
+    copier, constant = ReferenceCopier().train(), ConstantColour().eval()
+    follow = ev.reference_use(copier, folder_config.data)
+    ignore = ev.reference_use(constant, folder_config.data)
+    assert follow["ref_gain_de_self"] > 5
+    assert follow["palette_follow_cross"] < 0.6
+    assert abs(ignore["ref_gain_de_self"]) < 0.5
+    assert 0.9 < ignore["palette_follow_cross"] < 1.1
+    assert ignore["region_de_self"] > follow["region_de_self"]
+    for r in (follow, ignore):
+        assert math.isnan(r["attention_hit_rate"])  # no attention in these models
+        assert all(isinstance(v, float) for v in r.values())
+        assert r["region_dl_self"] >= 0 and r["region_dc_self"] >= 0 and r["region_dh_self"] >= 0
+    # Run in eval mode, previous mode restored.
+    assert not any(copier.modes) and copier.training
+    assert not any(constant.modes) and not constant.training
+
+
+def test_reference_use_reports_scft_attention_on_a_few_images(folder_config):
+    from paperlib.model import Generator
+
+    G = Generator(folder_config.model).train()
+    r = ev.reference_use(G, folder_config.data, n=6, split="train")
+    assert 0 <= r["attention_hit_rate"] <= 1
+    assert G.training
+
+
+def pixel_features(images, *args, **kwargs):
+    """Stand-in for Inception features: 4x4 average colours (N, 48)."""
+    return F.adaptive_avg_pool2d(images.float(), 4).flatten(1).double().numpy()
+
+
+def test_evaluate_writes_reference_metrics_and_kid_spread(folder_config, tmp_path, monkeypatch):
+    from paperlib.model import Generator
+    from paperlib.snapshot import save_snapshot
+
+    monkeypatch.setattr(fid, "inception", lambda *a, **k: None)
+    monkeypatch.setattr(fid, "activations", pixel_features)
+    monkeypatch.setattr(fid, "reference_activations", lambda key, compute: compute())
+    run = tmp_path / "run"
+    torch.manual_seed(0)
+    save_snapshot(Generator(folder_config.model), folder_config, 3, run / "snapshot-final.pt")
+    ev.evaluate(run, progress=False, limit=8)
+    ev.evaluate(run, progress=False, limit=8, no_reference=True)
+    rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    for ref in ("image", "zero"):
+        values = {r["metric"]: r["value"] for r in rows if r["reference"] == ref}
+        for m in ("ref_gain_de_self", "palette_follow_cross", "region_dl_self", "region_dc_self",
+                  "region_dh_self", "region_de_self", "palette_cross", "kid_cross_sd"):
+            assert m in values and math.isfinite(values[m]), (ref, m)
+        assert values["kid_cross_sd"] > 0 and values["kid_self_sd"] > 0
+    zero = {r["metric"]: r["value"] for r in rows if r["reference"] == "zero"}
+    assert zero["ref_gain_de_self"] == 0.0

@@ -3,6 +3,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from skimage.color import lab2rgb, rgb2lab
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from paperlib import metrics
@@ -121,3 +122,68 @@ def test_palette_distance_properties():
     assert batch[1] == pytest.approx(d_ac)
     white = torch.ones_like(a)
     assert math.isnan(metrics.palette_distance(white, a))
+
+
+def filled_scene(lab_colour):
+    """region_scene's sketch with every pixel but the ink painted one Lab colour, (3, H, W)
+    float64 in [-1, 1]."""
+    sketch, _ = region_scene()
+    rgb = lab2rgb(np.asarray(lab_colour, np.float64)[None, None])[0, 0]  # (3,)
+    assert np.allclose(rgb2lab(rgb[None, None])[0, 0], lab_colour, atol=1e-6)  # in the sRGB gamut
+    img = np.broadcast_to(rgb, (sketch.shape[1], sketch.shape[2], 3)).copy()
+    img[sketch[0].numpy() < 0] = 0.0
+    return sketch, torch.from_numpy(img).permute(2, 0, 1) * 2 - 1
+
+
+def test_region_error_split_pure_lightness_shift():
+    sketch, a = filled_scene((55.0, 20.0, -25.0))
+    _, b = filled_scene((65.0, 20.0, -25.0))
+    r = metrics.region_color_error(a, b, sketch, min_region_px=8)
+    assert r["n_regions"] == 3
+    assert r["mean_dl"] == pytest.approx(10.0, abs=1e-4)
+    assert r["mean_dc"] == pytest.approx(0.0, abs=1e-4)
+    assert r["mean_dh"] == pytest.approx(0.0, abs=2e-3)  # sqrt of a rounding residue
+    assert r["mean_de"] > 5  # the existing key still measures the difference
+
+
+def test_region_error_split_pure_hue_rotation():
+    chroma, h1, angle = 30.0, math.radians(40), math.radians(50)
+    lab = [(60.0, chroma * math.cos(h), chroma * math.sin(h)) for h in (h1, h1 + angle)]
+    sketch, a = filled_scene(lab[0])
+    _, b = filled_scene(lab[1])
+    r = metrics.region_color_error(a, b, sketch, min_region_px=8)
+    assert r["mean_dl"] == pytest.approx(0.0, abs=1e-4)
+    assert r["mean_dc"] == pytest.approx(0.0, abs=1e-4)
+    assert r["mean_dh"] == pytest.approx(2 * chroma * math.sin(angle / 2), abs=1e-4)
+    batch = metrics.region_color_error(torch.stack([a, a]), torch.stack([b, a]),
+                                       torch.stack([sketch, sketch]), min_region_px=8)
+    assert batch["mean_dh"] == pytest.approx(r["mean_dh"] / 2, abs=1e-4)  # equal areas
+
+
+def test_lch_differences_add_up_to_de76():
+    rng = np.random.default_rng(0)
+    a = rng.uniform([0, -60, -60], [100, 60, 60], (50, 3))
+    b = rng.uniform([0, -60, -60], [100, 60, 60], (50, 3))
+    d = metrics.lch_differences(a, b)
+    assert d.shape == (50, 3) and (d >= 0).all()
+    assert (d ** 2).sum(1) == pytest.approx(((a - b) ** 2).sum(1), rel=1e-9)
+    with pytest.raises(ValueError, match="Lab"):
+        metrics.lch_differences(a, b[:, :2])
+
+
+def test_reference_gain_is_nan_safe():
+    assert metrics.reference_gain([10.0, 14.0, np.nan], [2.0, 4.0]) == pytest.approx(9.0)
+    assert metrics.reference_gain([3.0], [3.0]) == 0.0
+    assert math.isnan(metrics.reference_gain([], [1.0]))
+    assert math.isnan(metrics.reference_gain([np.nan], [1.0]))
+
+
+def test_palette_follow_ratio():
+    assert metrics.palette_follow_ratio([1.0, 3.0, np.nan], [4.0, 4.0]) == pytest.approx(0.5)
+    assert metrics.palette_follow_ratio([5.0], [5.0]) == 1.0
+    with pytest.raises(ValueError, match="dist_own"):
+        metrics.palette_follow_ratio([], [1.0])
+    with pytest.raises(ValueError, match="dist_other"):
+        metrics.palette_follow_ratio([1.0], [np.nan, np.nan])
+    with pytest.raises(ValueError, match="undefined"):
+        metrics.palette_follow_ratio([1.0], [0.0])

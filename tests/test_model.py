@@ -247,3 +247,25 @@ def test_channels_last_equals_contiguous():
     # Equal up to float32 summation order (different conv kernels).
     torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-4)
     torch.testing.assert_close(da, db, rtol=1e-3, atol=1e-4)
+
+
+def test_kaiming_init_keeps_the_signal_through_the_encoder():
+    from paperlib.config import ModelConfig
+    from paperlib.model import Generator
+
+    x = torch.rand(2, 3, 64, 64) * 2 - 1
+    stds = {}
+    for init in ("normal", "kaiming"):
+        torch.manual_seed(0)
+        G = Generator(ModelConfig(width=0.5, init=init))
+        stds[init] = G.enc_r(x)[-1].std().item()
+    assert stds["normal"] < 1e-4  # N(0, 0.02): ten layers shrink the input to almost nothing
+    assert 0.05 < stds["kaiming"] < 20
+
+
+def test_unknown_init_is_refused():
+    from paperlib.config import ModelConfig
+    from paperlib.model import Generator
+
+    with pytest.raises(ValueError, match="model.init"):
+        Generator(ModelConfig(init="xavier"))
