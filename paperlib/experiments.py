@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .config import Config, get_profile, override
+from .config import Config, get_profile, override, paper
 from .reproduce import runs_dir
 
 # name -> (what it reproduces, overrides)
@@ -27,12 +27,32 @@ RUNS: dict[str, tuple[str, dict]] = {
                   {"loss.correspondence_loss": "none"}),
     "scft-noref": ("SCFT + triplet, zero reference 1 time in 10 [S 6.5]",
                    {"data.no_reference_prob": 0.1}),
+    # The recipe study, at the main run's training time: the profile's departures from the
+    # paper undone one group at a time (see config.mini). Selected on training images.
+    "recipe-paper-objective": (
+        "all five loss terms of Eq. 10, N(0, 0.02) init, no EMA; 2/5 of the steps (a step "
+        "costs ~2.5x with the VGG and D)", lambda c: _paper_objective(c)),
+    "recipe-l1-triplet": ("only L1 + triplet, N(0, 0.02) init, no EMA",
+                          lambda c: {"model.init": paper().model.init, "train.ema_decay": 0.0}),
     # bf16 must not cost quality: a short run in each precision, same seed and data order.
     "short-fp32": ("the full method, first quarter of the steps, float32",
                    lambda c: {"train.precision": "fp32", "train.max_steps": max(2, c.train.max_steps // 4)}),
     "short-bf16": ("the full method, first quarter of the steps, bf16 autocast",
                    lambda c: {"train.precision": "bf16", "train.max_steps": max(2, c.train.max_steps // 4)}),
 }
+
+
+def _paper_objective(c: Config) -> dict:
+    p = paper()
+    steps = max(2, c.train.max_steps * 2 // 5)
+    return {"loss.lambda_adv": p.loss.lambda_adv, "loss.lambda_perc": p.loss.lambda_perc,
+            "loss.lambda_style": p.loss.lambda_style, "model.init": p.model.init,
+            "train.ema_decay": p.train.ema_decay, "train.max_steps": steps,
+            "train.snapshot_every": max(1, steps // 8), "train.sample_every": max(1, steps // 2)}
+
+
+ARMS = ["scft-triplet", "add", "adain", "scft-l1", "scft-none", "scft-noref"]
+RECIPES = ["recipe-paper-objective", "recipe-l1-triplet", "scft-triplet"]
 
 
 def run_config(profile: str, name: str, seed: int = 0, dataset: str = "openmoji") -> Config:
@@ -73,7 +93,7 @@ def metrics_table(profile: str, names=None, seeds=(0,), **filters) -> pd.DataFra
     from .evaluate import read_metrics
 
     frames = []
-    for name in names or [n for n in RUNS if not n.startswith("short-")]:
+    for name in names or ARMS:
         for seed in seeds:
             rows = read_metrics(run_path(profile, name, seed), **filters)
             for r in rows:
@@ -194,105 +214,3 @@ def precision_report(profile: str, main_run: str, batch: dict, seed: int = 0) ->
                 rows.append((f"short run {p}: {term} (last quarter mean)",
                              sum(x[term] for x in tail) / len(tail)))
     return pd.DataFrame(rows, columns=["quantity", "value"])
-
-
-def attention_accuracy(profile: str, names, seeds=(0,), n: int = 64) -> pd.DataFrame:
-    """Top-1 attention on the true correspondence over n augmented-self test images."""
-    from .metrics import attention_hit_rate
-
-    rows = []
-    for name in names:
-        for seed in seeds:
-            if not (run_path(profile, name, seed) / "snapshot-final.pt").exists():
-                continue
-            config = load_config(run_path(profile, name, seed))
-            batch = example_batch(config, n=n, seed=0)
-            _, aux = outputs(profile, [name], batch, seed, return_attention=True)[name]
-            rows.append({"run": name, "seed": seed,
-                         "hit_rate": attention_hit_rate(aux["attention"], batch["corr"],
-                                                        batch["corr_mask"]),
-                         "chance": 1 / aux["attention"].shape[-1]})
-    return pd.DataFrame(rows)
-
-
-def _verdict(better: float, worse: float, spread: float, lower_is_better: bool = True) -> str:
-    gap = (worse - better) if lower_is_better else (better - worse)
-    if gap <= 0:
-        return "did not hold"
-    if gap <= spread:
-        return "same direction, inside the seed spread"
-    return "held"
-
-
-def claims(profile: str, seeds=(0, 1)) -> pd.DataFrame:
-    """Each claim of the paper (paper.CLAIMS) against our runs, with the evidence as numbers.
-
-    "inside the seed spread" means the gap is no larger than the larger standard deviation
-    between seeds of the two arms compared: not evidence either way."""
-    from .paper import CLAIMS
-
-    df = metrics_table(profile, None, seeds)
-    df = df[df["reference"] == "image"] if not df.empty else df
-    s = summarise(df, ["fid_cross", "region_de_self", "palette_cross", "ssim_self"]).set_index("run")
-
-    def get(run, m):
-        return float(s.loc[run, m]) if run in s.index else float("nan")
-
-    def sd(*runs_, m):
-        vals = [float(s.loc[r, m + "_sd"]) for r in runs_ if r in s.index]
-        vals = [v for v in vals if v == v]
-        return max(vals) if vals else 0.0
-
-    def scft_vs_others(key: str, metric: str, label: str):
-        """SCFT against the better of addition and AdaIN on one metric (lower is better)."""
-        best_other = min(("add", "adain"), key=lambda r: get(r, metric))
-        return (key, CLAIMS[key],
-                f"{label} SCFT {get('scft-triplet', metric):.2f} vs addition "
-                f"{get('add', metric):.2f}, AdaIN {get('adain', metric):.2f}",
-                _verdict(get("scft-triplet", metric), get(best_other, metric),
-                         sd("scft-triplet", best_other, m=metric)))
-
-    rows = [scft_vs_others("table1", "fid_cross", "FID (cross ref.)"),
-            scft_vs_others("fig3", "region_de_self", "region dE2000")]
-    best_other = min(("scft-l1", "scft-none"), key=lambda r: get(r, "region_de_self"))
-    triplet = _verdict(get("scft-triplet", "region_de_self"), get(best_other, "region_de_self"),
-                       sd("scft-triplet", best_other, m="region_de_self"))
-    l1_vs_none = _verdict(get("scft-none", "region_de_self"), get("scft-l1", "region_de_self"),
-                          sd("scft-none", "scft-l1", m="region_de_self"))
-    rows.append(("fig17", CLAIMS["fig17"],
-                 f"region dE2000 triplet {get('scft-triplet', 'region_de_self'):.2f}, L1 "
-                 f"{get('scft-l1', 'region_de_self'):.2f}, none {get('scft-none', 'region_de_self'):.2f}; "
-                 f"FID triplet {get('scft-triplet', 'fid_cross'):.2f}, L1 {get('scft-l1', 'fid_cross'):.2f}, "
-                 f"none {get('scft-none', 'fid_cross'):.2f}",
-                 f"triplet best: {triplet}; L1 worse than none: {l1_vs_none}"))
-    acc = attention_accuracy(profile, ["scft-triplet", "scft-l1", "scft-none"], seeds)
-    if not acc.empty:
-        m = acc.groupby("run")["hit_rate"].agg(["mean", "std"]).fillna(0.0)
-        chance = float(acc["chance"].iloc[0])
-        trip = float(m.loc["scft-triplet", "mean"]) if "scft-triplet" in m.index else float("nan")
-        none = float(m.loc["scft-none", "mean"]) if "scft-none" in m.index else float("nan")
-        spread = float(m["std"].max())
-        rows.append(("fig14", CLAIMS["fig14"],
-                     "attention top-1 on the true cell: " + ", ".join(
-                         f"{r} {v:.3f}" for r, v in m["mean"].items()) + f"; chance {chance:.3f}",
-                     _verdict(trip, max(none, chance), spread, lower_is_better=False)))
-    noref = read_metrics_pair(profile)
-    if noref:
-        rows.append(("fig5", CLAIMS["fig5"],
-                     f"no-reference model: FID with zero reference {noref['zero']:.2f}, with a "
-                     f"reference {noref['image']:.2f}; full model with a reference "
-                     f"{get('scft-triplet', 'fid_cross'):.2f}",
-                     "plausibility is a judgement: see fig_no_reference.png"))
-    return pd.DataFrame(rows, columns=["claim", "paper", "ours", "verdict"])
-
-
-def read_metrics_pair(profile: str, seed: int = 0) -> dict:
-    from .evaluate import read_metrics
-
-    out = {}
-    for ref, flag in (("image", False), ("zero", True)):
-        rows = [r for r in read_metrics(run_path(profile, "scft-noref", seed), no_reference=flag)
-                if r["metric"] == "fid_cross"]
-        if rows:
-            out[ref] = rows[0]["value"]
-    return out if len(out) == 2 else {}

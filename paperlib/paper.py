@@ -16,6 +16,8 @@ TABLE1_FID = {
 }
 
 CLAIMS = {
+    "fig1": "each part of the sketch takes the colour of the corresponding part of the reference: "
+            "different references give differently coloured outputs (Fig. 1)",
     "table1": "SCFT gives the lowest FID on most datasets (Table 1)",
     "fig3": "SCFT puts reference colours at corresponding positions; addition smears the "
             "dominant colour and AdaIN ignores spatial variation (Fig. 3)",

@@ -145,22 +145,6 @@ def pick_queries(sketch: torch.Tensor, corr_mask: torch.Tensor, k: int = 4) -> l
     return chosen
 
 
-def metric_bars(df, metrics: list[str], runs: list[str]):
-    """One panel per metric: mean over seeds as a bar, each seed as a dot."""
-    fig, axes = plt.subplots(1, len(metrics), figsize=(3.2 * len(metrics), 3), squeeze=False)
-    for ax, m in zip(axes[0], metrics):
-        sub = df[df["metric"] == m]
-        means = [sub[sub["run"] == r]["value"].mean() for r in runs]
-        ax.bar(range(len(runs)), means, color="#9ab")
-        for i, r in enumerate(runs):
-            vals = sub[sub["run"] == r]["value"].to_numpy()
-            ax.plot([i] * len(vals), vals, "k.", ms=6)
-        ax.set_xticks(range(len(runs)), runs, rotation=20, fontsize=8)
-        ax.set_title(m, fontsize=9)
-    fig.tight_layout()
-    return fig
-
-
 @torch.no_grad()
 def reference_grid(G, sketches: torch.Tensor, references: torch.Tensor):
     """Fig. 1 layout: row i is sketch i, column j is reference j; the top row shows references."""
@@ -176,5 +160,43 @@ def reference_grid(G, sketches: torch.Tensor, references: torch.Tensor):
         out, _ = G(sketches[i:i + 1].expand(m, -1, -1, -1), references)
         for j in range(m):
             axes[i + 1][j + 1].imshow(to_numpy_image(out[j]))
+    fig.tight_layout()
+    return fig
+
+
+def reference_use_curves(long_df, x: str = "step", metrics=None):
+    """One panel per reference-use metric against training step (or minutes), a line per run.
+    long_df has columns run, step, minutes, metric, value (dynamics.curves)."""
+    import seaborn as sns
+
+    metrics = list(metrics or dict.fromkeys(long_df["metric"]))
+    targets = {"ref_gain_de_self": 8.0, "palette_follow_cross": 0.75, "region_de_self": 12.0}
+    fig, axes = plt.subplots(1, len(metrics), figsize=(3.6 * len(metrics), 3.2), squeeze=False)
+    for ax, m in zip(axes[0], metrics):
+        sub = long_df[long_df["metric"] == m]
+        sns.lineplot(data=sub, x=x, y="value", hue="run", marker="o", ax=ax,
+                     legend=(ax is axes[0][0]))
+        if m in targets:
+            ax.axhline(targets[m], color="grey", ls="--", lw=1)
+        ax.set_title(m, fontsize=9), ax.set_ylabel("")
+    if axes[0][0].get_legend():
+        axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def seed_spread(df, metrics: list[str], runs: list[str]):
+    """One panel per metric: every seed as a point, the mean over seeds with a 95% interval."""
+    import seaborn as sns
+
+    fig, axes = plt.subplots(1, len(metrics), figsize=(3.4 * len(metrics), 3.2), squeeze=False)
+    for ax, m in zip(axes[0], metrics):
+        sub = df[(df["metric"] == m) & df["run"].isin(runs)]
+        sns.stripplot(data=sub, x="run", y="value", order=runs, color="k", size=5, ax=ax,
+                      jitter=0.08)
+        sns.pointplot(data=sub, x="run", y="value", order=runs, errorbar=("ci", 95),
+                      linestyle="none", color="C3", markers="_", capsize=0.2, ax=ax)
+        ax.set_title(m, fontsize=9), ax.set_xlabel(""), ax.set_ylabel("")
+        ax.tick_params(axis="x", labelrotation=20, labelsize=8)
     fig.tight_layout()
     return fig

@@ -1,7 +1,8 @@
 import pytest
 
 from paperlib.config import get_profile
-from paperlib.experiments import RUNS, _verdict, run_config
+from paperlib.claims import _verdict
+from paperlib.experiments import RUNS, run_config
 from paperlib.paths import atomic_write
 
 

@@ -1,0 +1,137 @@
+"""Learning dynamics: how reference use emerges over training, and the recipe study.
+
+A run that keeps snapshots during training (train.snapshot_every) can be measured at every one
+of them with `evaluate.reference_use` (no FID, seconds per snapshot): ref_gain_de_self,
+palette_follow_cross, region dE00 and its lightness / chroma / hue split, and the attention hit
+rate. The numbers are cached per snapshot in the run folder (`reference_use.jsonl`), so a rerun
+of a notebook measures only what is new.
+
+The recipe study compares recipes (named runs of the experiment registry) at an equal budget
+of training time. Recipes are selected on training images, never on the test split that the
+tables report: `recipe_table` defaults to split "train".
+"""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pandas as pd
+
+CURVE_FILE = "reference_use.jsonl"
+CURVE_METRICS = ("ref_gain_de_self", "palette_follow_cross", "region_de_self",
+                 "attention_hit_rate")
+
+
+def snapshots(run_dir) -> list[tuple[int, Path]]:
+    """(step, path) of a run's intermediate snapshots and its final one, by step."""
+    import torch
+
+    run_dir = Path(run_dir)
+    found = {}
+    for p in run_dir.glob("snapshot-*.pt"):
+        m = re.fullmatch(r"snapshot-(\d+)\.pt", p.name)
+        if m:
+            found[int(m.group(1))] = p
+    final = run_dir / "snapshot-final.pt"
+    if final.exists():
+        step = int(torch.load(final, map_location="cpu", weights_only=False)["step"])
+        found.setdefault(step, final)
+    return sorted(found.items())
+
+
+def _read_cache(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def reference_use_curve(run_dir, *, split: str = "test", n: int = 48, seed: int = 0,
+                        progress: bool = True) -> pd.DataFrame:
+    """One row per snapshot step: the reference-use metrics on the first n images of `split`."""
+    from tqdm import tqdm
+
+    from .evaluate import reference_use
+    from .snapshot import load_generator
+
+    run_dir = Path(run_dir)
+    cache = run_dir / CURVE_FILE
+    rows = _read_cache(cache)
+    have = {(r["step"], r["split"], r["n"], r["eval_seed"]) for r in rows}
+    todo = [(s, p) for s, p in snapshots(run_dir) if (s, split, n, seed) not in have]
+    for step, path in tqdm(todo, desc=f"reference use {run_dir.name}",
+                           **({} if progress else {"disable": True})):
+        G, config, _ = load_generator(path)
+        row = {"step": step, "split": split, "n": n, "eval_seed": seed,
+               **reference_use(G, config.data, n=n, seed=seed, split=split)}
+        with open(cache, "a") as f:
+            f.write(json.dumps(row) + "\n")
+        rows.append(row)
+    df = pd.DataFrame([r for r in rows if (r["split"], r["n"], r["eval_seed"]) == (split, n, seed)])
+    return df.drop_duplicates("step", keep="last").sort_values("step").reset_index(drop=True)
+
+
+def training_seconds(run_dir) -> float:
+    """Wall-clock seconds of training, from the images/s of every stats.jsonl window."""
+    from .viz import read_stats
+
+    cfg = json.loads((Path(run_dir) / "config.json").read_text())
+    batch = cfg["train"]["batch_size"]
+    total, prev = 0.0, 0
+    for r in read_stats(run_dir):
+        total += (r["step"] - prev) * batch / max(r["images_per_sec"], 1e-9)
+        prev = r["step"]
+    return total
+
+
+def _run_curves(profile: str, names, seed: int, split: str, n: int, progress: bool):
+    """(name, run folder, curve) for each named run that has snapshots."""
+    from .experiments import run_path
+
+    for name in names:
+        path = run_path(profile, name, seed)
+        curve = reference_use_curve(path, split=split, n=n, progress=progress)
+        if not curve.empty:
+            yield name, path, curve
+
+
+def recipe_table(profile: str, names, seed: int = 0, split: str = "train", n: int = 48,
+                 progress: bool = True) -> pd.DataFrame:
+    """Each recipe's reference use at its last snapshot, with its steps and training minutes."""
+    from .experiments import RUNS
+
+    rows = []
+    for name, path, curve in _run_curves(profile, names, seed, split, n, progress):
+        last = curve.iloc[-1]
+        rows.append({"recipe": name, "what": RUNS[name][0], "steps": int(last["step"]),
+                     "train_minutes": training_seconds(path) / 60,
+                     **{m: float(last[m]) for m in ("ref_gain_de_self", "palette_follow_cross",
+                                                    "region_de_self", "region_dl_self",
+                                                    "region_dc_self", "region_dh_self",
+                                                    "attention_hit_rate")}})
+    return pd.DataFrame(rows)
+
+
+def curves(profile: str, names, seed: int = 0, split: str = "train", n: int = 48,
+           progress: bool = True) -> pd.DataFrame:
+    """Long table (run, step, minutes, metric, value) of several runs' reference-use curves;
+    minutes is the training time at that step, scaled from the run's total."""
+    frames = []
+    for name, path, df in _run_curves(profile, names, seed, split, n, progress):
+        total_steps = json.loads((path / "config.json").read_text())["train"]["max_steps"]
+        minutes = training_seconds(path) / 60
+        df = df.assign(run=name, minutes=df["step"] / max(total_steps, 1) * minutes)
+        frames.append(df.melt(id_vars=["run", "step", "minutes"],
+                              value_vars=[m for m in CURVE_METRICS if m in df], var_name="metric"))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def recipe_provenance(config, seed: int, n: int = 48) -> dict:
+    """What the recipe table depends on (the metrics come from reference_use, not metrics.jsonl)."""
+    from .evaluate import git_commit
+
+    return {"profile": config.profile, "dataset": config.data.dataset,
+            "split": f"train (first {n} images, fresh augmentations; never the test split)",
+            "resolution": config.data.resolution, "seed": seed, "eval seed": 0,
+            "budget": "about the main run's training time per recipe (train_minutes)",
+            "git commit": git_commit()}

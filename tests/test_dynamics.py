@@ -1,0 +1,41 @@
+import json
+
+import pytest
+
+from paperlib import dynamics
+from paperlib.config import get_profile, override
+from paperlib.train import train
+
+
+def test_training_seconds_adds_up_the_logged_windows(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({"train": {"batch_size": 4}}))
+    # 10 steps at 8 img/s (5 s), then 10 more at 20 img/s (2 s)
+    lines = [{"step": 10, "images_per_sec": 8.0}, {"step": 20, "images_per_sec": 20.0}]
+    (tmp_path / "stats.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    assert dynamics.training_seconds(tmp_path) == pytest.approx(7.0)
+
+
+@pytest.fixture
+def snap_run(tmp_path, image_folder):
+    run = tmp_path / "run"
+    c = override(get_profile("smoke"), {"data.dataset": "folder", "data.root": str(image_folder),
+                                        "data.test_fraction": 0.5, "train.max_steps": 4,
+                                        "train.snapshot_every": 2})
+    train(c, run, progress=False)
+    return run
+
+
+def test_curve_has_one_row_per_snapshot_and_is_cached(snap_run):
+    assert [s for s, _ in dynamics.snapshots(snap_run)] == [2, 4]
+    df = dynamics.reference_use_curve(snap_run, split="test", n=6, progress=False)
+    assert list(df["step"]) == [2, 4]
+    for m in dynamics.CURVE_METRICS:
+        assert m in df
+    assert df["palette_follow_cross"].between(0, 10).all()
+    cache = (snap_run / dynamics.CURVE_FILE).read_text().splitlines()
+    again = dynamics.reference_use_curve(snap_run, split="test", n=6, progress=False)
+    assert (snap_run / dynamics.CURVE_FILE).read_text().splitlines() == cache  # nothing recomputed
+    assert again.equals(df)
+    # another split is measured separately, not read from the test rows
+    train_rows = dynamics.reference_use_curve(snap_run, split="train", n=6, progress=False)
+    assert len(train_rows) == 2 and len((snap_run / dynamics.CURVE_FILE).read_text().splitlines()) == 4
