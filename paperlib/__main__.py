@@ -53,12 +53,24 @@ def main(argv=None) -> int:
     sp.add_argument("--split", default="test")
     sp.add_argument("--limit", type=int, default=0, help="evaluate at most this many images")
     sp.add_argument("--no-reference", action="store_true", help="feed zero references")
-    sp = sub.add_parser("colorize", help="colour a sketch (or a folder of them)")
+    sp = sub.add_parser("colorize", help="colour a sketch (or a folder of them)",
+                        description="Colour a sketch; the output has the sketch's own size and "
+                        "aspect ratio (nothing is cropped).")
     sp.add_argument("--checkpoint", required=True)
     sp.add_argument("--sketch", required=True)
-    sp.add_argument("--reference", default=None)
+    sp.add_argument("--reference", default=None,
+                    help="reference image or folder; fitted inside the sketch's working canvas "
+                    "(aspect kept, white around it)")
     sp.add_argument("--out", required=True)
     sp.add_argument("--device", default="cpu")
+    sp.add_argument("--size", type=int, default=None,
+                    help="working size: the sketch's longer side is resized to this, aspect kept, "
+                    "and padded with white to a multiple of 16 for the generator; a positive "
+                    "multiple of 16 (default: the model's training resolution)")
+    sp.add_argument("--lines", choices=("keep", "none"), default="keep",
+                    help="how the colours get back to the sketch's size: 'keep' (default) "
+                    "upsamples them bilinearly and draws the sketch's own full-resolution line "
+                    "art in black on top; 'none' is the plain bilinear upsampling")
     sp = sub.add_parser("reproduce", help="run every notebook in order through papermill")
     sp.add_argument("--profile", default=None)
     sp.add_argument("--only", default=None, help="run only notebooks whose name contains this")
@@ -108,7 +120,7 @@ def _dispatch(args) -> int:
     elif args.cmd == "colorize":
         from .colorize import colorize_files
         for path in colorize_files(args.checkpoint, args.sketch, args.out, args.reference,
-                                   device=args.device):
+                                   device=args.device, size=args.size, lines=args.lines):
             print(path)
     elif args.cmd == "reproduce":
         from .reproduce import run_notebooks

@@ -1,40 +1,121 @@
 """Colour sketches with a trained generator, from files or from tensors.
 
 A sketch may be a line drawing (thresholded) or a colour image (made into a binary sketch with
-the same XDoG as training). Images of any common format and size are resized and centre-cropped
-to the model's training resolution. No reference means the paper's zero-filled reference [S 6.5].
+the same XDoG as training); which of the two is decided once, on the full-size image. The
+output has the sketch's own size and aspect ratio; nothing is cropped:
+
+1. the sketch is resized so that its longer side is the working `size` (default: the model's
+   training resolution `config.data.resolution`), aspect kept, and binarised;
+2. it is padded with white paper (+1) to a multiple of the encoders' total stride (16) on each
+   side, the padding split evenly between the two edges;
+3. the reference, if any, is fitted inside the same unpadded working rectangle (aspect kept,
+   centred, white around it when its aspect ratio differs from the sketch's) and padded the
+   same way with white;
+4. the generator runs on the padded canvas and the padding is cropped off again;
+5. the colours are resized back to the sketch's original size (bilinear; antialiased when
+   shrinking). With `lines="keep"` (the default) the ink pixels of the sketch binarised at its
+   full, original resolution are then drawn black over them, so the line art stays crisp at
+   any size; `lines="none"` keeps the plain resized generator output.
+
+No reference means the paper's zero-filled reference [S 6.5]. `colorize_tensors` works on
+(B,1,H,W) tensors of any H, W (padded to a multiple of 16 internally and cropped back); at a
+multiple of 16, e.g. the training resolution, it is exactly the plain generator call.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
+import torch.nn.functional as F
 from tqdm import tqdm
 
-from .imageio import BadImageError, load_rgb, resize_center_crop, to_tensor, to_uint8
-from .sketch import binarize_sketch_image, sketch_tensor
+from .imageio import BadImageError, fit_inside, load_rgb, resize_long_side, to_tensor, to_uint8
+from .sketch import looks_like_line_drawing, sketch_tensor, to_gray01, xdog
 from .snapshot import load_generator
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
+LINES = ("keep", "none")
+PAPER = 1.0  # white paper, in both the sketch's {-1,+1} and the reference's [-1,1] range
+
+
+def check_size(size, multiple: int = 16) -> int:
+    """`size` as an int, or a ValueError naming it unless it is a positive multiple of `multiple`."""
+    ok = isinstance(size, (int, np.integer)) and not isinstance(size, bool)
+    if not ok or size <= 0 or size % multiple:
+        hint = ""
+        if ok and size > 0:
+            lo = max(multiple, size // multiple * multiple)
+            hint = f" (e.g. {lo} or {lo + multiple})" if lo != size else ""
+        raise ValueError(f"size {size!r} is not a positive multiple of {multiple} (the encoders' "
+                         f"total stride){hint}")
+    return int(size)
+
+
+def pad_to_multiple(x: torch.Tensor, multiple: int, value: float = PAPER):
+    """Pad (..., H, W) with `value` to multiples of `multiple`, split evenly between opposite
+    edges. Returns (padded, box) with box = (top, left, H, W) for `crop_box`."""
+    h, w = x.shape[-2:]
+    ph, pw = -h % multiple, -w % multiple
+    top, left = ph // 2, pw // 2
+    if ph or pw:
+        x = F.pad(x, (left, pw - left, top, ph - top), value=value)
+    return x, (top, left, h, w)
+
+
+def crop_box(x: torch.Tensor, box) -> torch.Tensor:
+    """Undo `pad_to_multiple`: the (..., H, W) region at box = (top, left, H, W)."""
+    top, left, h, w = box
+    return x[..., top:top + h, left:left + w]
 
 
 @torch.no_grad()
 def colorize_tensors(G, sketch: torch.Tensor, reference: torch.Tensor | None = None) -> torch.Tensor:
-    """sketch (B,1,H,W) in {-1,+1}, reference (B,3,H,W) in [-1,1] or None -> (B,3,H,W) in [-1,1]."""
+    """sketch (B,1,H,W) in {-1,+1}, reference (B,3,H,W) in [-1,1] or None -> (B,3,H,W) in [-1,1].
+
+    Any H, W: both inputs are padded with white paper to a multiple of the encoders' total
+    stride and the output is cropped back; at a multiple (e.g. the training size) this is
+    exactly `G(sketch, reference)[0]`.
+    """
+    if sketch.dim() != 4 or sketch.shape[1] != 1:
+        raise ValueError(f"sketch must be (B, 1, H, W), got {tuple(sketch.shape)}")
+    if reference is not None and reference.shape[-2:] != sketch.shape[-2:]:
+        raise ValueError(f"reference must have the sketch's size {tuple(sketch.shape[-2:])}, "
+                         f"got {tuple(reference.shape)}")
     device = next(G.parameters()).device
-    ref = None if reference is None else reference.to(device)
-    out, _ = G(sketch.to(device), ref)
-    return out.float().cpu()
+    stride = G.enc_s.total_stride
+    s, box = pad_to_multiple(sketch, stride)
+    ref = None if reference is None else pad_to_multiple(reference, stride)[0].to(device)
+    out, _ = G(s.to(device), ref)
+    return crop_box(out.float().cpu(), box)
 
 
-def load_sketch(path, resolution: int, data_cfg) -> torch.Tensor:
-    """(1, H, W) in {-1, +1}: a line drawing thresholded, a colour image through XDoG."""
-    img = resize_center_crop(load_rgb(path), resolution)
-    return sketch_tensor(binarize_sketch_image(img, data_cfg))
+def _ink(img: np.ndarray, line_drawing: bool, data_cfg) -> np.ndarray:
+    """(H,W) bool ink mask: a line drawing thresholded at mid grey, anything else through XDoG."""
+    return to_gray01(img) < 0.5 if line_drawing else xdog(img, data_cfg)
 
 
-def load_reference(path, resolution: int) -> torch.Tensor:
-    return to_tensor(resize_center_crop(load_rgb(path), resolution))
+def colorize_image(G, sketch: np.ndarray, reference: np.ndarray | None = None, *, data_cfg,
+                   size: int, lines: str = "keep") -> np.ndarray:
+    """(H,W,3) uint8 sketch image (+ any-size reference image or None) -> (H,W,3) uint8 colours
+    at the sketch's own size; see the module docstring for the steps."""
+    size = check_size(size, G.enc_s.total_stride)
+    if lines not in LINES:
+        raise ValueError(f"lines={lines!r}; choose one of {LINES}")
+    H, W = sketch.shape[:2]
+    line_drawing = looks_like_line_drawing(sketch)
+    work = resize_long_side(sketch, size)
+    h, w = work.shape[:2]
+    s = sketch_tensor(_ink(work, line_drawing, data_cfg))[None]  # (1,1,h,w)
+    r = None if reference is None else to_tensor(fit_inside(reference, h, w))[None]
+    out = colorize_tensors(G, s, r)  # (1,3,h,w)
+    if (h, w) != (H, W):
+        out = F.interpolate(out, size=(H, W), mode="bilinear", align_corners=False,
+                            antialias=H < h or W < w)
+    img = to_uint8(out[0])
+    if lines == "keep":
+        img[_ink(sketch, line_drawing, data_cfg)] = 0
+    return img
 
 
 def _listing(path: Path) -> list[Path]:
@@ -49,11 +130,18 @@ def _listing(path: Path) -> list[Path]:
 
 
 def colorize_files(checkpoint, sketch, out, reference=None, device: str = "cpu",
-                   progress: bool = True) -> list[Path]:
+                   progress: bool = True, size: int | None = None,
+                   lines: str = "keep") -> list[Path]:
     """Colour one sketch file or a folder of them; `reference` is a file, a folder (paired by
-    sorted order, cycled if shorter) or None. `out` is a file for one sketch, else a folder."""
+    sorted order, cycled if shorter) or None. `out` is a file for one sketch, else a folder.
+    Each output has its sketch's size; `size` is the working size of the longer side (default
+    the training resolution, a multiple of 16) and `lines` is "keep" or "none"."""
+    from PIL import Image
+
+    if lines not in LINES:
+        raise ValueError(f"lines={lines!r}; choose one of {LINES}")
     G, config, _ = load_generator(checkpoint, device)
-    res = config.data.resolution
+    size = check_size(config.data.resolution if size is None else size, G.enc_s.total_stride)
     sketches = _listing(Path(sketch))
     refs = _listing(Path(reference)) if reference is not None else None
     out = Path(out)
@@ -63,15 +151,14 @@ def colorize_files(checkpoint, sketch, out, reference=None, device: str = "cpu",
     written = []
     for i, s_path in enumerate(tqdm(sketches, desc="colorize",
                                     **({} if progress and len(sketches) > 1 else {"disable": True}))):
-        s = load_sketch(s_path, res, config.data)[None]
-        r = load_reference(refs[i % len(refs)], res)[None] if refs else None
-        img = to_uint8(colorize_tensors(G, s, r)[0])
+        r = load_rgb(refs[i % len(refs)]) if refs else None
+        img = colorize_image(G, load_rgb(s_path), r, data_cfg=config.data, size=size, lines=lines)
         target = out if single else out / (s_path.stem + ".png")
         target.parent.mkdir(parents=True, exist_ok=True)
-        from PIL import Image
         Image.fromarray(img).save(target)
         written.append(target)
     return written
 
 
-__all__ = ["colorize_tensors", "colorize_files", "load_sketch", "load_reference", "BadImageError"]
+__all__ = ["colorize_tensors", "colorize_image", "colorize_files", "check_size",
+           "pad_to_multiple", "crop_box", "BadImageError"]

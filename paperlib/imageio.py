@@ -130,6 +130,36 @@ def resize_center_crop(img: np.ndarray, size: int) -> np.ndarray:
     return np.ascontiguousarray(img[top:top + size, left:left + size])
 
 
+def _resize(img: np.ndarray, h: int, w: int) -> np.ndarray:
+    """Area averaging when shrinking (no aliasing), bilinear when enlarging."""
+    import cv2
+
+    if (h, w) == img.shape[:2]:
+        return img
+    shrink = h < img.shape[0] or w < img.shape[1]
+    return cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+
+
+def resize_long_side(img: np.ndarray, size: int) -> np.ndarray:
+    """Scale so the longer side is `size`, keeping the aspect ratio (the shorter side is
+    rounded, at least 1 px); nothing is cropped. (H,W,C) or (H,W) uint8 in, same out."""
+    h, w = img.shape[:2]
+    scale = size / max(h, w)
+    return np.ascontiguousarray(_resize(img, max(1, round(h * scale)), max(1, round(w * scale))))
+
+
+def fit_inside(img: np.ndarray, h: int, w: int, fill: int = 255) -> np.ndarray:
+    """Scale `img` (aspect kept) to the largest size that fits in h x w and centre it on a
+    canvas of `fill` (white paper by default): (h, w, C) uint8, nothing cropped."""
+    ih, iw = img.shape[:2]
+    scale = min(h / ih, w / iw)
+    nh, nw = min(h, max(1, round(ih * scale))), min(w, max(1, round(iw * scale)))
+    canvas = np.full((h, w) + img.shape[2:], fill, np.uint8)
+    top, left = (h - nh) // 2, (w - nw) // 2
+    canvas[top:top + nh, left:left + nw] = _resize(img, nh, nw)
+    return canvas
+
+
 def to_tensor(img: np.ndarray) -> torch.Tensor:
     """(H,W,3) uint8 -> (3,H,W) float32 in [-1, 1]."""
     t = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1).float()  # (3,H,W)

@@ -56,7 +56,7 @@ def test_colorize_a_real_file_with_and_without_reference(trained, tmp_path):
                    "--reference", str(ref), "--out", str(out))
     assert proc.returncode == 0, proc.stderr[-2000:]
     img = np.asarray(Image.open(out))
-    assert img.shape == (32, 32, 3) and img.dtype == np.uint8
+    assert img.shape == (48, 48, 3) and img.dtype == np.uint8  # the sketch's own size
     out2 = tmp_path / "noref.png"
     assert main(["colorize", "--checkpoint", str(run), "--sketch", str(sketch), "--out", str(out2)]) == 0
     assert out2.exists()
@@ -71,6 +71,40 @@ def test_colorize_a_folder_in_batch(trained, tmp_path):
     assert main(["colorize", "--checkpoint", str(run), "--sketch", str(folder),
                  "--reference", str(root), "--out", str(tmp_path / "outs")]) == 0
     assert len(list((tmp_path / "outs").glob("*.png"))) == 3
+
+
+def test_colorize_a_wide_sketch_keeps_its_size_and_its_edges(trained, tmp_path):
+    """A 40x100 drawing framed by a black line touching all four edges: the output is exactly
+    40x100 and, with the default --lines keep, the frame is there at every edge."""
+    root, run = trained
+    img = np.full((40, 100, 3), 255, np.uint8)
+    img[:3] = img[-3:] = 0
+    img[:, :3] = img[:, -3:] = 0
+    img[18:22, 25:75] = 0
+    sketch = tmp_path / "wide.png"
+    Image.fromarray(img).save(sketch)
+    ref = sorted(root.glob("*.png"))[0]
+    for lines, size in (("keep", None), ("none", "48")):
+        out = tmp_path / f"wide-{lines}.png"
+        extra = ["--lines", lines] + (["--size", size] if size else [])
+        assert main(["colorize", "--checkpoint", str(run), "--sketch", str(sketch),
+                     "--reference", str(ref), "--out", str(out), *extra]) == 0
+        res = np.asarray(Image.open(out))
+        assert res.shape == (40, 100, 3)
+        if lines == "keep":
+            for edge in (res[0], res[-1], res[:, 0], res[:, -1]):
+                assert (edge == 0).all()
+
+
+@pytest.mark.parametrize("size", ["50", "0", "-32"])
+def test_colorize_size_not_a_multiple_of_16_is_refused(trained, tmp_path, size, capsys):
+    root, run = trained
+    sketch = sorted(root.glob("*.png"))[0]
+    code = main(["colorize", "--checkpoint", str(run), "--sketch", str(sketch),
+                 "--out", str(tmp_path / "o.png"), "--size", size])
+    err = capsys.readouterr().err
+    assert code == 2 and f"size {size}" in err and "multiple of 16" in err and "Traceback" not in err
+    assert not (tmp_path / "o.png").exists()
 
 
 @pytest.mark.parametrize("case", ["truncated", "not_an_image", "missing", "empty_folder"])
