@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from .imageio import BadImageError, fit_inside, load_rgb, resize_long_side, to_tensor, to_uint8
-from .sketch import looks_like_line_drawing, sketch_tensor, to_gray01, xdog
+from .sketch import binarize_sketch_image, looks_like_line_drawing, sketch_tensor
 from .snapshot import load_generator
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
@@ -90,11 +90,6 @@ def colorize_tensors(G, sketch: torch.Tensor, reference: torch.Tensor | None = N
     return crop_box(out.float().cpu(), box)
 
 
-def _ink(img: np.ndarray, line_drawing: bool, data_cfg) -> np.ndarray:
-    """(H,W) bool ink mask: a line drawing thresholded at mid grey, anything else through XDoG."""
-    return to_gray01(img) < 0.5 if line_drawing else xdog(img, data_cfg)
-
-
 def colorize_image(G, sketch: np.ndarray, reference: np.ndarray | None = None, *, data_cfg,
                    size: int, lines: str = "keep") -> np.ndarray:
     """(H,W,3) uint8 sketch image (+ any-size reference image or None) -> (H,W,3) uint8 colours
@@ -106,7 +101,7 @@ def colorize_image(G, sketch: np.ndarray, reference: np.ndarray | None = None, *
     line_drawing = looks_like_line_drawing(sketch)
     work = resize_long_side(sketch, size)
     h, w = work.shape[:2]
-    s = sketch_tensor(_ink(work, line_drawing, data_cfg))[None]  # (1,1,h,w)
+    s = sketch_tensor(binarize_sketch_image(work, data_cfg, line_drawing))[None]  # (1,1,h,w)
     r = None if reference is None else to_tensor(fit_inside(reference, h, w))[None]
     out = colorize_tensors(G, s, r)  # (1,3,h,w)
     if (h, w) != (H, W):
@@ -114,7 +109,7 @@ def colorize_image(G, sketch: np.ndarray, reference: np.ndarray | None = None, *
                             antialias=H < h or W < w)
     img = to_uint8(out[0])
     if lines == "keep":
-        img[_ink(sketch, line_drawing, data_cfg)] = 0
+        img[binarize_sketch_image(sketch, data_cfg, line_drawing)] = 0
     return img
 
 

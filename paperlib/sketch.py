@@ -66,13 +66,17 @@ def looks_like_line_drawing(img: np.ndarray) -> bool:
     return chroma < 12 and extreme > 0.9 and white > 0.5
 
 
-def binarize_sketch_image(img: np.ndarray, cfg: DataConfig) -> np.ndarray:
+def binarize_sketch_image(img: np.ndarray, cfg: DataConfig,
+                          line_drawing: bool | None = None) -> np.ndarray:
     """Ink mask for a user-supplied sketch input: (H,W) bool.
 
     A line drawing (mostly white, dark lines, near-binary) is thresholded directly at mid
     grey, keeping the artist's lines; anything else (a colour photo) goes through XDoG, the
-    same extraction the model was trained on.
+    same extraction the model was trained on. `line_drawing` overrides the detection (a caller
+    that resizes decides once, on the full-size image).
     """
-    if looks_like_line_drawing(img):
+    if line_drawing is None:
+        line_drawing = looks_like_line_drawing(img)
+    if line_drawing:
         return to_gray01(img) < 0.5
     return xdog(img, cfg)
