@@ -87,6 +87,8 @@ def build_nets(config: Config, device: torch.device) -> Nets:
     if config.train.channels_last:
         G = G.to(memory_format=torch.channels_last)
         D = D.to(memory_format=torch.channels_last)
+        if device.type == "cpu":
+            G.bottleneck_to_nchw()
     vgg = build_perceptual(config.loss).to(device)
     t = config.train
     opt_g = torch.optim.Adam(G.parameters(), lr=t.lr_g, betas=tuple(t.betas), fused=True)
@@ -98,11 +100,11 @@ def build_nets(config: Config, device: torch.device) -> Nets:
 
 @torch.no_grad()
 def update_ema(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
-    """ema <- decay * ema + (1 - decay) * model for parameters; buffers (BN statistics) copied."""
-    for pe, p in zip(ema.parameters(), model.parameters()):
-        pe.lerp_(p.detach(), 1.0 - decay)
-    for be, b in zip(ema.buffers(), model.buffers()):
-        be.copy_(b)
+    """ema <- decay * ema + (1 - decay) * model for parameters; buffers (BN statistics) copied.
+    One multi-tensor call each instead of ~100 small ones (the same per-element arithmetic)."""
+    torch._foreach_lerp_(list(ema.parameters()), [p.detach() for p in model.parameters()],
+                         1.0 - decay)
+    torch._foreach_copy_(list(ema.buffers()), list(model.buffers()))
 
 
 def train_step(nets: Nets, config: Config, batch: dict, neg_gen: torch.Generator,
