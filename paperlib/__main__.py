@@ -45,6 +45,20 @@ def main(argv=None) -> int:
     sp.add_argument("--contiguous", action="store_true", help="NCHW instead of channels_last")
     sp.add_argument("--data", action="store_true",
                     help="time the data pipeline (OpenMoji, 128 and 256 px) instead of the networks")
+    sp.add_argument("--compare", metavar="REV", default=None,
+                    help="time the training step of --profile now and at commit REV, in "
+                         "alternating processes, and print the speed-up")
+    sp.add_argument("--profile", default="mini", help="with --compare: the profile to time")
+    sp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="with --compare: override a config field on both sides")
+    sp.add_argument("--rev-set", action="append", default=[], metavar="KEY=VALUE",
+                    help="with --compare: override a field on REV's side only")
+    sp.add_argument("--now-set", action="append", default=[], metavar="KEY=VALUE",
+                    help="with --compare: override a field on the working tree's side only")
+    sp.add_argument("--rounds", type=int, default=5, help="with --compare: alternating rounds")
+    sp.add_argument("--breakdown", action="store_true",
+                    help="where a training step of --profile goes: phases, generator parts, "
+                         "data and I/O")
     sp.add_argument("--json", default=None, help="also write the rows to this JSON file")
     sp = sub.add_parser("evaluate", help="FID, KID, SSIM, PSNR and faithfulness of a run")
     sp.add_argument("--checkpoint", required=True, help="run folder or snapshot file")
@@ -96,6 +110,21 @@ def _dispatch(args) -> int:
         print(json.dumps(summary))
     elif args.cmd == "bench":
         from . import bench
+        if args.breakdown:
+            result = bench.breakdown(args.profile, args.set)
+            print(bench.format_breakdown(result))
+            if args.json:
+                with open(args.json, "w") as f:
+                    json.dump(result, f, indent=2)
+            return 0
+        if args.compare:
+            result = bench.compare(args.compare, args.profile, args.set, args.rev_set,
+                                   args.now_set, rounds=args.rounds)
+            print(bench.format_compare(result))
+            if args.json:
+                with open(args.json, "w") as f:
+                    json.dump(result, f, indent=2)
+            return 0
         if args.data:
             rows = bench.data_rows()
             for r in rows:

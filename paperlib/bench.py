@@ -133,3 +133,246 @@ def data_rows(resolutions=(128, 256), workers=(0, 2), repeats: int = 3) -> list[
             rows.append({"what": "sample pipeline", "resolution": res, "workers": w,
                          "images_per_sec": statistics.median(runs), "repeats": repeats})
     return rows
+
+
+# ------------------------------------------------------- today's step against an older commit
+
+# Run by `time_step_in` in a fresh interpreter whose working directory is a source tree, so that
+# `paperlib` is that tree's. It uses only APIs every commit of the project has had.
+_STEP_WORKER = r"""
+import json, sys, time, torch
+import paperlib
+from paperlib import bench, train
+from paperlib.config import get_profile, override
+profile, sets, warmup, steps = json.loads(sys.argv[1])
+config = override(get_profile(profile), sets + ["train.device=cpu"])
+torch.manual_seed(0)
+nets = train.build_nets(config, torch.device("cpu"))
+batch = bench.synthetic_batch(config)
+neg = torch.Generator().manual_seed(0)
+step = lambda: train.train_step(nets, config, batch, neg, torch.device("cpu"))
+for _ in range(warmup):
+    step()
+times = []
+for _ in range(steps):
+    t0 = time.perf_counter(); step(); times.append(time.perf_counter() - t0)
+print("RESULT " + json.dumps({"package": paperlib.__file__, "batch": config.train.batch_size,
+                              "times": times}))
+"""
+
+
+def cpu_name() -> str:
+    """The CPU's model name (as lscpu prints it), to stand beside every timing."""
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+    return platform.processor() or "unknown CPU"
+
+
+def export_tree(rev: str, dest) -> "Path":
+    """The commit `rev` of this repository, exported (git archive) into `dest`/src."""
+    import subprocess
+    import tarfile
+    from io import BytesIO
+    from pathlib import Path
+
+    from .paths import repo_root
+
+    root = repo_root()
+    proc = subprocess.run(["git", "-C", str(root), "archive", "--format=tar", rev, "paperlib"],
+                          capture_output=True)
+    if proc.returncode != 0:
+        raise ValueError(f"cannot read commit {rev!r} of {root}: "
+                         f"{proc.stderr.decode().strip() or 'git archive failed'}")
+    out = Path(dest) / "src"
+    out.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(fileobj=BytesIO(proc.stdout)) as tar:
+        tar.extractall(out, filter="data")
+    return out
+
+
+def time_step_in(tree, profile: str, sets: list[str], warmup: int, steps: int) -> dict:
+    """Seconds per training step (each of `steps`) of the package in source tree `tree`."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import json as _json
+
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    proc = subprocess.run([sys.executable, "-c", _STEP_WORKER,
+                           _json.dumps([profile, sets, warmup, steps])],
+                          cwd=tree, env=env, capture_output=True, text=True)
+    lines = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
+    if proc.returncode != 0 or not lines:
+        raise RuntimeError(f"timing the step in {tree} failed:\n{proc.stderr[-2000:]}")
+    result = _json.loads(lines[-1][len("RESULT "):])
+    if Path(result["package"]).resolve().parent.parent != Path(tree).resolve():
+        raise RuntimeError(f"the worker imported {result['package']}, not the tree {tree}")
+    return result
+
+
+def compare(rev: str, profile: str = "mini", sets: list[str] | None = None,
+            rev_sets: list[str] | None = None, now_sets: list[str] | None = None,
+            rounds: int = 5, warmup: int = 3, steps: int = 8) -> dict:
+    """Training-step time of the working tree against commit `rev`, measured in one run.
+
+    Each round starts one fresh process per side, in alternating order, so that whatever else
+    the machine does falls on both sides alike; the ratio of the two medians is the figure to
+    quote. `sets` apply to both sides, `rev_sets` to `rev` only and `now_sets` to the working
+    tree only (for fields that one side names differently or lacks).
+    """
+    import tempfile
+
+    from .paths import repo_root
+
+    sets, rev_sets, now_sets = list(sets or []), list(rev_sets or []), list(now_sets or [])
+    with tempfile.TemporaryDirectory() as tmp:
+        sides = {"now": (repo_root(), sets + now_sets), rev: (export_tree(rev, tmp), sets + rev_sets)}
+        times: dict[str, list[float]] = {k: [] for k in sides}
+        batch = 0
+        for r in range(rounds):
+            for name in (list(sides) if r % 2 == 0 else list(sides)[::-1]):
+                tree, s = sides[name]
+                res = time_step_in(tree, profile, s, warmup, steps)
+                times[name].append(statistics.median(res["times"]))
+                batch = res["batch"]
+    med = {k: statistics.median(v) for k, v in times.items()}
+    return {"rev": rev, "profile": profile, "sets": sets, "rev_sets": rev_sets,
+            "now_sets": now_sets, "batch": batch, "cpu": cpu_name(),
+            "rounds": rounds, "seconds": times, "median_seconds": med,
+            "images_per_sec": {k: batch / v for k, v in med.items()},
+            "speedup": med[rev] / med["now"]}
+
+
+def format_compare(c: dict) -> str:
+    ips = c["images_per_sec"]
+    return (f"training step, profile {c['profile']} {' '.join(c['sets'])}".rstrip() + "\n"
+            f"  now      {c['median_seconds']['now'] * 1000:8.1f} ms/step {ips['now']:7.1f} img/s\n"
+            f"  {c['rev'][:8]:8s} {c['median_seconds'][c['rev']] * 1000:8.1f} ms/step "
+            f"{ips[c['rev']]:7.1f} img/s\n"
+            f"  speed-up now / {c['rev'][:8]}: {c['speedup']:.2f}x "
+            f"(median of {c['rounds']} alternating rounds, {c.get('cpu', 'CPU not recorded')})")
+
+
+# ------------------------------------------------------------------ where a training step goes
+
+GENERATOR_PARTS = ("enc_s", "enc_r", "aggregation", "res_blocks", "decoder")
+STEP_PHASES = ("G forward", "G losses", "D step", "G backward (through losses, D, G)",
+               "G optimiser (Adam)", "EMA of G")
+
+
+def breakdown(profile: str = "mini", sets: list[str] | None = None, steps: int = 10,
+              warmup: int = 3) -> dict:
+    """Milliseconds per training step by phase (torch.profiler scopes in `train.train_step`),
+    the generator's forward by part (module hooks), data and per-step I/O (checkpoint, snapshot
+    and sample grid, each divided by its interval), and the forward FLOPs of each part. Real
+    OpenMoji batches, as `train` sees them."""
+    import tempfile
+    from pathlib import Path
+
+    from torch.profiler import ProfilerActivity, profile as torch_profile
+
+    from .config import get_profile, override
+    from .datasets import build_dataset
+    from .snapshot import atomic_save, save_snapshot
+    from .train import EpochBatches, _prepare, _save_samples, batches_from
+
+    config = override(get_profile(profile), list(sets or []) + ["train.device=cpu"])
+    device = torch.device("cpu")
+    torch.manual_seed(0)
+    nets = build_nets(config, device)
+    dataset = build_dataset(config.data, "train")
+    order = EpochBatches(len(dataset), config.train.batch_size, 0)
+    data = batches_from(dataset, order, 0, config.data.num_workers)
+    gen, neg = torch.Generator().manual_seed(1), torch.Generator().manual_seed(2)
+
+    parts = {name: 0.0 for name in GENERATOR_PARTS}
+    started: dict[str, float] = {}
+    hooks = []
+    for name in GENERATOR_PARTS:
+        m = getattr(nets.G, name)
+        hooks.append(m.register_forward_pre_hook(lambda _m, _i, n=name: started.__setitem__(n, time.perf_counter())))
+        hooks.append(m.register_forward_hook(lambda _m, _i, _o, n=name: parts.__setitem__(n, parts[n] + time.perf_counter() - started[n])))
+
+    t_data = 0.0
+    batch = None
+    for i in range(warmup + steps):
+        if i == warmup:
+            parts.update({k: 0.0 for k in parts})
+            prof = torch_profile(activities=[ProfilerActivity.CPU])
+            prof.__enter__()
+            t_loop = time.perf_counter()
+        t0 = time.perf_counter()
+        batch = _prepare(next(data), config, gen, device)
+        if i >= warmup:
+            t_data += time.perf_counter() - t0
+        train_step(nets, config, batch, neg, device)
+    t_loop = time.perf_counter() - t_loop
+    prof.__exit__(None, None, None)
+    for h in hooks:
+        h.remove()
+    scopes = {e.key: e.cpu_time_total / 1e3 / steps for e in prof.key_averages() if e.key in STEP_PHASES}
+
+    # per-step share of the run folder's writes, at the profile's intervals
+    t = config.train
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        c0 = time.perf_counter()
+        atomic_save({"G": nets.G.state_dict(), "D": nets.D.state_dict(),
+                     "opt_g": nets.opt_g.state_dict(), "opt_d": nets.opt_d.state_dict(),
+                     **({"G_ema": nets.G_ema.state_dict()} if nets.G_ema is not None else {})},
+                    tmp / "checkpoint.pt")
+        c1 = time.perf_counter()
+        save_snapshot(nets.G_ema or nets.G, config, 0, tmp / "snapshot.pt")
+        c2 = time.perf_counter()
+        _save_samples(nets.G_ema or nets.G, batch, tmp / "samples.png", config, device)
+        c3 = time.perf_counter()
+    io = {"checkpoint write (per step)": (c1 - c0) * 1e3 / t.checkpoint_every,
+          "snapshot write (per step)": (c2 - c1) * 1e3 / t.snapshot_every if t.snapshot_every else 0.0,
+          "sample grid (per step)": (c3 - c2) * 1e3 / t.sample_every}
+
+    nets.G.train()
+    with FlopCounterMode(display=False) as counter, autocast(t.precision, device):
+        nets.G(batch["sketch"], batch["reference"])
+    flops = counter.get_flop_counts()
+    part_flops = {n: sum(flops.get(f"Generator.{n}", {}).values()) for n in GENERATOR_PARTS}
+    step_flops = count_flops(lambda: train_step(nets, config, batch, neg, device))
+    return {"profile": profile, "sets": list(sets or []), "batch": t.batch_size,
+            "steps": steps, "step_ms": t_loop * 1e3 / steps, "data_ms": t_data * 1e3 / steps,
+            "phases_ms": scopes, "generator_forward_ms": {k: v * 1e3 / steps for k, v in parts.items()},
+            "generator_forward_gflop": {k: v / 1e9 for k, v in part_flops.items()},
+            "step_gflop": step_flops / 1e9, "io_ms": io, "threads": torch.get_num_threads(),
+            "cpu": cpu_name()}
+
+
+def format_breakdown(b: dict) -> str:
+    step = b["step_ms"]
+    lines = [f"training step, profile {b['profile']} {' '.join(b['sets'])}".rstrip()
+             + f", batch {b['batch']}, {b.get('cpu', 'CPU not recorded')}, {b['threads']} threads, mean of {b['steps']} steps under "
+               f"torch.profiler: {step:.1f} ms/step ({b['batch'] / step * 1e3:.1f} img/s), "
+               f"{b['step_gflop']:.1f} GFLOP/step",
+             "", f"{'part':44s} {'ms/step':>8s} {'share':>6s}"]
+    rows = [("data: load, sketch, a() and TPS", b["data_ms"])]
+    rows += [(k, v) for k, v in b["phases_ms"].items()]
+    accounted = sum(v for _, v in rows)
+    rows.append(("rest of the step (Python, scheduler glue)", max(0.0, step - accounted)))
+    for name, ms in rows:
+        lines.append(f"{name:44s} {ms:8.1f} {ms / step:6.1%}")
+    lines += ["", f"{'I/O amortised over its interval':44s} {'ms/step':>8s} {'share':>6s}"]
+    for name, ms in b["io_ms"].items():
+        lines.append(f"{name:44s} {ms:8.2f} {ms / step:6.1%}")
+    fwd = b["generator_forward_ms"]
+    total_fwd = sum(fwd.values()) or 1.0
+    total_gf = sum(b["generator_forward_gflop"].values()) or 1.0
+    lines += ["", f"{'generator forward by part':44s} {'ms/step':>8s} {'share':>6s} {'GFLOP':>7s} {'share':>6s}"]
+    for name in GENERATOR_PARTS:
+        gf = b["generator_forward_gflop"][name]
+        lines.append(f"{name:44s} {fwd[name]:8.1f} {fwd[name] / total_fwd:6.1%} {gf:7.2f} "
+                     f"{gf / total_gf:6.1%}")
+    return "\n".join(lines)

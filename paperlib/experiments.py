@@ -34,6 +34,11 @@ RUNS: dict[str, tuple[str, dict]] = {
         "costs ~2.5x with the VGG and D)", lambda c: _paper_objective(c)),
     "recipe-l1-triplet": ("only L1 + triplet, N(0, 0.02) init, no EMA",
                           lambda c: {"model.init": paper().model.init, "train.ema_decay": 0.0}),
+    # Is the main run short of steps? The same recipe with the schedule stretched to 3x.
+    "scft-triplet-3x": ("the full method, 3x the steps (schedule and snapshots stretched)",
+                        lambda c: {"train.max_steps": 3 * c.train.max_steps,
+                                   "train.snapshot_every": 3 * c.train.snapshot_every,
+                                   "train.sample_every": 3 * c.train.sample_every}),
     # bf16 must not cost quality: a short run in each precision, same seed and data order.
     "short-fp32": ("the full method, first quarter of the steps, float32",
                    lambda c: {"train.precision": "fp32", "train.max_steps": max(2, c.train.max_steps // 4)}),

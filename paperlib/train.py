@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.distributed as dist
+from torch.profiler import record_function
 from tqdm import tqdm
 
 from . import augment, losses
@@ -112,7 +113,9 @@ def train_step(nets: Nets, config: Config, batch: dict, neg_gen: torch.Generator
     """One D update and one G update from a single generator forward (no second forward)."""
     sketch, reference, target = batch["sketch"], batch["reference"], batch["target"]
     need_attention = config.loss.correspondence_loss == "l1" and config.model.aggregation == "scft"
-    with autocast(config.train.precision, device):
+    # record_function names the phases for `python -m paperlib bench --breakdown` (no-ops unless
+    # a profiler is running)
+    with autocast(config.train.precision, device), record_function("G forward"):
         fake, aux = nets.G(sketch, reference, return_attention=need_attention)
 
     D = nets.D
@@ -121,13 +124,14 @@ def train_step(nets: Nets, config: Config, batch: dict, neg_gen: torch.Generator
         # D step on real and (detached) fake in one call: one DDP forward per backward.
         for p in D.parameters():
             p.requires_grad_(True)
-        with autocast(config.train.precision, device):
-            logits = D(torch.cat([target, fake.detach()]), torch.cat([sketch, sketch]))
-        d_real, d_fake = logits.float().chunk(2)
-        d_total, d_terms = losses.discriminator_loss(config.loss, d_real, d_fake)
-        nets.opt_d.zero_grad(set_to_none=True)
-        nets.scaler.scale(d_total).backward()
-        nets.scaler.step(nets.opt_d)
+        with record_function("D step"):
+            with autocast(config.train.precision, device):
+                logits = D(torch.cat([target, fake.detach()]), torch.cat([sketch, sketch]))
+            d_real, d_fake = logits.float().chunk(2)
+            d_total, d_terms = losses.discriminator_loss(config.loss, d_real, d_fake)
+            nets.opt_d.zero_grad(set_to_none=True)
+            nets.scaler.scale(d_total).backward()
+            nets.scaler.step(nets.opt_d)
         # G step: D's weights are frozen, so only its input gets gradients; the unwrapped D
         # is used so DDP does not expect a second reduction for D in this iteration.
         for p in D.parameters():
@@ -136,7 +140,7 @@ def train_step(nets: Nets, config: Config, batch: dict, neg_gen: torch.Generator
         # lambda_adv = 0: D could not change G's update, so neither D step nor D forward runs.
         zero = torch.zeros((), device=device)
         d_total, d_terms = zero, {"d_real": zero, "d_fake": zero}
-    with autocast(config.train.precision, device):
+    with autocast(config.train.precision, device), record_function("G losses"):
         g_logits = nets.d_plain(fake, sketch) if adversarial else None
         g_total, g_terms = losses.generator_loss(
             config.loss, fake=fake.float(), target=target,
@@ -144,13 +148,16 @@ def train_step(nets: Nets, config: Config, batch: dict, neg_gen: torch.Generator
             corr=batch["corr"], corr_mask=batch["corr_mask"], perceptual_net=nets.vgg,
             generator=neg_gen)
     nets.opt_g.zero_grad(set_to_none=True)
-    nets.scaler.scale(g_total).backward()
-    nets.scaler.step(nets.opt_g)
-    nets.scaler.update()
+    with record_function("G backward (through losses, D, G)"):
+        nets.scaler.scale(g_total).backward()
+    with record_function("G optimiser (Adam)"):
+        nets.scaler.step(nets.opt_g)
+        nets.scaler.update()
     for p in D.parameters():
         p.requires_grad_(True)
     if nets.G_ema is not None:
-        update_ema(nets.G_ema, _plain(nets.G), config.train.ema_decay)
+        with record_function("EMA of G"):
+            update_ema(nets.G_ema, _plain(nets.G), config.train.ema_decay)
 
     terms = {f"g_{k}": v.detach() for k, v in g_terms.items()}
     terms.update({k: v.detach() for k, v in d_terms.items()})

@@ -1,0 +1,40 @@
+"""`bench --compare` and `bench --breakdown` on tiny settings."""
+import pytest
+
+from paperlib import bench
+
+
+def test_compare_times_an_exported_commit_beside_the_working_tree():
+    result = bench.compare("HEAD", "smoke", rounds=2, warmup=1, steps=2)
+    assert set(result["seconds"]) == {"now", "HEAD"}
+    assert all(len(v) == 2 and min(v) > 0 for v in result["seconds"].values())
+    assert result["speedup"] == pytest.approx(
+        result["median_seconds"]["HEAD"] / result["median_seconds"]["now"])
+    assert result["cpu"]
+    text = bench.format_compare(result)
+    assert "speed-up now / HEAD" in text and "alternating rounds" in text
+
+
+def test_compare_names_a_commit_that_does_not_exist():
+    with pytest.raises(ValueError, match="no-such-commit"):
+        bench.compare("no-such-commit", "smoke", rounds=1)
+
+
+def test_compare_refuses_a_field_the_old_commit_lacks():
+    with pytest.raises(RuntimeError, match="unknown field"):
+        bench.compare("HEAD", "smoke", rev_sets=["train.not_a_field=1"], rounds=1, warmup=0,
+                      steps=1)
+
+
+def test_breakdown_accounts_for_the_step(image_folder):
+    b = bench.breakdown("smoke", [f"data.dataset=folder", f"data.root={image_folder}",
+                                  "data.test_fraction=0.0"], steps=2, warmup=1)
+    assert {"G forward", "G losses", "G backward (through losses, D, G)",
+            "G optimiser (Adam)", "EMA of G"} <= set(b["phases_ms"])
+    assert "D step" not in b["phases_ms"]  # the smoke recipe has no adversarial term
+    # the profiler's scopes cannot hold more time than the steps took
+    assert sum(b["phases_ms"].values()) <= b["step_ms"] * 1.05
+    assert all(v > 0 for v in b["generator_forward_ms"].values())
+    assert b["generator_forward_gflop"]["res_blocks"] > 0 and b["step_gflop"] > 0
+    assert all(v > 0 for v in b["io_ms"].values())
+    assert "res_blocks" in bench.format_breakdown(b)
