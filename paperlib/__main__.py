@@ -55,7 +55,10 @@ def main(argv=None) -> int:
                     help="with --compare: override a field on REV's side only")
     sp.add_argument("--now-set", action="append", default=[], metavar="KEY=VALUE",
                     help="with --compare: override a field on the working tree's side only")
-    sp.add_argument("--rounds", type=int, default=5, help="with --compare: alternating rounds")
+    sp.add_argument("--rounds", type=int, default=None,
+                    help="alternating rounds of --compare (default 5) or --loop (default 2)")
+    sp.add_argument("--loop", action="store_true",
+                    help="images/s of the bare step, of `train` and of `train` under papermill")
     sp.add_argument("--breakdown", action="store_true",
                     help="where a training step of --profile goes: phases, generator parts, "
                          "data and I/O")
@@ -110,16 +113,17 @@ def _dispatch(args) -> int:
         print(json.dumps(summary))
     elif args.cmd == "bench":
         from . import bench
-        if args.breakdown:
-            result = bench.breakdown(args.profile, args.set)
-            print(bench.format_breakdown(result))
+        if args.breakdown or args.loop:
+            result = (bench.breakdown(args.profile, args.set) if args.breakdown
+                      else bench.loop(args.profile, args.set, rounds=args.rounds or 2))
+            print(bench.format_breakdown(result) if args.breakdown else bench.format_loop(result))
             if args.json:
                 with open(args.json, "w") as f:
                     json.dump(result, f, indent=2)
             return 0
         if args.compare:
             result = bench.compare(args.compare, args.profile, args.set, args.rev_set,
-                                   args.now_set, rounds=args.rounds)
+                                   args.now_set, rounds=args.rounds or 5)
             print(bench.format_compare(result))
             if args.json:
                 with open(args.json, "w") as f:

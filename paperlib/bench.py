@@ -376,3 +376,100 @@ def format_breakdown(b: dict) -> str:
         lines.append(f"{name:44s} {fwd[name]:8.1f} {fwd[name] / total_fwd:6.1%} {gf:7.2f} "
                      f"{gf / total_gf:6.1%}")
     return "\n".join(lines)
+
+
+# ------------------------------------------------- the training loop against the bare step
+
+_LOOP_CELL = """\
+from paperlib.config import get_profile, override
+from paperlib.train import train
+train(override(get_profile({profile!r}), {sets!r}), {run_dir!r}, progress=True)
+"""
+
+
+def _loop_rate(run_dir, batch: int, wall: float, steps: int) -> dict:
+    import json as _json
+    from pathlib import Path
+
+    rows = [_json.loads(x) for x in (Path(run_dir) / "stats.jsonl").read_text().splitlines()]
+    # the first window holds the warm-up; the median of the rest is the steady training rate
+    rates = [r["images_per_sec"] for r in rows[1:]] or [rows[0]["images_per_sec"]]
+    return {"images_per_sec": statistics.median(rates), "wall_images_per_sec": batch * steps / wall}
+
+
+def loop(profile: str = "mini", sets: list[str] | None = None, steps: int = 100,
+         rounds: int = 2) -> dict:
+    """Images/s of the bare training step (synthetic batch), of `python -m paperlib train`, and
+    of the same `train` call inside a notebook run by papermill (as `make reproduce` runs it),
+    in alternating rounds. The loop rates are the median stats.jsonl window after the first, so
+    checkpoint, snapshot and sample writes fall inside them as they do in a real run."""
+    import json as _json
+    import os
+    import subprocess
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    from .config import get_profile, override
+    from .paths import repo_root
+
+    sets = list(sets or [])
+    run_sets = sets + [f"train.max_steps={steps}"]
+    batch = override(get_profile(profile), sets).train.batch_size
+    env = {**os.environ, "TQDM_DISABLE": "1"}
+    out: dict[str, list[float]] = {"step": [], "train": [], "notebook": []}
+    walls: dict[str, list[float]] = {"train": [], "notebook": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        for r in range(rounds):
+            res = time_step_in(repo_root(), profile, sets, warmup=3, steps=10)
+            out["step"].append(batch / statistics.median(res["times"]))
+
+            run = tmp / f"cli-{r}"
+            t0 = time.perf_counter()
+            proc = subprocess.run([sys.executable, "-m", "paperlib", "train", "--profile", profile,
+                                   *sum((["--set", s] for s in run_sets), []), "--run-dir", str(run)],
+                                  env=env, capture_output=True, text=True)
+            if proc.returncode != 0:
+                raise RuntimeError(f"the training command failed:\n{proc.stderr[-2000:]}")
+            rate = _loop_rate(run, batch, time.perf_counter() - t0, steps)
+            out["train"].append(rate["images_per_sec"])
+            walls["train"].append(rate["wall_images_per_sec"])
+
+            import nbformat
+
+            run = tmp / f"nb-{r}"
+            nb = nbformat.v4.new_notebook()
+            nb.cells = [nbformat.v4.new_code_cell(_LOOP_CELL.format(
+                profile=profile, sets=run_sets, run_dir=str(run)))]
+            nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                         "language": "python"}
+            nbformat.write(nb, tmp / "loop.ipynb")
+            t0 = time.perf_counter()
+            proc = subprocess.run([sys.executable, "-m", "papermill", str(tmp / "loop.ipynb"),
+                                   str(tmp / f"loop-out-{r}.ipynb"), "--kernel", "python3",
+                                   "--log-output", "--no-progress-bar"],
+                                  env={**os.environ}, capture_output=True, text=True)
+            if proc.returncode != 0:
+                raise RuntimeError(f"the papermill run failed:\n{proc.stderr[-2000:]}")
+            rate = _loop_rate(run, batch, time.perf_counter() - t0, steps)
+            out["notebook"].append(rate["images_per_sec"])
+            walls["notebook"].append(rate["wall_images_per_sec"])
+    med = {k: statistics.median(v) for k, v in out.items()}
+    return {"profile": profile, "sets": sets, "steps": steps, "rounds": rounds, "batch": batch,
+            "cpu": cpu_name(), "images_per_sec": out, "median": med,
+            "wall_images_per_sec": walls,
+            "train_of_step": med["train"] / med["step"], "notebook_of_step": med["notebook"] / med["step"]}
+
+
+def format_loop(b: dict) -> str:
+    m = b["median"]
+    wall = {k: statistics.median(v) for k, v in b["wall_images_per_sec"].items()}
+    return "\n".join([
+        f"training loop against the bare step, profile {b['profile']} {' '.join(b['sets'])}".rstrip()
+        + f", {b['steps']} steps, median of {b['rounds']} alternating rounds, {b['cpu']}",
+        f"  bare step (synthetic batch)        {m['step']:7.1f} img/s",
+        f"  python -m paperlib train           {m['train']:7.1f} img/s  ({b['train_of_step']:.0%} of the step;"
+        f" {wall['train']:.1f} img/s counting start-up)",
+        f"  the same train() under papermill   {m['notebook']:7.1f} img/s  ({b['notebook_of_step']:.0%} of the step;"
+        f" {wall['notebook']:.1f} img/s counting start-up)"])

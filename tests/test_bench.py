@@ -38,3 +38,13 @@ def test_breakdown_accounts_for_the_step(image_folder):
     assert b["generator_forward_gflop"]["res_blocks"] > 0 and b["step_gflop"] > 0
     assert all(v > 0 for v in b["io_ms"].values())
     assert "res_blocks" in bench.format_breakdown(b)
+
+
+def test_loop_times_the_step_the_command_and_the_notebook(image_folder):
+    sets = [f"data.dataset=folder", f"data.root={image_folder}", "data.test_fraction=0.0",
+            "train.log_every=1"]
+    b = bench.loop("smoke", sets, steps=4, rounds=1)
+    for side in ("step", "train", "notebook"):
+        assert len(b["images_per_sec"][side]) == 1 and b["median"][side] > 0, side
+    assert b["train_of_step"] == pytest.approx(b["median"]["train"] / b["median"]["step"])
+    assert "under papermill" in bench.format_loop(b)
