@@ -451,7 +451,8 @@ def try_it_figure(demo: Demo, sketch_index: int, reference_indices, kind: str = 
     rows = [demo.set_reference(i) for i in reference_indices]
     names = list(demo.arms)
     n_cols = 2 + len(names)
-    fig, axes = plt.subplots(len(rows), n_cols, figsize=(1.75 * n_cols, 1.75 * len(rows) + 0.9),
+    width = max(1.75 * n_cols, 7.0)  # room for the title and the list of missing arms
+    fig, axes = plt.subplots(len(rows), n_cols, figsize=(width, 1.75 * len(rows) + 0.9),
                              squeeze=False)
     for ax in axes.flat:
         ax.set_xticks([]), ax.set_yticks([])
@@ -468,13 +469,16 @@ def try_it_figure(demo: Demo, sketch_index: int, reference_indices, kind: str = 
         for c, name in enumerate(names):
             axes[r][2 + c].imshow(view.outputs[name])
     sketch_label = rows[0].sketch_label.split(":")[0] if rows else ""
-    fig.suptitle(f"Try it: {sketch_label}, {len(rows)} references, every trained arm"
-                 + (f" (profile {demo.profile})" if demo.profile else ""), fontsize=10)
+    title = (f"Try it: {sketch_label}, {len(rows)} references, every trained arm"
+             + (f" (profile {demo.profile})" if demo.profile else ""))
+    fig.suptitle(textwrap.fill(title, int(width * 11)), fontsize=10)
+    bottom = 0.0
     if demo.missing:
-        text = "not trained: " + ", ".join(f"{m.label} ({m.name})" for m in demo.missing)
-        fig.text(0.01, 0.01, textwrap.fill(text, 30 * n_cols // 2 + 40), fontsize=7.5,
-                 ha="left", va="bottom")
-    fig.tight_layout(rect=(0, 0.06 if demo.missing else 0, 1, 1))
+        text = textwrap.fill("not trained (see the notebook for the commands): " + ", ".join(
+            f"{m.label} ({m.name})" for m in demo.missing), int(width * 15))
+        fig.text(0.01, 0.01, text, fontsize=7.5, ha="left", va="bottom")
+        bottom = (text.count("\n") + 1) * 0.14 / fig.get_figheight()
+    fig.tight_layout(rect=(0, bottom, 1, 1))
     demo.set_reference(reference_indices[0] if len(reference_indices) else None)
     return fig
 
