@@ -145,7 +145,8 @@ class Demo:
     def __init__(self, arms: dict, data_cfg, test_images: list[SplitImage], *, size: int | None = None,
                  missing: list[MissingArm] | None = None, main: str | None = None,
                  lines: str = "keep", save_path=None, sketch_index: int = 0,
-                 reference_index: int | None = 1, max_pixels: int = MAX_PIXELS, profile: str = ""):
+                 reference_index: int | None = 1, max_pixels: int = MAX_PIXELS, profile: str = "",
+                 root=None):
         if not test_images:
             raise ValueError("Demo needs at least one test image")
         self.arms = {n: arms[n] for n in ARM_ORDER if n in arms}
@@ -158,7 +159,11 @@ class Demo:
         self.profile = profile
         self.stride = next((int(g.enc_s.total_stride) for g in self.arms.values()), 16)
         self.size = check_size(size or data_cfg.resolution, self.stride)
-        self.save_path = Path(save_path) if save_path else Path("try_it") / "output.png"
+        # Relative save paths are taken from `root` (the repository root for `from_runs`), not
+        # from the kernel's working folder, and are shown as given: no machine path on screen.
+        self.root = Path(root) if root else Path.cwd()
+        self.root_label = "the repository root" if root else "the working folder"
+        self.save_path = Path(save_path) if save_path else Path("try_it_output.png")
         self._run = None  # outputs, attention and geometry of the current sketch and reference
         self._main = main if main in self.arms else self._default_main()
         self.message = ""
@@ -173,13 +178,16 @@ class Demo:
         """Every complete arm of `profile` (seed `seed`) and the profile's test split; arms
         not trained are listed in `missing`, never trained here."""
         from .config import get_profile
+        from .paths import repo_root
         from .reproduce import results_dir
         from .snapshot import load_generator
 
         config = get_profile(profile)
         trained, missing = arm_status(profile, seed)
         arms = {name: load_generator(path)[0] for name, path in trained.items()}
-        kwargs.setdefault("save_path", results_dir(profile) / "try_it_output.png")
+        root = repo_root()
+        kwargs.setdefault("root", root)
+        kwargs.setdefault("save_path", results_dir(profile).relative_to(root) / "try_it_output.png")
         return cls(arms, config.data, load_test_images(config.data), missing=missing,
                    profile=profile, **kwargs)
 
@@ -275,13 +283,19 @@ class Demo:
         if out is None:
             self.message = "nothing to save: no trained model"
             return None
-        path = Path(path) if path else self.save_path
+        shown = Path(path) if path else self.save_path
+        path = shown if shown.is_absolute() else self.root / shown
         path.parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray(out).save(path)
-        self.message = f"saved {path}"
+        self.message = f"saved {shown} ({out.shape[1]} x {out.shape[0]})"
         return path
 
     # ------------------------------------------------------------------------ the view
+
+    @property
+    def sketch_shape(self) -> tuple[int, int]:
+        """(H, W) of the current sketch image: the size of every displayed array."""
+        return self._sketch.shape[:2]
 
     @property
     def grid(self) -> tuple[int, int]:
@@ -512,6 +526,10 @@ def png_bytes(img: np.ndarray, display: int = 256) -> bytes:
     return buf.getvalue()
 
 
+CAPTION = "<div style='line-height:1.35'>"  # the widget's HTML is double-spaced by default
+LABEL = "<div style='font-size:11px;line-height:1.25;height:2.6em'>"  # two lines for every arm
+
+
 def build_widget(demo: Demo):
     """The ipywidgets box for `demo`: choices on top, then sketch | reference | attention |
     output, the two cell sliders (or a click on the sketch, with ipyevents), every trained arm,
@@ -537,7 +555,7 @@ def build_widget(demo: Demo):
                       description="model", layout=W.Layout(width="380px"))
     base = demo.data_cfg.resolution
     size = W.Dropdown(options=sorted({base, demo.size, 2 * base, 4 * base}), value=demo.size,
-                      description="working size")
+                      description="working size", style={"description_width": "initial"})
     row = W.IntSlider(description="cell row", min=0, max=0)
     col = W.IntSlider(description="cell column", min=0, max=0)
     images = {k: W.Image(format="png", layout=W.Layout(**img_layout))
@@ -545,8 +563,9 @@ def build_widget(demo: Demo):
     captions = {k: W.HTML() for k in images}
     arms = {n: W.Image(format="png", layout=W.Layout(width="150px", height="auto")) for n in demo.arms}
     message = W.HTML()
-    save_to = W.Text(value=str(demo.save_path), description="save to", layout=W.Layout(width="520px"))
-    save = W.Button(description="save output as PNG", icon="download")
+    save_to = W.Text(value=str(demo.save_path), description="save to", layout=W.Layout(width="460px"))
+    save = W.Button(description="save output as PNG", icon="download", layout=W.Layout(width="200px"))
+    save_hint = W.HTML(f"<i>a relative path starts at {html.escape(demo.root_label)}</i>")
     busy = {"on": False}  # programmatic widget updates must not fire the callbacks again
 
     def show(view: View):
@@ -559,15 +578,18 @@ def build_widget(demo: Demo):
             images["reference"].value = png_bytes(view.reference)
             images["attention"].value = png_bytes(view.attention if view.attention is not None else view.reference)
             images["output"].value = png_bytes(view.output if view.output is not None else blank)
-            captions["sketch"].value = f"<b>sketch</b>: {html.escape(view.sketch_label)}; feature grid {gh} x {gw}"
-            captions["reference"].value = f"<b>reference</b>: {html.escape(view.reference_label)}"
-            att_of = ARM_LABELS.get(view.main, view.main or "")
-            captions["attention"].value = (f"<b>attention</b> of cell ({view.cell[0]}, {view.cell[1]}), {att_of}"
-                                           if view.attention is not None else
-                                           f"<b>no attention map</b>: {html.escape(att_of or 'no trained model')}"
-                                           " has no SCFT")
-            captions["output"].value = (f"<b>output</b>: {html.escape(att_of)}" if view.output is not None
-                                        else "<b>no output</b>: no arm is trained")
+            att_of = html.escape(ARM_LABELS.get(view.main, view.main or "no trained model"))
+            texts = {
+                "sketch": f"<b>sketch</b>: {html.escape(view.sketch_label)}; feature grid {gh} x {gw}",
+                "reference": f"<b>reference</b>: {html.escape(view.reference_label)}",
+                "attention": (f"<b>attention</b> of cell ({view.cell[0]}, {view.cell[1]}), {att_of}"
+                              if view.attention is not None else
+                              f"<b>no attention map</b>: {att_of} has no SCFT"),
+                "output": (f"<b>output</b>: {att_of}" if view.output is not None
+                           else "<b>no output</b>: no arm is trained"),
+            }
+            for k, text in texts.items():
+                captions[k].value = f"{CAPTION}{text}</div>"
             for n, w in arms.items():
                 w.value = png_bytes(view.outputs[n], 150)
             colour = "#b00020" if view.message and not view.message.startswith("saved") else "#333"
@@ -621,17 +643,20 @@ def build_widget(demo: Demo):
         from ipyevents import Event
 
         ev = Event(source=images["sketch"], watched_events=["click"])
-        H_W = lambda: demo._sketch.shape[:2]  # noqa: E731
-        ev.on_dom_event(guarded(lambda e: demo.click(
-            e["relativeX"] / max(e["boundingRectWidth"], 1) * H_W()[1],
-            e["relativeY"] / max(e["boundingRectHeight"], 1) * H_W()[0])))
+
+        def on_click(e):  # the event's position is in displayed pixels; the sketch has its own
+            h, w = demo.sketch_shape
+            return demo.click(e["relativeX"] / max(e["boundingRectWidth"], 1) * w,
+                              e["relativeY"] / max(e["boundingRectHeight"], 1) * h)
+
+        ev.on_dom_event(guarded(on_click))
         click_hint = "click the sketch, or move the sliders, to pick a cell of its feature grid"
     except ImportError:
         pass
 
     show(demo.view())
     panel = lambda k: W.VBox([images[k], captions[k]], layout=W.Layout(width="270px"))  # noqa: E731
-    gallery = W.HBox([W.VBox([W.HTML(f"<small>{html.escape(ARM_LABELS.get(n, n))}</small>"), w],
+    gallery = W.HBox([W.VBox([W.HTML(f"{LABEL}{html.escape(ARM_LABELS.get(n, n))}</div>"), w],
                              layout=W.Layout(width="160px")) for n, w in arms.items()])
     missing = W.HTML(_missing_html(demo.missing))
     return W.VBox([
@@ -640,7 +665,7 @@ def build_widget(demo: Demo):
         W.HBox([panel(k) for k in images]),
         W.HBox([row, col, W.HTML(f"<i>{click_hint}</i>")]),
         W.HTML("<b>every trained arm on this sketch and reference</b>"), gallery, missing,
-        W.HBox([save, save_to]), message,
+        W.HBox([save, save_to, save_hint]), message,
     ])
 
 

@@ -206,8 +206,12 @@ def test_the_size_limit_is_read_from_the_header(copier, monkeypatch):
 def test_save_writes_the_current_output(copier, tmp_path):
     view = copier.set_reference(2)
     path = copier.save(tmp_path / "out" / "mine.png")
-    assert path.is_file() and "saved" in copier.message
+    assert path.is_file() and "saved" in copier.message and "32 x 32" in copier.message
     assert np.array_equal(np.asarray(Image.open(path).convert("RGB")), view.output)
+    rooted = Demo({"scft-triplet": StandIn()}, DATA, sample_images(), root=tmp_path,
+                  save_path="results/try.png")
+    assert rooted.save() == tmp_path / "results" / "try.png"  # relative to the root, not the cwd
+    assert rooted.message == "saved results/try.png (32 x 32)"
     empty = Demo({}, DATA, sample_images())
     assert empty.save(tmp_path / "none.png") is None and "no trained model" in empty.message
     assert empty.view().output is None and empty.view().attention is None
@@ -257,9 +261,9 @@ def test_figure_has_a_row_per_reference_and_a_column_per_arm(smoke_arms):
     assert d.view().reference_label.startswith("test image 0")  # back to the first reference
 
 
-def test_widget_is_wired_to_the_demo():
+def test_widget_is_wired_to_the_demo(tmp_path):
     W = pytest.importorskip("ipywidgets")
-    d = Demo({"scft-triplet": StandIn()}, DATA, sample_images())
+    d = Demo({"scft-triplet": StandIn()}, DATA, sample_images(), root=tmp_path)
     box = demo_mod.build_widget(d)
     assert isinstance(box, W.VBox)
     stack, found = list(box.children), []
@@ -283,3 +287,6 @@ def test_widget_is_wired_to_the_demo():
     assert html and "not an image file" in html[0] and "Traceback" not in html[0]
     assert by_label["sketch"].value == "line"  # a refused upload does not switch the source
     assert bytes(images[-1].value) != before  # the gallery followed the zero reference
+    by_label["save to"].value = "saved/out.png"
+    by_label["save output as PNG"].click()
+    assert (tmp_path / "saved" / "out.png").is_file()
