@@ -118,9 +118,10 @@ def prepare_inputs(sketch: np.ndarray, reference: np.ndarray | None, *, data_cfg
 
 
 def finish_output(out: torch.Tensor, sketch: np.ndarray, *, data_cfg, line_drawing: bool,
-                  lines: str = "keep") -> np.ndarray:
+                  lines: str = "keep", ink: np.ndarray | None = None) -> np.ndarray:
     """Step 5: (1,3,h,w) generator colours -> (H,W,3) uint8 at the sketch image's own size,
-    with its full-resolution ink drawn on top for lines="keep"."""
+    with its full-resolution ink drawn on top for lines="keep". `ink`, if given, is that ink
+    mask already computed (several models colouring one large sketch binarise it once)."""
     if lines not in LINES:
         raise ValueError(f"lines={lines!r}; choose one of {LINES}")
     H, W = sketch.shape[:2]
@@ -130,7 +131,7 @@ def finish_output(out: torch.Tensor, sketch: np.ndarray, *, data_cfg, line_drawi
                             antialias=H < h or W < w)
     img = to_uint8(out[0])
     if lines == "keep":
-        img[binarize_sketch_image(sketch, data_cfg, line_drawing)] = 0
+        img[binarize_sketch_image(sketch, data_cfg, line_drawing) if ink is None else ink] = 0
     return img
 
 

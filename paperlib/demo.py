@@ -304,18 +304,7 @@ class Demo:
     def view(self) -> View:
         run = self._compute()
         H, W = self._sketch.shape[:2]
-        sketch = ink_to_rgb(run["ink"])
-        y0, y1, x0, x1 = self.cell_box(*self.cell)
-        t = max(1, round(min(H, W) / 64))  # a visible outline at any size
-        for ys, xs in ((slice(y0, min(y0 + t, y1)), slice(x0, x1)), (slice(max(y1 - t, y0), y1), slice(x0, x1)),
-                       (slice(y0, y1), slice(x0, min(x0 + t, x1))), (slice(y0, y1), slice(max(x1 - t, x0), x1))):
-            sketch[ys, xs] = CELL_COLOUR
-        attention = None
-        att = run["attention"]
-        if att is not None:
-            from .viz import attention_overlay
-
-            attention = attention_overlay(run["reference"], self._heat(att))
+        sketch, attention = self._cell_images()
         outputs = run["outputs"]
         kind = "a line drawing, thresholded" if run["line_drawing"] else "a colour image, XDoG sketch"
         return View(sketch=sketch, reference=run["reference"], attention=attention,
@@ -324,6 +313,27 @@ class Demo:
                     sketch_label=f"{self._sketch_label}: {W} x {H}, {kind}",
                     reference_label=self._reference_label, message=self.message,
                     missing=list(self.missing))
+
+    def _cell_images(self):
+        """The sketch with the cell outlined and the attention overlay, cached per cell: a
+        callback builds the view more than once, and a large image makes each build slow."""
+        run = self._compute()
+        if self.cell in run["cells"]:
+            return run["cells"][self.cell]
+        H, W = self._sketch.shape[:2]
+        sketch = ink_to_rgb(run["ink"])
+        y0, y1, x0, x1 = self.cell_box(*self.cell)
+        t = max(1, round(min(H, W) / 64))  # a visible outline at any size
+        for ys, xs in ((slice(y0, min(y0 + t, y1)), slice(x0, x1)), (slice(max(y1 - t, y0), y1), slice(x0, x1)),
+                       (slice(y0, y1), slice(x0, min(x0 + t, x1))), (slice(y0, y1), slice(max(x1 - t, x0), x1))):
+            sketch[ys, xs] = CELL_COLOUR
+        attention = None
+        if run["attention"] is not None:
+            from .viz import attention_overlay
+
+            attention = attention_overlay(run["reference"], self._heat(run["attention"]))
+        run["cells"][self.cell] = (sketch, attention)
+        return sketch, attention
 
     def binarised_sketch(self) -> np.ndarray:
         """The sketch as the model reads it, at its own size: (H,W,3) black ink on white."""
@@ -423,20 +433,20 @@ class Demo:
                                             stride=self.stride)
         h, w = s.shape[-2:]
         gh, gw, top, left = feature_grid(h, w, self.stride)
+        ink = binarize_sketch_image(sketch, self.data_cfg, line_drawing)  # full size, once
         outputs, attention = {}, None
         for name, G in self.arms.items():
             out, aux = colorize_tensors(G, s, r, return_aux=True)
             outputs[name] = finish_output(out, sketch, data_cfg=self.data_cfg,
-                                          line_drawing=line_drawing, lines=self.lines)
+                                          line_drawing=line_drawing, lines=self.lines, ink=ink)
             if name == self.main and "attention" in aux:
                 attention = aux["attention"][0].float().cpu()  # (P_sketch, P_reference)
         H, W = sketch.shape[:2]
         shown_ref = (np.full((H, W, 3), to_uint8(torch.zeros(3, 1, 1))[0, 0], np.uint8)
                      if ref is None else fit_inside(ref, H, W))
-        ink = binarize_sketch_image(sketch, self.data_cfg, line_drawing)
         self._run = {"outputs": outputs, "attention": attention, "main": self.main,
                      "grid": (gh, gw), "pad": (top, left), "work": (h, w), "reference": shown_ref,
-                     "ink": ink, "line_drawing": line_drawing}
+                     "ink": ink, "line_drawing": line_drawing, "cells": {}}
         return self._run
 
     def _heat(self, att: torch.Tensor) -> np.ndarray:

@@ -290,3 +290,11 @@ def test_widget_is_wired_to_the_demo(tmp_path):
     by_label["save to"].value = "saved/out.png"
     by_label["save output as PNG"].click()
     assert (tmp_path / "saved" / "out.png").is_file()
+
+
+def test_screenshot_command_names_what_is_missing(capsys):
+    from paperlib.__main__ import main
+
+    assert main(["screenshot", "--chromium", "/nonexistent/chromium"]) == 2
+    err = capsys.readouterr().err
+    assert "/nonexistent/chromium" in err or "playwright is not installed" in err
