@@ -324,9 +324,10 @@ class Demo:
         sketch = ink_to_rgb(run["ink"])
         y0, y1, x0, x1 = self.cell_box(*self.cell)
         t = max(1, round(min(H, W) / 64))  # a visible outline at any size
-        for ys, xs in ((slice(y0, min(y0 + t, y1)), slice(x0, x1)), (slice(max(y1 - t, y0), y1), slice(x0, x1)),
-                       (slice(y0, y1), slice(x0, min(x0 + t, x1))), (slice(y0, y1), slice(max(x1 - t, x0), x1))):
-            sketch[ys, xs] = CELL_COLOUR
+        sketch[y0:min(y0 + t, y1), x0:x1] = CELL_COLOUR
+        sketch[max(y1 - t, y0):y1, x0:x1] = CELL_COLOUR
+        sketch[y0:y1, x0:min(x0 + t, x1)] = CELL_COLOUR
+        sketch[y0:y1, max(x1 - t, x0):x1] = CELL_COLOUR
         attention = None
         if run["attention"] is not None:
             from .viz import attention_overlay
@@ -349,7 +350,8 @@ class Demo:
 
         def span(i, pad, work, full):
             a, b = min(max(i * s - pad, 0), work), min(max((i + 1) * s - pad, 0), work)
-            return math.floor(a * full / work), max(math.ceil(b * full / work), math.floor(a * full / work) + 1)
+            lo = math.floor(a * full / work)
+            return lo, max(math.ceil(b * full / work), lo + 1)  # at least one pixel
 
         y0, y1 = span(row, top, h, H)
         x0, x1 = span(col, left, w, W)
@@ -373,7 +375,8 @@ class Demo:
     def _default_main(self):
         if "scft-triplet" in self.arms:
             return "scft-triplet"
-        scft = [n for n, g in self.arms.items() if getattr(getattr(g, "cfg", None), "aggregation", "") == "scft"]
+        scft = [n for n, g in self.arms.items()
+                if getattr(getattr(g, "cfg", None), "aggregation", "") == "scft"]
         return (scft or list(self.arms) or [None])[0]
 
     def _index(self, index, which: str) -> int:
@@ -586,7 +589,8 @@ def build_widget(demo: Demo):
             row.value, col.value = view.cell
             images["sketch"].value = png_bytes(view.sketch)
             images["reference"].value = png_bytes(view.reference)
-            images["attention"].value = png_bytes(view.attention if view.attention is not None else view.reference)
+            images["attention"].value = png_bytes(
+                view.attention if view.attention is not None else view.reference)
             images["output"].value = png_bytes(view.output if view.output is not None else blank)
             att_of = html.escape(ARM_LABELS.get(view.main, view.main or "no trained model"))
             texts = {
@@ -634,11 +638,12 @@ def build_widget(demo: Demo):
         widget.observe(guarded(handler), names="value")
 
     sk_kind.observe(guarded(lambda ch: demo.set_sketch(sk_pick.value, ch["new"])), names="value")
-    sk_pick.observe(guarded(lambda ch: demo.set_sketch(ch["new"], sk_kind.value if sk_kind.value != "upload" else "line")), names="value")
+    sk_pick.observe(guarded(lambda ch: demo.set_sketch(
+        ch["new"], sk_kind.value if sk_kind.value != "upload" else "line")), names="value")
     on_upload(sk_up, demo.upload_sketch, sk_kind)
-    rf_kind.observe(guarded(lambda ch: demo.set_reference(rf_pick.value) if ch["new"] == "test" else
-                            demo.set_reference(None) if ch["new"] == "none" else demo.use_uploaded_reference()),
-                    names="value")
+    references = {"test": lambda: demo.set_reference(rf_pick.value),
+                  "none": lambda: demo.set_reference(None), "upload": demo.use_uploaded_reference}
+    rf_kind.observe(guarded(lambda ch: references[ch["new"]]()), names="value")
     rf_pick.observe(guarded(lambda ch: demo.set_reference(ch["new"])), names="value")
     on_upload(rf_up, demo.upload_reference, rf_kind)
     if demo.arms:

@@ -135,7 +135,7 @@ def _drive(page, url: str, out: Path, timeout: float) -> None:
     page.wait_for_function("() => [...document.querySelectorAll('.widget-html')]"
                            ".some(e => /attention<\\/b> of cell \\(1, 1\\)/.test(e.innerHTML))",
                            timeout=30000)
-    widget = page.locator(".jp-OutputArea-output > .widget-vbox, .jp-OutputArea-output .widget-vbox").first
+    widget = page.locator(".jp-OutputArea-output .widget-vbox").first  # the outermost box
     widget.scroll_into_view_if_needed()
     page.wait_for_timeout(500)  # let the last images paint
     out.parent.mkdir(parents=True, exist_ok=True)
