@@ -1,4 +1,4 @@
-"""Command line: python -m paperlib {prepare-data,train,bench,evaluate,colorize,reproduce}."""
+"""Command line: python -m paperlib {prepare-data,train,bench,evaluate,colorize,reproduce,screenshot}."""
 from __future__ import annotations
 
 import argparse
@@ -91,6 +91,11 @@ def main(argv=None) -> int:
     sp = sub.add_parser("reproduce", help="run every notebook in order through papermill")
     sp.add_argument("--profile", default=None)
     sp.add_argument("--only", default=None, help="run only notebooks whose name contains this")
+    sp = sub.add_parser("screenshot", help="screenshot notebook 08's widget in JupyterLab "
+                        "(headless Chromium through playwright, the 'screenshot' extra)")
+    sp.add_argument("--profile", default="mini", help="whose runs the notebook shows (default mini)")
+    sp.add_argument("--out", default=None, help="PNG path (default results/fig_try_it_screenshot.png)")
+    sp.add_argument("--chromium", default="/usr/bin/chromium", help="the browser executable")
 
     args = p.parse_args(argv)
     try:
@@ -155,6 +160,9 @@ def _dispatch(args) -> int:
         for path in colorize_files(args.checkpoint, args.sketch, args.out, args.reference,
                                    device=args.device, size=args.size, lines=args.lines):
             print(path)
+    elif args.cmd == "screenshot":
+        from .screenshot import take
+        print(take(args.out, profile=args.profile, chromium=args.chromium))
     elif args.cmd == "reproduce":
         from .reproduce import run_notebooks
         run_notebooks(profile=args.profile, only=args.only)

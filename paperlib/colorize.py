@@ -70,12 +70,15 @@ def crop_box(x: torch.Tensor, box) -> torch.Tensor:
 
 
 @torch.no_grad()
-def colorize_tensors(G, sketch: torch.Tensor, reference: torch.Tensor | None = None) -> torch.Tensor:
+def colorize_tensors(G, sketch: torch.Tensor, reference: torch.Tensor | None = None, *,
+                     return_aux: bool = False):
     """sketch (B,1,H,W) in {-1,+1}, reference (B,3,H,W) in [-1,1] or None -> (B,3,H,W) in [-1,1].
 
     Any H, W: both inputs are padded with white paper to a multiple of the encoders' total
     stride and the output is cropped back; at a multiple (e.g. the training size) this is
-    exactly `G(sketch, reference)[0]`.
+    exactly `G(sketch, reference)[0]`. With `return_aux` it returns (output, aux) where aux is
+    the generator's aux dict with the attention matrix (SCFT only) over the padded canvas's
+    feature grid, `feature_grid(H, W, stride)` cells in row-major order.
     """
     if sketch.dim() != 4 or sketch.shape[1] != 1:
         raise ValueError(f"sketch must be (B, 1, H, W), got {tuple(sketch.shape)}")
@@ -86,31 +89,62 @@ def colorize_tensors(G, sketch: torch.Tensor, reference: torch.Tensor | None = N
     stride = G.enc_s.total_stride
     s, box = pad_to_multiple(sketch, stride)
     ref = None if reference is None else pad_to_multiple(reference, stride)[0].to(device)
-    out, _ = G(s.to(device), ref)
-    return crop_box(out.float().cpu(), box)
+    if not return_aux:
+        out, _ = G(s.to(device), ref)
+        return crop_box(out.float().cpu(), box)
+    out, aux = G(s.to(device), ref, return_attention=True)
+    return crop_box(out.float().cpu(), box), aux
+
+
+def feature_grid(h: int, w: int, stride: int = 16):
+    """The generator's feature grid for an h x w input padded by `pad_to_multiple`:
+    (rows, cols, top, left), top/left being the padding before the input's first row/column."""
+    hp, wp = h + (-h % stride), w + (-w % stride)
+    return hp // stride, wp // stride, (hp - h) // 2, (wp - w) // 2
+
+
+def prepare_inputs(sketch: np.ndarray, reference: np.ndarray | None, *, data_cfg, size: int,
+                   stride: int = 16):
+    """Steps 1 and 3 of the module docstring: (H,W,3) uint8 sketch image (+ reference image or
+    None) -> (sketch (1,1,h,w) in {-1,+1}, reference (1,3,h,w) in [-1,1] or None, line_drawing)
+    at the working size; `line_drawing` is the decision made once on the full-size sketch."""
+    size = check_size(size, stride)
+    line_drawing = looks_like_line_drawing(sketch)
+    work = resize_long_side(sketch, size)
+    h, w = work.shape[:2]
+    s = sketch_tensor(binarize_sketch_image(work, data_cfg, line_drawing))[None]  # (1,1,h,w)
+    r = None if reference is None else to_tensor(fit_inside(reference, h, w))[None]
+    return s, r, line_drawing
+
+
+def finish_output(out: torch.Tensor, sketch: np.ndarray, *, data_cfg, line_drawing: bool,
+                  lines: str = "keep", ink: np.ndarray | None = None) -> np.ndarray:
+    """Step 5: (1,3,h,w) generator colours -> (H,W,3) uint8 at the sketch image's own size,
+    with its full-resolution ink drawn on top for lines="keep". `ink`, if given, is that ink
+    mask already computed (several models colouring one large sketch binarise it once)."""
+    if lines not in LINES:
+        raise ValueError(f"lines={lines!r}; choose one of {LINES}")
+    H, W = sketch.shape[:2]
+    h, w = out.shape[-2:]
+    if (h, w) != (H, W):
+        out = F.interpolate(out, size=(H, W), mode="bilinear", align_corners=False,
+                            antialias=H < h or W < w)
+    img = to_uint8(out[0])
+    if lines == "keep":
+        img[binarize_sketch_image(sketch, data_cfg, line_drawing) if ink is None else ink] = 0
+    return img
 
 
 def colorize_image(G, sketch: np.ndarray, reference: np.ndarray | None = None, *, data_cfg,
                    size: int, lines: str = "keep") -> np.ndarray:
     """(H,W,3) uint8 sketch image (+ any-size reference image or None) -> (H,W,3) uint8 colours
     at the sketch's own size; see the module docstring for the steps."""
-    size = check_size(size, G.enc_s.total_stride)
     if lines not in LINES:
         raise ValueError(f"lines={lines!r}; choose one of {LINES}")
-    H, W = sketch.shape[:2]
-    line_drawing = looks_like_line_drawing(sketch)
-    work = resize_long_side(sketch, size)
-    h, w = work.shape[:2]
-    s = sketch_tensor(binarize_sketch_image(work, data_cfg, line_drawing))[None]  # (1,1,h,w)
-    r = None if reference is None else to_tensor(fit_inside(reference, h, w))[None]
+    s, r, line_drawing = prepare_inputs(sketch, reference, data_cfg=data_cfg, size=size,
+                                        stride=G.enc_s.total_stride)
     out = colorize_tensors(G, s, r)  # (1,3,h,w)
-    if (h, w) != (H, W):
-        out = F.interpolate(out, size=(H, W), mode="bilinear", align_corners=False,
-                            antialias=H < h or W < w)
-    img = to_uint8(out[0])
-    if lines == "keep":
-        img[binarize_sketch_image(sketch, data_cfg, line_drawing)] = 0
-    return img
+    return finish_output(out, sketch, data_cfg=data_cfg, line_drawing=line_drawing, lines=lines)
 
 
 def _listing(path: Path) -> list[Path]:
@@ -156,4 +190,5 @@ def colorize_files(checkpoint, sketch, out, reference=None, device: str = "cpu",
 
 
 __all__ = ["colorize_tensors", "colorize_image", "colorize_files", "check_size",
-           "pad_to_multiple", "crop_box", "BadImageError"]
+           "pad_to_multiple", "crop_box", "feature_grid", "prepare_inputs", "finish_output",
+           "BadImageError"]

@@ -6,11 +6,13 @@ not an image, grayscale, alpha, palette, 16-bit, CMYK) is handled, or rejected w
 """
 from __future__ import annotations
 
+import io
 import os
+import warnings
 
 import numpy as np
 import torch
-from PIL import Image, ImageFile
+from PIL import Image, ImageFile, UnidentifiedImageError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".ppm")
 
@@ -25,18 +27,42 @@ class BadImageError(ValueError):
 
 
 def _open_checked(path) -> Image.Image:
+    if not os.path.isfile(path):
+        raise BadImageError(path, "no such file")
+    return _open_and_decode(path, path)
+
+
+def _open_and_decode(source, name, max_pixels: int | None = None) -> Image.Image:
+    """Open `source` (a path or a binary file object) and decode its pixels; any failure is a
+    BadImageError naming `name`. With `max_pixels`, the size is read from the header and an
+    image over the limit is refused before a single pixel is decoded."""
     # Truncated files must fail rather than come back half grey, whatever another library
     # set globally; PIL's default is already False.
     if ImageFile.LOAD_TRUNCATED_IMAGES:
         raise RuntimeError("PIL.ImageFile.LOAD_TRUNCATED_IMAGES is True; truncated images "
                            "would load silently. Reset it to False.")
-    if not os.path.isfile(path):
-        raise BadImageError(path, "no such file")
+    too_large = None
     try:
-        img = Image.open(path)
-        img.load()  # decodes the full pixel data: truncation is detected here, not at open()
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-        raise BadImageError(path, f"{type(exc).__name__}: {exc}") from None
+        with warnings.catch_warnings():
+            if max_pixels is not None:  # our own limit is lower than PIL's warning threshold
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(source)
+        w, h = img.size
+        if max_pixels is not None and w * h > max_pixels:
+            img.close()
+            too_large = (f"{w} x {h} pixels ({w * h / 1e6:.1f} megapixels) is more than the "
+                         f"{max_pixels / 1e6:.1f} megapixels allowed; shrink it first")
+        else:
+            img.load()  # decodes the full pixel data: truncation is detected here, not at open()
+    except UnidentifiedImageError:
+        raise BadImageError(name, "not an image file (no image format PIL knows starts it)") from None
+    except Image.DecompressionBombError as exc:
+        limit = "" if max_pixels is None else f" (the limit is {max_pixels / 1e6:.1f} megapixels)"
+        raise BadImageError(name, f"too large: {exc}{limit}") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise BadImageError(name, f"{type(exc).__name__}: {exc}") from None
+    if too_large:
+        raise BadImageError(name, too_large)
     return img
 
 
@@ -91,13 +117,22 @@ def load_rgb(path) -> np.ndarray:
     composited on white, palette and CMYK are converted, 16-bit data is scaled by
     255/65535. Unreadable, truncated or non-image files raise `BadImageError(path, reason)`.
     """
-    img = _open_checked(path)
+    return _to_rgb_checked(_open_checked(path), path)
+
+
+def decode_rgb(data: bytes, name: str = "<upload>", max_pixels: int | None = None) -> np.ndarray:
+    """`load_rgb` for the bytes of an uploaded file: (H, W, 3) uint8 RGB, or a BadImageError
+    naming `name`. With `max_pixels`, larger images are refused from their header alone."""
+    return _to_rgb_checked(_open_and_decode(io.BytesIO(bytes(data)), name, max_pixels), name)
+
+
+def _to_rgb_checked(img: Image.Image, name) -> np.ndarray:
     try:
-        out = pil_to_rgb(img, path)
+        out = pil_to_rgb(img, name)
     finally:
         img.close()
     if out.ndim != 3 or out.shape[2] != 3 or out.shape[0] == 0 or out.shape[1] == 0:
-        raise BadImageError(path, f"decoded to unexpected shape {out.shape}")
+        raise BadImageError(name, f"decoded to unexpected shape {out.shape}")
     return out
 
 

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 QUERY_COLORS = ("red", "blue", "yellow", "green")  # the order of Fig. 14's columns (a)-(d)
+ATTENTION_CMAP, ATTENTION_ALPHA = "inferno", 0.6  # Fig. 14 style heat over the reference
 
 
 def to_numpy_image(t: torch.Tensor) -> np.ndarray:
@@ -117,12 +118,21 @@ def attention_figure(sketches, references, attentions, queries: list[int]):
             att = attentions[i, q].float().reshape(grid, grid).cpu().numpy()
             axes[i][2 + j].imshow(to_numpy_image(references[i]))
             axes[i][2 + j].imshow(np.kron(att / max(att.max(), 1e-12), np.ones((int(cell),) * 2)),
-                                  cmap="inferno", alpha=0.6, extent=(-0.5, size - 0.5, size - 0.5, -0.5))
+                                  cmap=ATTENTION_CMAP, alpha=ATTENTION_ALPHA, extent=(-0.5, size - 0.5, size - 0.5, -0.5))
             axes[i][2 + j].set_title(f"({'abcd'[j % 4]}) {colour}")
         for ax in axes[i]:
             ax.set_xticks([]), ax.set_yticks([])
     fig.tight_layout()
     return fig
+
+
+def attention_overlay(reference: np.ndarray, heat: np.ndarray) -> np.ndarray:
+    """The reference (H,W,3) uint8 with an (H,W) attention map drawn over it as in
+    `attention_figure`: the map scaled to its maximum, coloured, blended -> (H,W,3) uint8."""
+    heat = heat.astype(np.float64)
+    rgb = plt.get_cmap(ATTENTION_CMAP)(heat / max(float(heat.max()), 1e-12))[..., :3]
+    out = ATTENTION_ALPHA * rgb * 255 + (1 - ATTENTION_ALPHA) * reference.astype(np.float64)
+    return np.clip(np.round(out), 0, 255).astype(np.uint8)
 
 
 def pick_queries(sketch: torch.Tensor, corr_mask: torch.Tensor, k: int = 4) -> list[int]:

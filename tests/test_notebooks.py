@@ -7,7 +7,7 @@ import pytest
 from paperlib.reproduce import notebooks
 
 ORDER = ["01_data_prep", "02_training", "03_aggregation_ablation", "04_loss_ablation",
-         "05_attention_visualization", "06_no_reference", "07_fid_tables"]
+         "05_attention_visualization", "06_no_reference", "07_fid_tables", "08_try_it"]
 NB_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 
 
