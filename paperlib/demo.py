@@ -92,21 +92,9 @@ def one_line(text) -> str:
     return " ".join(str(text).split())
 
 
-def train_command(profile: str, name: str, seed: int = 0) -> str:
-    """The command line that trains registry run `name` exactly as `experiments.run_config`."""
-    from .experiments import RUNS
-
-    sets = RUNS[name][1]
-    if callable(sets):
-        raise ValueError(f"run {name!r} derives its overrides from the profile; train it with "
-                         f"experiments.ensure_trained")
-    args = "".join(f" --set {k}={v}" for k, v in sets.items())
-    return (f"python -m paperlib train --profile {profile}{args} --set train.seed={seed} "
-            f"--run-dir runs/{profile}/{name}-seed{seed}")
-
-
 def arm_status(profile: str, seed: int = 0, names=ARM_ORDER):
     """(trained: name -> run folder, missing: [MissingArm]) for the registry's arms."""
+    from . import experiments
     from .experiments import run_path
     from .train import is_complete
 
@@ -119,7 +107,7 @@ def arm_status(profile: str, seed: int = 0, names=ARM_ORDER):
         reason = ("training incomplete (no snapshot-final.pt)" if path.exists()
                   else "not trained")
         missing.append(MissingArm(name, ARM_LABELS.get(name, name), reason,
-                                  train_command(profile, name, seed), TRAINED_BY.get(name, "")))
+                                  experiments.train_command(profile, name, seed), TRAINED_BY.get(name, "")))
     return trained, missing
 
 

@@ -60,13 +60,27 @@ ARMS = ["scft-triplet", "add", "adain", "scft-l1", "scft-none", "scft-noref"]
 RECIPES = ["recipe-paper-objective", "recipe-l1-triplet", "scft-triplet"]
 
 
-def run_config(profile: str, name: str, seed: int = 0, dataset: str = "openmoji") -> Config:
+def run_overrides(profile: str, name: str, dataset: str = "openmoji") -> dict:
+    """The overrides that make registry run `name` from `profile` (callables evaluated)."""
     if name not in RUNS:
         raise ValueError(f"unknown run {name!r}; known: {sorted(RUNS)}")
     c = override(get_profile(profile), {"data.dataset": dataset})
     sets = RUNS[name][1]
-    c = override(c, sets(c) if callable(sets) else sets)
+    return dict(sets(c) if callable(sets) else sets)
+
+
+def run_config(profile: str, name: str, seed: int = 0, dataset: str = "openmoji") -> Config:
+    c = override(get_profile(profile), {"data.dataset": dataset})
+    c = override(c, run_overrides(profile, name, dataset))
     return override(c, {"train.seed": seed})
+
+
+def train_command(profile: str, name: str, seed: int = 0) -> str:
+    """The command line that trains registry run `name` exactly as `run_config` makes it."""
+    sets = run_overrides(profile, name)
+    args = "".join(f" --set {k}={v}" for k, v in sets.items())
+    return (f"python -m paperlib train --profile {profile}{args} --set train.seed={seed} "
+            f"--run-dir runs/{profile}/{name}-seed{seed}")
 
 
 def run_path(profile: str, name: str, seed: int = 0) -> Path:

@@ -40,3 +40,15 @@ def test_atomic_write_leaves_old_file_when_the_writer_fails(tmp_path):
         atomic_write(target, broken)
     assert target.read_bytes() == b"old"
     assert [p.name for p in tmp_path.iterdir()] == ["f.bin"]
+
+
+def test_train_command_gives_the_registry_config():
+    from paperlib.config import override
+    from paperlib.experiments import run_config, train_command
+
+    for name in ("add", "scft-triplet-3x", "recipe-paper-objective"):
+        cmd = train_command("smoke", name, seed=1).split()
+        assert cmd[:5] == ["python", "-m", "paperlib", "train", "--profile"] and cmd[5] == "smoke"
+        sets = [cmd[i + 1] for i, a in enumerate(cmd) if a == "--set"]
+        assert override(run_config("smoke", "scft-triplet", 0), sets) == run_config("smoke", name, 1)
+        assert cmd[-1] == f"runs/smoke/{name}-seed1"
