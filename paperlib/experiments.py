@@ -87,6 +87,13 @@ def run_path(profile: str, name: str, seed: int = 0) -> Path:
     return runs_dir(profile) / f"{name}-seed{seed}"
 
 
+def is_trained(profile: str, name: str, seed: int = 0) -> bool:
+    """Whether registry run `name` has finished (its final snapshot exists)."""
+    from .train import is_complete
+
+    return is_complete(run_path(profile, name, seed))
+
+
 def ensure_trained(profile: str, name: str, seed: int = 0, progress: bool = True) -> Path:
     from .train import is_complete, train
 

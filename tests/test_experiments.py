@@ -52,3 +52,16 @@ def test_train_command_gives_the_registry_config():
         sets = [cmd[i + 1] for i, a in enumerate(cmd) if a == "--set"]
         assert override(run_config("smoke", "scft-triplet", 0), sets) == run_config("smoke", name, 1)
         assert cmd[-1] == f"runs/smoke/{name}-seed1"
+
+
+def test_is_trained_follows_the_final_snapshot(tmp_path, monkeypatch):
+    from paperlib import experiments
+
+    monkeypatch.setattr(experiments, "runs_dir", lambda profile: tmp_path / profile)
+    assert not experiments.is_trained("smoke", "add", 3)
+    run = tmp_path / "smoke" / "add-seed3"
+    run.mkdir(parents=True)
+    (run / "checkpoint-latest.pt").write_bytes(b"")
+    assert not experiments.is_trained("smoke", "add", 3)
+    (run / "snapshot-final.pt").write_bytes(b"")
+    assert experiments.is_trained("smoke", "add", 3)
