@@ -1,8 +1,15 @@
 """Robust image loading and the uint8 <-> [-1, 1] tensor conventions.
 
 Every loader in the data pipeline goes through `load_rgb`, so every odd file (truncated,
-not an image, grayscale, alpha, palette, 16-bit, CMYK) is handled, or rejected with a
-`BadImageError` that names the file, in exactly one place.
+not an image, grayscale, alpha, palette, 16-bit, CMYK, animated, too large, a broken or
+looping symbolic link) is handled, or rejected with a `BadImageError` that names the file, in
+exactly one place.
+
+Decompression-bomb policy: an image may have at most MAX_PIXELS pixels (64 megapixels, e.g.
+8192 x 8192; $PAPERLIB_MAX_PIXELS changes it). The size is read from the file's header and
+checked before any pixel is decoded, so a small file claiming a huge size costs nothing. Such
+files are rejected with the limit in the message; in training data they count as unreadable
+(`data.skip_bad` skips and counts them).
 """
 from __future__ import annotations
 
@@ -13,6 +20,14 @@ import torch
 from PIL import Image, ImageFile
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".ppm")
+# Largest image accepted (pixels), checked from the header before decoding: 64 MP decodes to
+# ~200 MB of RGB and a few times that in float intermediates (XDoG, colorize at full size),
+# well within a workstation; PIL's own guard only warns up to 179 MP.
+DEFAULT_MAX_PIXELS = 8192 * 8192
+
+
+def max_pixels() -> int:
+    return int(os.environ.get("PAPERLIB_MAX_PIXELS", DEFAULT_MAX_PIXELS))
 
 
 class BadImageError(ValueError):
@@ -30,13 +45,39 @@ def _open_checked(path) -> Image.Image:
     if ImageFile.LOAD_TRUNCATED_IMAGES:
         raise RuntimeError("PIL.ImageFile.LOAD_TRUNCATED_IMAGES is True; truncated images "
                            "would load silently. Reset it to False.")
-    if not os.path.isfile(path):
-        raise BadImageError(path, "no such file")
+    img = _open_header(path)
     try:
-        img = Image.open(path)
         img.load()  # decodes the full pixel data: truncation is detected here, not at open()
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        img.close()
         raise BadImageError(path, f"{type(exc).__name__}: {exc}") from None
+    return img
+
+
+def _open_header(path) -> Image.Image:
+    """Image.open (header only, nothing decoded) with the checks that need no pixels: the file
+    exists and is one, its format is known, its size is within max_pixels()."""
+    if not os.path.isfile(path):
+        if os.path.islink(path):
+            raise BadImageError(path, "a broken or looping symbolic link")
+        raise BadImageError(path, "is a folder, not a file" if os.path.isdir(path) else "no such file")
+    limit = max_pixels()
+    try:
+        img = Image.open(path)
+    except Image.DecompressionBombError:  # PIL's own guard, above 2 x its limit (179 MP)
+        raise BadImageError(path, f"larger than the {limit:,}-pixel limit (decompression-bomb "
+                            f"guard, checked from the header)") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise BadImageError(path, f"{type(exc).__name__}: {exc}") from None
+    w, h = img.size
+    if w * h > limit:
+        img.close()
+        raise BadImageError(path, f"{w} x {h} = {w * h:,} pixels is over the {limit:,}-pixel limit "
+                            f"(decompression-bomb guard, checked from the header before "
+                            f"decoding; set PAPERLIB_MAX_PIXELS to raise it)")
+    if w < 1 or h < 1:
+        img.close()
+        raise BadImageError(path, f"has no pixels ({w} x {h})")
     return img
 
 
@@ -102,10 +143,13 @@ def load_rgb(path) -> np.ndarray:
 
 
 def check_image_header(path) -> str | None:
-    """Cheap validity check (header only, no decode): None if fine, else the reason."""
+    """Cheap validity check (header and, for PNG, chunk checksums; no decode): None if fine,
+    else the reason. Includes the pixel limit, so decompression bombs are caught here."""
     try:
-        with Image.open(path) as img:
+        with _open_header(path) as img:
             img.verify()
+    except BadImageError as exc:
+        return exc.reason
     except Exception as exc:  # verify() raises many types; all mean "unreadable"
         return f"{type(exc).__name__}: {exc}"
     return None
