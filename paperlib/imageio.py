@@ -64,9 +64,16 @@ def _open_header(path) -> Image.Image:
     limit = max_pixels()
     try:
         img = Image.open(path)
-    except Image.DecompressionBombError:  # PIL's own guard, above 2 x its limit (179 MP)
-        raise BadImageError(path, f"larger than the {limit:,}-pixel limit (decompression-bomb "
-                            f"guard, checked from the header)") from None
+    except Image.DecompressionBombError as exc:  # PIL's own guard, above 2 x its limit (179 MP)
+        import re
+
+        n = re.search(r"\((\d+) pixels\)", str(exc))
+        size = f"{int(n.group(1)):,} pixels is" if n else "it is"
+        # PIL refuses above twice its own limit whatever ours is: name the one that applied.
+        limit = min(limit, 2 * (Image.MAX_IMAGE_PIXELS or limit))
+        raise BadImageError(path, f"{size} over the {limit:,}-pixel limit (decompression-bomb "
+                            f"guard, checked from the header before decoding; set "
+                            f"PAPERLIB_MAX_PIXELS to raise it)") from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise BadImageError(path, f"{type(exc).__name__}: {exc}") from None
     w, h = img.size
@@ -147,12 +154,24 @@ def check_image_header(path) -> str | None:
     else the reason. Includes the pixel limit, so decompression bombs are caught here."""
     try:
         with _open_header(path) as img:
+            fmt = img.format
             img.verify()
+        if fmt == "JPEG" and not _ends_with_jpeg_eoi(path):
+            # verify() checks nothing in a JPEG; a cut-off one lacks its end marker. Only
+            # those (and files with trailing data) pay for a full decode to be sure.
+            with Image.open(path) as img:
+                img.load()
     except BadImageError as exc:
         return exc.reason
     except Exception as exc:  # verify() raises many types; all mean "unreadable"
         return f"{type(exc).__name__}: {exc}"
     return None
+
+
+def _ends_with_jpeg_eoi(path) -> bool:
+    with open(path, "rb") as f:
+        f.seek(max(0, os.path.getsize(path) - 64))
+        return f.read().rstrip(b"\0\r\n ").endswith(b"\xff\xd9")
 
 
 def resize_center_crop(img: np.ndarray, size: int) -> np.ndarray:
