@@ -222,7 +222,6 @@ CHOICES = {
     "model.aggregation": ("scft", "add", "adain"),
     "model.init": ("normal", "kaiming"),
     "loss.correspondence_loss": ("triplet", "l1", "none"),
-    "loss.perceptual_net": ("vgg16-hed", "vgg19"),
     "train.precision": ("fp32", "bf16", "fp16"),
 }
 

@@ -8,7 +8,6 @@ traceback. The classes handled are counted in the "what survives what" summary.
 import struct
 import warnings
 import zlib
-from pathlib import Path
 
 import numpy as np
 import pytest
