@@ -11,6 +11,7 @@ import zlib
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from paperlib.__main__ import main
@@ -98,6 +99,15 @@ def symlink_loops(folder):
 
 
 # ------------------------------------------------------------------------ the commands
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """One intra-op thread: these tests time nothing, and on a shared two-core machine a
+    second OpenMP thread waiting for a busy core makes each small step many times slower."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
