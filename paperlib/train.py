@@ -443,6 +443,7 @@ def _started(run_dir: Path) -> list[str]:
     found += sorted(p.name for p in run_dir.glob("snapshot-*.pt"))[:3]
     if any((run_dir / "samples").glob("step-*.png")):
         found.append("samples/")
+    found += sorted(p.name for p in run_dir.glob("checkpoint-*.damaged"))
     return found
 
 

@@ -128,8 +128,11 @@ def test_sigkill_at_random_moments_and_mid_checkpoint_resumes_bit_exactly(images
     assert p.returncode == -signal.SIGKILL, p.stderr[-2000:]
     assert not (run / "checkpoint-latest.pt").exists() and (run / "checkpoint-previous.pt").exists()
     kills += 1
-    # (c) Random moments after the process took the run folder's lock.
+    # (c) Random moments after the process took the run folder's lock: one in its first 1.5 s
+    # (loading data, building and restoring the networks, on this machine), two later, in
+    # training (steps, snapshot, sample and checkpoint writes).
     rng = random.Random(20200513)
+    delays = iter([rng.uniform(0.0, 1.5), rng.uniform(1.5, 2.5), rng.uniform(1.5, 2.5)])
     while kills < 5:
         proc = subprocess.Popen(train_cmd(images, run), env=env(), stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL)
@@ -137,7 +140,7 @@ def test_sigkill_at_random_moments_and_mid_checkpoint_resumes_bit_exactly(images
         started = wait_for(lambda: lock.exists() and lock.read_text().strip() == str(proc.pid),
                            proc=proc)
         assert started, "the run finished before it could be killed: give it more steps"
-        time.sleep(rng.uniform(0.0, 1.5))
+        time.sleep(next(delays))
         proc.send_signal(signal.SIGKILL)
         assert proc.wait(60) == -signal.SIGKILL, "the run finished before the kill"
         kills += 1
