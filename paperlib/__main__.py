@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import sys
 
-from .config import get_profile, override
+from .config import check_config, get_profile, override
 
 
 def _config(args):
@@ -13,7 +14,7 @@ def _config(args):
     assignments = [f"data.dataset={args.dataset}"] if getattr(args, "dataset", None) else []
     if getattr(args, "root", None):
         assignments.append(f"data.root={args.root}")
-    return override(c, assignments + list(getattr(args, "set", None) or []))
+    return check_config(override(c, assignments + list(getattr(args, "set", None) or [])))
 
 
 def main(argv=None) -> int:
@@ -100,12 +101,23 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     try:
         return _dispatch(args)
-    except (FileNotFoundError, ValueError, RuntimeError) as e:
+    except (OSError, ValueError, RuntimeError) as e:
+        print(f"error: {_one_line(e)}", file=sys.stderr)
         if args.cmd == "train" and type(e).__name__ == "NonFiniteLossError":
-            print(f"error: {e}", file=sys.stderr)
             return 3
-        print(f"error: {e}", file=sys.stderr)
         return 2
+
+
+def _one_line(e: BaseException) -> str:
+    """The message of an expected failure, without tracebacks: a DataLoader worker's error
+    arrives with the worker's traceback in its text; only its last line is the message."""
+    text = str(e).strip()
+    if "Traceback (most recent call last)" in text:
+        text = text.splitlines()[-1]
+    if isinstance(e, OSError) and not isinstance(e, FileNotFoundError) and e.errno in (errno.ENOSPC, errno.EDQUOT) \
+            and "disk full" not in text:
+        text = f"disk full: {text}"
+    return text
 
 
 def _dispatch(args) -> int:

@@ -177,15 +177,19 @@ def _parse_value(text: str, current: Any) -> Any:
             return True
         if text.lower() in ("0", "false", "no", "off"):
             return False
-        raise ValueError(f"expected a boolean, got {text!r}")
-    if isinstance(current, tuple):
-        items = [s for s in text.strip("()[] ").split(",") if s.strip()]
-        kind = type(current[0]) if current else str
-        return tuple(kind(s.strip()) for s in items)
-    if isinstance(current, int):
-        return int(text)
-    if isinstance(current, float):
-        return float(text)
+        raise ValueError("expected a boolean (true or false)")
+    try:
+        if isinstance(current, tuple):
+            items = [s for s in text.strip("()[] ").split(",") if s.strip()]
+            kind = type(current[0]) if current else str
+            return tuple(kind(s.strip()) for s in items)
+        if isinstance(current, int):
+            return int(text)
+        if isinstance(current, float):
+            return float(text)
+    except ValueError:
+        kind = {int: "an integer", float: "a number"}.get(type(current), "a comma-separated list")
+        raise ValueError(f"expected {kind}") from None
     return text
 
 
@@ -203,8 +207,48 @@ def override(config: Config, assignments: list[str] | dict[str, Any]) -> Config:
             raise ValueError(f"unknown field {name!r} in {section}; known: "
                              f"{sorted(f.name for f in fields(sub))}")
         current = getattr(sub, name)
-        new = _parse_value(value, current) if isinstance(value, str) else value
+        try:
+            new = _parse_value(value, current) if isinstance(value, str) else value
+        except ValueError as e:
+            raise ValueError(f"override {key}={value}: {e}, like its current value "
+                             f"{current!r}") from None
         config = replace(config, **{section: replace(sub, **{name: new})})
+    return config
+
+
+CHOICES = {
+    "data.dataset": ("openmoji", "folder", "edges2shoes"),
+    "data.sketch_source": ("line", "xdog"),
+    "model.aggregation": ("scft", "add", "adain"),
+    "model.init": ("normal", "kaiming"),
+    "loss.correspondence_loss": ("triplet", "l1", "none"),
+    "train.precision": ("fp32", "bf16", "fp16"),
+}
+
+
+def check_config(config: Config) -> Config:
+    """Refuse values that would otherwise fail deep inside the model or the data pipeline,
+    with one message naming the field and the value; returns the config unchanged."""
+    for key, allowed in CHOICES.items():
+        section, name = key.split(".")
+        value = getattr(getattr(config, section), name)
+        if value not in allowed:
+            raise ValueError(f"{key}={value!r} is not one of {', '.join(allowed)}")
+    stride = 1
+    for s in config.model.encoder_strides:
+        stride *= s
+    res = config.data.resolution
+    if not isinstance(res, int) or isinstance(res, bool) or res <= 0 or res % stride:
+        lo = max(stride, res // stride * stride) if isinstance(res, int) else stride
+        raise ValueError(f"data.resolution={res!r} is not a positive multiple of {stride} (the "
+                         f"encoders' total stride); use e.g. {lo} or {lo + stride}")
+    for key in ("train.batch_size", "train.log_every", "train.sample_every",
+                "train.checkpoint_every"):
+        section, name = key.split(".")
+        if getattr(getattr(config, section), name) < 1:
+            raise ValueError(f"{key}={getattr(getattr(config, section), name)!r} must be at least 1")
+    if config.model.width <= 0:
+        raise ValueError(f"model.width={config.model.width!r} must be positive")
     return config
 
 

@@ -52,6 +52,7 @@ def reference_use_curve(run_dir, *, split: str = "test", n: int = 48, seed: int 
     from tqdm import tqdm
 
     from .evaluate import reference_use
+    from .paths import append_atomic
     from .snapshot import load_generator
 
     run_dir = Path(run_dir)
@@ -64,8 +65,7 @@ def reference_use_curve(run_dir, *, split: str = "test", n: int = 48, seed: int 
         G, config, _ = load_generator(path)
         row = {"step": step, "split": split, "n": n, "eval_seed": seed,
                **reference_use(G, config.data, n=n, seed=seed, split=split)}
-        with open(cache, "a") as f:
-            f.write(json.dumps(row) + "\n")
+        append_atomic(cache, json.dumps(row) + "\n")  # no torn line if killed
         rows.append(row)
     df = pd.DataFrame([r for r in rows if (r["split"], r["n"], r["eval_seed"]) == (split, n, seed)])
     return df.drop_duplicates("step", keep="last").sort_values("step").reset_index(drop=True)

@@ -26,9 +26,10 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from . import augment, fid, metrics
+from . import augment, faults, fid, metrics
 from .config import override
 from .datasets import build_dataset
+from .paths import append_atomic
 from .perceptual import perceptual_name
 from .snapshot import load_generator, resolve_snapshot
 
@@ -169,6 +170,7 @@ def evaluate(run_or_file, *, dataset: str | None = None, root: str | None = None
     out = generate(G, ds, batch_size=batch_size, seed=seed, no_reference=no_reference,
                    data_cfg=data_cfg, progress=progress)
     n = out["image"].shape[0]
+    faults.point("evaluate")
 
     net = fid.inception(device)
     real_key = {"dataset": data_cfg.dataset, "root": data_cfg.root, "split": split,
@@ -196,9 +198,9 @@ def evaluate(run_or_file, *, dataset: str | None = None, root: str | None = None
     rows = [{"metric": k, "value": v, **prov} for k, v in values.items()]
     path = Path(run_or_file)
     if path.is_dir():
-        with open(path / "metrics.jsonl", "a") as f:
-            for r in rows:
-                f.write(json.dumps(r) + "\n")
+        # All rows of one evaluation at once: a kill leaves all of them or none, never a
+        # partial set that read_metrics would take for a finished evaluation.
+        append_atomic(path / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
     return rows
 
 

@@ -1,8 +1,15 @@
 """Robust image loading and the uint8 <-> [-1, 1] tensor conventions.
 
 Every loader in the data pipeline goes through `load_rgb`, so every odd file (truncated,
-not an image, grayscale, alpha, palette, 16-bit, CMYK) is handled, or rejected with a
-`BadImageError` that names the file, in exactly one place.
+not an image, grayscale, alpha, palette, 16-bit, CMYK, animated, too large, a broken or
+looping symbolic link) is handled, or rejected with a `BadImageError` that names the file, in
+exactly one place.
+
+Decompression-bomb policy: an image may have at most max_pixels() pixels (64 megapixels, e.g.
+8192 x 8192; $PAPERLIB_MAX_PIXELS changes it). The size is read from the file's header and
+checked before any pixel is decoded, so a small file claiming a huge size costs nothing. Such
+files are rejected with the limit in the message; in training data they count as unreadable
+(`data.skip_bad` skips and counts them).
 """
 from __future__ import annotations
 
@@ -15,6 +22,14 @@ import torch
 from PIL import Image, ImageFile, UnidentifiedImageError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".ppm")
+# Largest image accepted (pixels), checked from the header before decoding: 64 MP decodes to
+# ~200 MB of RGB and a few times that in float intermediates (XDoG, colorize at full size),
+# well within a workstation; PIL's own guard only warns up to 179 MP.
+DEFAULT_MAX_PIXELS = 8192 * 8192
+
+
+def max_pixels() -> int:
+    return int(os.environ.get("PAPERLIB_MAX_PIXELS", DEFAULT_MAX_PIXELS))
 
 
 class BadImageError(ValueError):
@@ -27,42 +42,64 @@ class BadImageError(ValueError):
 
 
 def _open_checked(path) -> Image.Image:
-    if not os.path.isfile(path):
-        raise BadImageError(path, "no such file")
     return _open_and_decode(path, path)
 
 
-def _open_and_decode(source, name, max_pixels: int | None = None) -> Image.Image:
+def _open_and_decode(source, name, limit: int | None = None) -> Image.Image:
     """Open `source` (a path or a binary file object) and decode its pixels; any failure is a
-    BadImageError naming `name`. With `max_pixels`, the size is read from the header and an
-    image over the limit is refused before a single pixel is decoded."""
+    BadImageError naming `name`. The size is read from the header and checked against `limit`
+    (default max_pixels()) before a single pixel is decoded."""
     # Truncated files must fail rather than come back half grey, whatever another library
     # set globally; PIL's default is already False.
     if ImageFile.LOAD_TRUNCATED_IMAGES:
         raise RuntimeError("PIL.ImageFile.LOAD_TRUNCATED_IMAGES is True; truncated images "
                            "would load silently. Reset it to False.")
-    too_large = None
+    img = _open_header(source, name, limit)
+    try:
+        img.load()  # decodes the full pixel data: truncation is detected here, not at open()
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        img.close()
+        raise BadImageError(name, f"{type(exc).__name__}: {exc}") from None
+    return img
+
+
+def _open_header(source, name=None, limit: int | None = None) -> Image.Image:
+    """Image.open (header only, nothing decoded) with the checks that need no pixels: a path
+    exists and is a file, the format is known, the size is within `limit` (default
+    max_pixels())."""
+    name = source if name is None else name
+    if isinstance(source, (str, os.PathLike)) and not os.path.isfile(source):
+        if os.path.islink(source):
+            raise BadImageError(name, "a broken or looping symbolic link")
+        raise BadImageError(name, "is a folder, not a file" if os.path.isdir(source) else "no such file")
+    limit = max_pixels() if limit is None else limit
+    hint = ("decompression-bomb guard, checked from the header before decoding; set "
+            "PAPERLIB_MAX_PIXELS to raise it")
     try:
         with warnings.catch_warnings():
-            if max_pixels is not None:  # our own limit is lower than PIL's warning threshold
-                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            # our own limit applies; PIL's warning threshold would only repeat it
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             img = Image.open(source)
-        w, h = img.size
-        if max_pixels is not None and w * h > max_pixels:
-            img.close()
-            too_large = (f"{w} x {h} pixels ({w * h / 1e6:.1f} megapixels) is more than the "
-                         f"{max_pixels / 1e6:.1f} megapixels allowed; shrink it first")
-        else:
-            img.load()  # decodes the full pixel data: truncation is detected here, not at open()
     except UnidentifiedImageError:
         raise BadImageError(name, "not an image file (no image format PIL knows starts it)") from None
-    except Image.DecompressionBombError as exc:
-        limit = "" if max_pixels is None else f" (the limit is {max_pixels / 1e6:.1f} megapixels)"
-        raise BadImageError(name, f"too large: {exc}{limit}") from None
+    except Image.DecompressionBombError as exc:  # PIL's own guard, above 2 x its limit (179 MP)
+        import re
+
+        n = re.search(r"\((\d+) pixels\)", str(exc))
+        size = f"{int(n.group(1)):,} pixels is" if n else "it is"
+        # PIL refuses above twice its own limit whatever ours is: name the one that applied.
+        limit = min(limit, 2 * (Image.MAX_IMAGE_PIXELS or limit))
+        raise BadImageError(name, f"{size} over the {limit:,}-pixel limit ({hint})") from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise BadImageError(name, f"{type(exc).__name__}: {exc}") from None
-    if too_large:
-        raise BadImageError(name, too_large)
+    w, h = img.size
+    if w * h > limit:
+        img.close()
+        raise BadImageError(name, f"{w} x {h} = {w * h:,} pixels is over the {limit:,}-pixel "
+                                  f"limit ({hint})")
+    if w < 1 or h < 1:
+        img.close()
+        raise BadImageError(name, f"has no pixels ({w} x {h})")
     return img
 
 
@@ -122,7 +159,8 @@ def load_rgb(path) -> np.ndarray:
 
 def decode_rgb(data: bytes, name: str = "<upload>", max_pixels: int | None = None) -> np.ndarray:
     """`load_rgb` for the bytes of an uploaded file: (H, W, 3) uint8 RGB, or a BadImageError
-    naming `name`. With `max_pixels`, larger images are refused from their header alone."""
+    naming `name`. Images over `max_pixels` (default: the max_pixels() limit) are refused from
+    their header alone."""
     return _to_rgb_checked(_open_and_decode(io.BytesIO(bytes(data)), name, max_pixels), name)
 
 
@@ -137,13 +175,28 @@ def _to_rgb_checked(img: Image.Image, name) -> np.ndarray:
 
 
 def check_image_header(path) -> str | None:
-    """Cheap validity check (header only, no decode): None if fine, else the reason."""
+    """Cheap validity check (header and, for PNG, chunk checksums; no decode): None if fine,
+    else the reason. Includes the pixel limit, so decompression bombs are caught here."""
     try:
-        with Image.open(path) as img:
+        with _open_header(path) as img:
+            fmt = img.format
             img.verify()
+        if fmt == "JPEG" and not _ends_with_jpeg_eoi(path):
+            # verify() checks nothing in a JPEG; a cut-off one lacks its end marker. Only
+            # those (and files with trailing data) pay for a full decode to be sure.
+            with Image.open(path) as img:
+                img.load()
+    except BadImageError as exc:
+        return exc.reason
     except Exception as exc:  # verify() raises many types; all mean "unreadable"
         return f"{type(exc).__name__}: {exc}"
     return None
+
+
+def _ends_with_jpeg_eoi(path) -> bool:
+    with open(path, "rb") as f:
+        f.seek(max(0, os.path.getsize(path) - 64))
+        return f.read().rstrip(b"\0\r\n ").endswith(b"\xff\xd9")
 
 
 def resize_center_crop(img: np.ndarray, size: int) -> np.ndarray:

@@ -1,6 +1,7 @@
 """Where the project keeps things: the repository root and the cache of renders and weights."""
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
 from pathlib import Path
@@ -23,17 +24,77 @@ def cache_root() -> Path:
     return Path(env) if env else repo_root() / ".cache"
 
 
-def atomic_write(dst: str | os.PathLike, write: Callable) -> None:
+class DiskFullError(OSError):
+    """No space left (ENOSPC, or a quota, EDQUOT) while writing a file; the message names the
+    file and its folder and says that the file it would have replaced is intact."""
+
+    def __init__(self, dst: Path, cause: OSError):
+        super().__init__(cause.errno, cause.strerror)
+        self.filename = str(dst)
+        self.message = (f"disk full: no space left on the device holding {dst.parent} while "
+                        f"writing {dst.name} ({cause.strerror}); {dst.name} was left as it was "
+                        f"before. Free some space there and rerun the same command.")
+
+    def __str__(self) -> str:
+        return self.message
+
+
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+def atomic_write(dst: str | os.PathLike, write: Callable, *, previous: str | os.PathLike | None = None,
+                 fault: str | None = None) -> None:
     """write(binary file) into a temp file beside dst, then rename: a kill at any moment leaves
-    either the old file or the new one, never half of one."""
+    either the old file or the new one, never half of one.
+
+    The data is fsynced before the rename, so a crash of the machine (not only of the process)
+    cannot leave a renamed but empty file. With `previous`, the file being replaced is kept
+    under that name (renamed, not copied) once the new one is fully written. `fault` names the
+    test hook points of `paperlib.faults` ("<fault>" after the data is written, "<fault>-rotate"
+    between the two renames). A full disk raises DiskFullError; the temp file is removed.
+    """
+    from . import faults
+
     dst = Path(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=dst.name + ".", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
+            f.flush()
+            if fault:
+                faults.point(fault, f)
+            os.fsync(f.fileno())
+        if previous is not None and dst.exists():
+            os.replace(dst, previous)
+            if fault:
+                faults.point(fault + "-rotate")
         os.replace(tmp, dst)
-    except BaseException:
+    except BaseException as exc:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and exc.errno in DISK_FULL:
+            raise DiskFullError(dst, exc) from exc
         raise
+
+
+def append_atomic(path: str | os.PathLike, text: str) -> None:
+    """Append `text` to a small text file (metrics, caches) all at once: the file is rewritten
+    through `atomic_write`, so a kill never leaves a torn last line or half of a group of lines
+    that belong together."""
+    path = Path(path)
+    old = path.read_bytes() if path.exists() else b""
+    if old and not old.endswith(b"\n"):
+        old += b"\n"
+    atomic_write(path, lambda f: f.write(old + text.encode()))
+
+
+def remove_stale_temp_files(folder: str | os.PathLike) -> list[Path]:
+    """Delete the temp files that `atomic_write` leaves behind when its process is killed
+    (`<name>.<random>.tmp`). Call only while no other process writes to `folder`."""
+    removed = []
+    for p in Path(folder).glob("*.*.tmp"):
+        if p.is_file():
+            p.unlink()
+            removed.append(p)
+    return removed

@@ -17,9 +17,10 @@ from .paths import atomic_write
 FINAL = "snapshot-final.pt"
 
 
-def atomic_save(obj, path: str | os.PathLike) -> None:
-    """torch.save through a temp file and a rename: a kill never leaves half a checkpoint."""
-    atomic_write(path, lambda f: torch.save(obj, f))
+def atomic_save(obj, path: str | os.PathLike, **kwargs) -> None:
+    """torch.save through a temp file and a rename: a kill never leaves half a checkpoint.
+    `kwargs` go to `paths.atomic_write` (previous=..., fault=...)."""
+    atomic_write(path, lambda f: torch.save(obj, f), **kwargs)
 
 
 def save_snapshot(generator: torch.nn.Module, config: Config, step: int, path) -> None:
@@ -52,9 +53,26 @@ def load_generator(run_or_file, device: str | torch.device = "cpu"):
         blob = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as e:  # a truncated or foreign file
         raise ValueError(f"{path} is not a readable paperlib snapshot: {e}") from None
+    if isinstance(blob, dict) and "G" in blob and "opt_g" in blob:
+        raise ValueError(f"{path} is a training checkpoint (resume state), not a generator "
+                         f"snapshot: pass the run folder or one of its snapshot-*.pt files")
     if not isinstance(blob, dict) or "generator" not in blob or "config" not in blob:
         raise ValueError(f"{path} is not a paperlib generator snapshot (missing keys)")
     config = from_dict(blob["config"])
     g = Generator(config.model)
-    g.load_state_dict(blob["generator"])
+    mine = g.state_dict()
+    theirs = blob["generator"]
+    wrong = [k for k in mine if k in theirs and tuple(theirs[k].shape) != tuple(mine[k].shape)]
+    absent = [k for k in mine if k not in theirs] + [k for k in theirs if k not in mine]
+    if wrong or absent:
+        # A snapshot whose weights were not made with the config stored beside them (edited
+        # or stitched together); torch's own message would list every tensor.
+        first = (f"{wrong[0]} is {tuple(theirs[wrong[0]].shape)} in the file but "
+                 f"{tuple(mine[wrong[0]].shape)} for the stored config" if wrong
+                 else f"{absent[0]} is in only one of them")
+        raise ValueError(f"{path}: its weights do not fit the config stored with it "
+                         f"(model.width={config.model.width}, model.aggregation="
+                         f"{config.model.aggregation!r}, profile {config.profile!r}): "
+                         f"{len(wrong) + len(absent)} tensors differ, e.g. {first}")
+    g.load_state_dict(theirs)
     return g.to(device).eval(), config, int(blob.get("step", 0))

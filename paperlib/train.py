@@ -5,9 +5,13 @@
   stats.jsonl            one JSON line per log step (every loss term, learning rates, images/s)
   samples/step-*.png     sketch | reference | output | ground truth grids
   checkpoint-latest.pt   resume state: networks, optimisers, schedulers, scaler, RNG, step
+  checkpoint-previous.pt the resume state before it, kept in case the latest is damaged
+  train.lock             held by the training process (a second one is refused)
   snapshot-*.pt          evaluation snapshots (generator only), snapshot-final.pt when done
-Rerunning the same call continues where it stopped. Under `torchrun` it trains with
-DistributedDataParallel; rank 0 logs and checkpoints.
+Rerunning the same call continues where it stopped, also after a SIGKILL at any moment: a
+checkpoint is written before the first step, and every snapshot, sample and stats line of a
+step is written before that step's checkpoint, so whatever a kill loses is redone exactly.
+Under `torchrun` it trains with DistributedDataParallel; rank 0 logs and checkpoints.
 """
 from __future__ import annotations
 
@@ -18,6 +22,7 @@ import math
 import os
 import random
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,14 +36,21 @@ from . import augment, losses
 from .config import Config, to_dict, to_json
 from .datasets import build_dataset
 from .model import Discriminator, Generator
+from .paths import atomic_write, remove_stale_temp_files
 from .perceptual import build_perceptual
+from .runlock import RunLock
 from .snapshot import FINAL, atomic_save, save_snapshot
 
 CHECKPOINT = "checkpoint-latest.pt"
+PREVIOUS = "checkpoint-previous.pt"
 
 
 class NonFiniteLossError(RuntimeError):
     pass
+
+
+class CheckpointError(RuntimeError):
+    """A run folder that cannot be resumed; the message names the file and what to do."""
 
 
 # --------------------------------------------------------------------------- device and AMP
@@ -249,8 +261,22 @@ def train(config: Config, run_dir: str | os.PathLike, *, stop_at_step: int | Non
           progress: bool = True) -> dict:
     """Train (or resume) the run in `run_dir`. `stop_at_step` ends early, as an interruption would.
 
-    Returns a summary dict (step, done, last logged stats).
+    Returns a summary dict (step, done, last logged stats). The training process holds the run
+    folder's lock (rank 0 under torchrun): a second process on the same folder is refused.
     """
+    from .config import check_config
+
+    check_config(config)
+    if _dist_info()[0] != 0:
+        return _train(config, run_dir, stop_at_step=stop_at_step, progress=progress)
+    with RunLock(run_dir):
+        # Nobody else writes here now: temp files are leftovers of a killed process.
+        remove_stale_temp_files(run_dir)
+        return _train(config, run_dir, stop_at_step=stop_at_step, progress=progress)
+
+
+def _train(config: Config, run_dir: str | os.PathLike, *, stop_at_step: int | None,
+           progress: bool) -> dict:
     run_dir = Path(run_dir)
     rank, world, local_rank = _dist_info()
     device = resolve_device(config.train.device)
@@ -279,8 +305,8 @@ def train(config: Config, run_dir: str | os.PathLike, *, stop_at_step: int | Non
 
     step = 0
     ckpt_path = run_dir / CHECKPOINT
-    if ckpt_path.exists():
-        blob = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+    blob = load_resume_state(run_dir, config, main)
+    if blob is not None:
         nets.G.load_state_dict(blob["G"])
         if nets.G_ema is not None:
             nets.G_ema.load_state_dict(blob["G_ema"])
@@ -292,6 +318,9 @@ def train(config: Config, run_dir: str | os.PathLike, *, stop_at_step: int | Non
         nets.scaler.load_state_dict(blob["scaler"])
         set_rng_state(blob["rng"][rank] if world > 1 else blob["rng"][0], gens)
         step = int(blob["step"])
+        if main:
+            _trim_stats(run_dir / "stats.jsonl", step)
+        del blob
 
     if world > 1:
         ddp_kw = {"device_ids": [local_rank]} if device.type == "cuda" else {}
@@ -310,7 +339,12 @@ def train(config: Config, run_dir: str | os.PathLike, *, stop_at_step: int | Non
                          "scaler": nets.scaler.state_dict(), "rng": rngs, "step": step,
                          "config": to_dict(config),
                          **({"G_ema": nets.G_ema.state_dict()} if nets.G_ema is not None else {})},
-                        ckpt_path)
+                        ckpt_path, previous=run_dir / PREVIOUS, fault="checkpoint-write")
+
+    if step == 0:
+        # Before any output: from now on a folder with stats or snapshots always has a
+        # checkpoint, so a missing one means a damaged run, never a run killed too early.
+        save_checkpoint()
 
     end = total if stop_at_step is None else min(total, stop_at_step)
     stats_file = run_dir / "stats.jsonl"
@@ -346,10 +380,12 @@ def train(config: Config, run_dir: str | os.PathLike, *, stop_at_step: int | Non
                     f.write(json.dumps(last) + "\n")
         if main and step % config.train.sample_every == 0:
             _save_samples(_for_eval(nets), batch, run_dir / "samples" / f"step-{step:07d}.png", config, device)
-        if step % config.train.checkpoint_every == 0 or step == end:
-            save_checkpoint()
+        # The snapshot before the checkpoint: a kill between the two redoes the step and
+        # rewrites the snapshot; the other order would lose it for good.
         if main and config.train.snapshot_every and step % config.train.snapshot_every == 0:
             save_snapshot(_for_eval(nets), config, step, run_dir / f"snapshot-{step:07d}.pt")
+        if step % config.train.checkpoint_every == 0 or step == end:
+            save_checkpoint()
     bar.close()
     done = step >= total
     if done and main and not (run_dir / FINAL).exists():
@@ -375,6 +411,110 @@ def weights_digest(*modules: torch.nn.Module) -> str:
 
 def is_complete(run_dir) -> bool:
     return (Path(run_dir) / FINAL).exists()
+
+
+# ----------------------------------------------------------------------------- resuming
+
+_CHECKPOINT_KEYS = {"G", "D", "opt_g", "opt_d", "sched_g", "sched_d", "scaler", "rng", "step",
+                    "config"}
+
+
+def read_checkpoint(path: Path, config: Config) -> dict:
+    """The resume state in `path`, or CheckpointError saying why this run cannot use it
+    (unreadable, not a training checkpoint, or written under another config)."""
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:  # truncated, empty or foreign files fail in many ways
+        detail = str(e).splitlines()[0][:200] if str(e) else ""
+        raise CheckpointError(f"{path} is unreadable ({type(e).__name__}"
+                              f"{': ' + detail if detail else ''})") from None
+    if not isinstance(blob, dict) or not _CHECKPOINT_KEYS <= set(blob):
+        missing = sorted(_CHECKPOINT_KEYS - set(blob)) if isinstance(blob, dict) else ["all"]
+        raise CheckpointError(f"{path} is not a training checkpoint (missing {', '.join(missing)})")
+    theirs, ours = json.loads(json.dumps(blob["config"])), json.loads(to_json(config))
+    differences = _diff(theirs, ours)
+    if differences:
+        shown = "; ".join(d.replace(" -> ", " in the checkpoint, ", 1) + " in this run"
+                          for d in differences[:8])
+        raise CheckpointError(f"{path} was written by a run with another config ({shown}"
+                              f"{'; ...' if len(differences) > 8 else ''})")
+    if config.train.ema_decay > 0 and "G_ema" not in blob:
+        raise CheckpointError(f"{path} is not a training checkpoint (missing G_ema)")
+    return blob
+
+
+def _started(run_dir: Path) -> list[str]:
+    """What in `run_dir` shows that training had begun (empty for a fresh folder)."""
+    found = []
+    stats = run_dir / "stats.jsonl"
+    if stats.exists() and stats.stat().st_size > 0:
+        found.append(stats.name)
+    found += sorted(p.name for p in run_dir.glob("snapshot-*.pt"))[:3]
+    if any((run_dir / "samples").glob("step-*.png")):
+        found.append("samples/")
+    found += sorted(p.name for p in run_dir.glob("checkpoint-*.damaged"))
+    return found
+
+
+def load_resume_state(run_dir: Path, config: Config, main: bool = True) -> dict | None:
+    """The checkpoint to resume from: checkpoint-latest.pt, else (with a warning)
+    checkpoint-previous.pt; None for a run that has not started. A started run with no
+    usable checkpoint is a CheckpointError naming the files: it is never silently restarted."""
+    latest, previous = run_dir / CHECKPOINT, run_dir / PREVIOUS
+    problems = []
+    for path in (latest, previous):
+        if not path.exists():
+            continue
+        try:
+            blob = read_checkpoint(path, config)
+        except CheckpointError as e:
+            problems.append(str(e))
+            continue
+        if path == previous:
+            why = problems[0] if problems else (f"{latest} is missing (the process was stopped "
+                                                f"while replacing it)")
+            note = ""
+            if latest.exists() and main:
+                # Kept for inspection, and out of the way: the next save would otherwise rotate
+                # the damaged file into checkpoint-previous.pt.
+                latest.replace(latest.with_name(latest.name + ".damaged"))
+                note = f" (the damaged file is kept as {latest.name}.damaged)"
+            warnings.warn(f"{why}; resuming from {previous.name} at step {int(blob['step'])} "
+                          f"instead{note}", stacklevel=3)
+        return blob
+    started = _started(run_dir)
+    if problems or started:
+        what = "; ".join(problems) if problems else f"{latest} does not exist"
+        if not previous.exists():
+            what += f"; there is no {previous.name} to fall back on"
+        held = (f"It holds a started run ({', '.join(started)}) that" if started
+                else "The run")
+        raise CheckpointError(
+            f"cannot resume the run in {run_dir}: {what}. {held} would be trained again from "
+            f"scratch. Put a good checkpoint back as {latest.name}, or delete the folder (or "
+            f"choose another --run-dir) to start over.")
+    return None
+
+
+def _trim_stats(path: Path, step: int) -> None:
+    """Drop stats lines past the resumed step (and a line torn by a kill): they are logged
+    again as those steps are redone, so the file reads as if training never stopped."""
+    if not path.exists():
+        return
+    keep, changed = [], False
+    for line in path.read_text().splitlines():
+        try:
+            row = json.loads(line)
+        except ValueError:
+            changed = True
+            continue
+        if row.get("step", 0) > step:
+            changed = True
+            continue
+        keep.append(line)
+    if changed:
+        text = "".join(x + "\n" for x in keep)
+        atomic_write(path, lambda f: f.write(text.encode()))
 
 
 def _plain(m: torch.nn.Module) -> torch.nn.Module:
@@ -405,7 +545,7 @@ def _write_or_check_config(config: Config, run_dir: Path) -> None:
                 f"settings or choose another run folder (differences: "
                 f"{_diff(old, json.loads(text))})")
         return
-    path.write_text(text + "\n")
+    atomic_write(path, lambda f: f.write((text + "\n").encode()))
 
 
 def _diff(a: dict, b: dict, prefix: str = "") -> list[str]:

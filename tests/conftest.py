@@ -33,3 +33,43 @@ def image_folder(tmp_path):
         sub.mkdir(parents=True, exist_ok=True)
         Image.fromarray(draw_shapes(rng, 48)).save(sub / f"img{i:02d}.png")
     return root
+
+
+# ------------------------------------------- "What survives what" (README), from test results
+# A fault test declares what it puts the code through with
+#   request.node.user_properties.append(("survives", (row, n)))
+# before it starts; the row counts n as survived only if the test then passes. Bad-input
+# classes are declared as ("bad_input_class", name): a class is handled when all its cases pass.
+_SURVIVES: dict = {}
+_CLASSES: dict = {}
+
+
+def pytest_runtest_logreport(report):
+    if report.when != "call" and not (report.when == "setup" and report.failed):
+        return
+    for key, value in report.user_properties:
+        if key == "survives":
+            row, n = value
+            done, tried = _SURVIVES.get(row, (0, 0))
+            _SURVIVES[row] = (done + (n if report.passed else 0), tried + n)
+        elif key == "bad_input_class":
+            ok, cases = _CLASSES.get(value, (True, 0))
+            _CLASSES[value] = (ok and report.passed, cases + 1)
+
+
+def pytest_terminal_summary(terminalreporter):
+    if not _SURVIVES and not _CLASSES:
+        return
+    lines = ["| fault | survived or handled |", "|---|---|"]
+    lines += [f"| {row} | {done}/{tried} |" for row, (done, tried) in _SURVIVES.items()]
+    if _CLASSES:
+        handled = sum(ok for ok, _ in _CLASSES.values())
+        cases = sum(n for _, n in _CLASSES.values())
+        lines.append(f"| bad-input classes for train, evaluate, colorize ({cases} cases) | "
+                     f"{handled}/{len(_CLASSES)} |")
+        failed = [c for c, (ok, _) in _CLASSES.items() if not ok]
+        if failed:
+            lines.append(f"(not handled: {', '.join(failed)})")
+    terminalreporter.write_sep("=", "what survives what")
+    for line in lines:
+        terminalreporter.write_line(line)

@@ -1,0 +1,434 @@
+"""Fault tolerance, measured: SIGKILL during training and during `reproduce`, damaged
+checkpoints, a full disk, and two processes on one run folder.
+
+Kills at random moments come from outside (SIGKILL to a real `python -m paperlib train`);
+the windows too short to hit by chance (a checkpoint being written, the two renames that
+replace it) are hit deterministically with the PAPERLIB_FAULT hook of `paperlib.faults`.
+"""
+import errno
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+
+from paperlib.config import get_profile, override
+from paperlib.runlock import RunLock, RunLockedError
+from paperlib.train import CheckpointError, train
+
+REPO = Path(__file__).resolve().parents[1]
+STEPS = 24
+# Half the smoke width: a quarter of its weights, so the many checkpoints these tests write
+# (each fsynced) stay small.
+WIDTH = 0.125
+
+
+def env(**extra):
+    """The environment of a child process: this checkout's paperlib first on the path."""
+    path = os.pathsep.join([str(REPO)] + [p for p in [os.environ.get("PYTHONPATH")] if p])
+    e = {**os.environ, "PYTHONPATH": path, "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1"}
+    for k in ("PAPERLIB_FAULT", "PAPERLIB_FAULT_MARKER"):
+        e.pop(k, None)
+    e.update(extra)
+    return e
+
+
+def declare(request, row: str, n: int):
+    request.node.user_properties.append(("survives", (row, n)))
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """One intra-op thread: these tests time nothing, and on a shared two-core machine a
+    second OpenMP thread waiting for a busy core makes each small step many times slower."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory):
+    from conftest import draw_shapes
+
+    root = tmp_path_factory.mktemp("faults") / "images"
+    root.mkdir()
+    rng = np.random.default_rng(5)
+    for i in range(16):
+        Image.fromarray(draw_shapes(rng, 32)).save(root / f"img{i:02d}.png")
+    return root
+
+
+def train_cmd(root, run, *sets):
+    return [sys.executable, "-m", "paperlib", "train", "--profile", "smoke", "--dataset",
+            "folder", "--root", str(root), "--run-dir", str(run),
+            "--set", "data.test_fraction=0", "--set", f"train.max_steps={STEPS}",
+            "--set", "train.checkpoint_every=3", "--set", "train.snapshot_every=4",
+            "--set", "train.sample_every=8", "--set", f"model.width={WIDTH}",
+            *[a for s in sets for a in ("--set", s)]]
+
+
+def digest_of(stdout: str) -> str:
+    return json.loads(stdout.strip().splitlines()[-1])["weights_sha1"]
+
+
+def wait_for(cond, timeout=120.0, proc=None):
+    t0 = time.time()
+    while not cond():
+        if proc is not None and proc.poll() is not None:
+            return False
+        if time.time() - t0 > timeout:
+            raise TimeoutError("condition not reached")
+        time.sleep(0.01)
+    return True
+
+
+def stats_steps(run):
+    return [json.loads(x)["step"] for x in (run / "stats.jsonl").read_text().splitlines()]
+
+
+# ------------------------------------------------------------------ 1. SIGKILL during training
+
+def test_sigkill_at_random_moments_and_mid_checkpoint_resumes_bit_exactly(images, tmp_path, request):
+    """Five SIGKILLs of a real training process: in the middle of writing checkpoint-latest.pt,
+    between the renames that replace it, and at three random moments (start-up, training,
+    writing snapshots or samples). The same command then finishes with the weights, the EMA
+    snapshots and the stats lines of an uninterrupted run."""
+    declare(request, "SIGKILL during `train` (random moments, mid-checkpoint write, between "
+            "checkpoint renames); final weights bit-identical", 5)
+    ref = subprocess.run(train_cmd(images, tmp_path / "straight"), env=env(), capture_output=True,
+                         text=True, timeout=300)
+    assert ref.returncode == 0, ref.stderr[-2000:]
+
+    run = tmp_path / "killed"
+    kills = 0
+    # (a) Killed with checkpoint-latest.pt half written: the 2nd checkpoint (step 3) is in its
+    # temp file, cut to half its length; checkpoint-latest.pt is still the step-0 one.
+    p = subprocess.run(train_cmd(images, run), env=env(PAPERLIB_FAULT="checkpoint-write@2"),
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == -signal.SIGKILL, p.stderr[-2000:]
+    assert list(run.glob("checkpoint-latest.pt.*.tmp"))
+    assert torch.load(run / "checkpoint-latest.pt", weights_only=False)["step"] == 0
+    kills += 1
+    # (b) Killed between the two renames: the old checkpoint is already
+    # checkpoint-previous.pt and no checkpoint-latest.pt exists.
+    p = subprocess.run(train_cmd(images, run), env=env(PAPERLIB_FAULT="checkpoint-write-rotate@2"),
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == -signal.SIGKILL, p.stderr[-2000:]
+    assert not (run / "checkpoint-latest.pt").exists() and (run / "checkpoint-previous.pt").exists()
+    kills += 1
+    # (c) Random moments after the process took the run folder's lock: one in its first 1.5 s
+    # (loading data, building and restoring the networks, on this machine), two later, in
+    # training (steps, snapshot, sample and checkpoint writes).
+    rng = random.Random(20200513)
+    delays = iter([rng.uniform(0.0, 1.5), rng.uniform(1.5, 2.5), rng.uniform(1.5, 2.5)])
+    while kills < 5:
+        proc = subprocess.Popen(train_cmd(images, run), env=env(), stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        lock = run / "train.lock"
+        started = wait_for(lambda: lock.exists() and lock.read_text().strip() == str(proc.pid),
+                           proc=proc)
+        assert started, "the run finished before it could be killed: give it more steps"
+        time.sleep(next(delays))
+        proc.send_signal(signal.SIGKILL)
+        assert proc.wait(60) == -signal.SIGKILL, "the run finished before the kill"
+        kills += 1
+
+    done = subprocess.run(train_cmd(images, run), env=env(), capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert digest_of(done.stdout) == digest_of(ref.stdout)
+    # What the notebooks read is identical too: every EMA snapshot and the stats lines.
+    for snap in sorted((tmp_path / "straight").glob("snapshot-*.pt")):
+        a = torch.load(snap, weights_only=False)["generator"]
+        b = torch.load(run / snap.name, weights_only=False)["generator"]
+        assert all(torch.equal(a[k], b[k]) for k in a), snap.name
+    assert stats_steps(run) == list(range(1, STEPS + 1))
+    assert not list(run.glob("*.tmp"))
+    assert kills == 5
+
+
+# ------------------------------------------------------- 2. SIGKILL during `make reproduce`
+
+def _reproduce_root(where: Path) -> Path:
+    """A minimal checkout for `reproduce --only 02`: its own runs/ and .executed/, this
+    checkout's package and notebook 02."""
+    (where / "notebooks").mkdir(parents=True)
+    shutil.copy(REPO / "pyproject.toml", where)
+    (where / "paperlib").symlink_to(REPO / "paperlib", target_is_directory=True)
+    shutil.copy(REPO / "notebooks" / "02_training.ipynb", where / "notebooks")
+    return where
+
+
+def _reproduce(root: Path, fault: str | None = None, timeout=600):
+    """Run `python -m paperlib reproduce --profile smoke --only 02` in `root`. With `fault`,
+    the notebook's kernel kills itself at that point and the test then SIGKILLs the rest of
+    the process tree, as a kill of `make reproduce` would. Returns the exit status."""
+    marker = root / "fault.pid"
+    extra = {"PAPERLIB_CACHE": str(REPO / ".cache")}
+    if fault:
+        extra.update(PAPERLIB_FAULT=fault, PAPERLIB_FAULT_MARKER=str(marker))
+    log = root / "reproduce.log"  # a file, not a pipe: papermill logs every cell's output
+    with open(log, "a") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "paperlib", "reproduce", "--profile",
+                                 "smoke", "--only", "02"], cwd=root, env=env(**extra),
+                                start_new_session=True, stdout=out, stderr=out)
+        if fault:
+            hit = wait_for(marker.exists, timeout=timeout, proc=proc)
+            assert hit, f"the notebook finished without reaching {fault}: {log.read_text()[-2000:]}"
+            os.killpg(proc.pid, signal.SIGKILL)
+            marker.unlink()
+        rc = proc.wait(timeout)
+    assert fault or rc == 0, log.read_text()[-3000:]
+    return rc
+
+
+def _table(path: Path) -> pd.DataFrame:
+    # train_minutes is wall-clock time: it differs between any two runs, interrupted or not.
+    return pd.read_csv(path, comment="#").drop(columns=["train_minutes"], errors="ignore")
+
+
+@pytest.mark.slow
+def test_reproduce_killed_in_training_and_in_evaluation_resumes(tmp_path, request):
+    """`reproduce --only 02` (smoke) SIGKILLed inside the notebook while it trains its first
+    run and again while it evaluates it; the third attempt finishes without retraining the
+    finished run and writes the tables of an uninterrupted reproduction. (Notebook 02 only:
+    the full smoke reproduction takes minutes per attempt.)"""
+    declare(request, "SIGKILL during `reproduce --only 02` (in training, in evaluation); "
+            "tables equal to an uninterrupted run", 2)
+    straight = _reproduce_root(tmp_path / "straight")
+    _reproduce(straight)
+
+    root = _reproduce_root(tmp_path / "killed")
+    main_run = root / "runs" / "smoke" / "scft-triplet-seed0"
+    # The kernel trains scft-triplet first; its 2nd checkpoint is that of step 2 of 4.
+    assert _reproduce(root, "checkpoint-write@2") != 0
+    assert not (main_run / "snapshot-final.pt").exists()
+    assert _reproduce(root, "evaluate") != 0
+    assert (main_run / "snapshot-final.pt").exists() and not (main_run / "metrics.jsonl").exists()
+    finished = {p.name: p.stat().st_mtime_ns for p in main_run.iterdir() if p.is_file()
+                and p.name != "train.lock"}
+    _reproduce(root)
+    # Not retrained: every file the finished run had is untouched.
+    assert {n: (main_run / n).stat().st_mtime_ns for n in finished} == finished
+
+    a, b = straight / "runs" / "smoke" / "results", root / "runs" / "smoke" / "results"
+    pd.testing.assert_frame_equal(_table(a / "precision_check.csv"), _table(b / "precision_check.csv"))
+    pd.testing.assert_frame_equal(_table(a / "table_recipe.csv"), _table(b / "table_recipe.csv"))
+    metrics = [{r["metric"]: r["value"] for r in map(json.loads, (d / "runs" / "smoke" /
+               "scft-triplet-seed0" / "metrics.jsonl").read_text().splitlines())}
+               for d in (straight, root)]
+    assert metrics[0] == metrics[1]
+
+
+# ----------------------------------------------------------------- 3. damaged checkpoints
+
+def folder_config(root, **sets):
+    c = override(get_profile("smoke"), {"data.dataset": "folder", "data.root": str(root),
+                                        "data.test_fraction": 0.0, "train.max_steps": 6,
+                                        "train.checkpoint_every": 2, "train.snapshot_every": 0,
+                                        "train.sample_every": 100, "model.width": WIDTH})
+    return override(c, sets)
+
+
+@pytest.fixture(scope="module")
+def straight_digest(images, tmp_path_factory):
+    return train(folder_config(images), tmp_path_factory.mktemp("straight") / "run",
+                 progress=False)["weights_sha1"]
+
+
+def _damage(kind: str, path: Path, images: Path, tmp: Path):
+    good = path.read_bytes()
+    if kind == "truncated":
+        path.write_bytes(good[: len(good) // 3])
+    elif kind == "zero bytes":
+        path.write_bytes(b"")
+    elif kind == "an image's contents":
+        path.write_bytes((images / "img00.png").read_bytes())
+    elif kind == "a generator snapshot":
+        shutil.copy(path.parent / "snapshot-final.pt" if (path.parent / "snapshot-final.pt").exists()
+                    else next(path.parent.glob("snapshot-*.pt")), path)
+    elif kind == "another width's checkpoint":
+        other = tmp / "other"
+        train(folder_config(images, **{"model.width": 2 * WIDTH}), other, stop_at_step=1,
+              progress=False)
+        shutil.copy(other / "checkpoint-latest.pt", path)
+    else:
+        raise ValueError(kind)
+
+
+DAMAGE = ["truncated", "zero bytes", "an image's contents", "a generator snapshot",
+          "another width's checkpoint"]
+
+
+@pytest.mark.parametrize("kind", DAMAGE)
+def test_damaged_latest_checkpoint_falls_back_to_the_previous_one(kind, images, tmp_path,
+                                                                   straight_digest, request):
+    declare(request, "damaged checkpoint-latest.pt (truncated, empty, an image, a snapshot, "
+            "another width's): resumed from checkpoint-previous.pt, bit-identical", 1)
+    run = tmp_path / "run"
+    config = folder_config(images, **{"train.snapshot_every": 2})
+    train(config, run, stop_at_step=4, progress=False)  # checkpoints at steps 0, 2, 4
+    latest = run / "checkpoint-latest.pt"
+    _damage(kind, latest, images, tmp_path)
+    with pytest.warns(UserWarning, match=r"checkpoint-latest\.pt.*resuming from "
+                                         r"checkpoint-previous\.pt at step 2"):
+        summary = train(config, run, progress=False)
+    assert summary["done"] and (run / "checkpoint-latest.pt.damaged").exists()
+    assert summary["weights_sha1"] == straight_digest
+    assert stats_steps(run) == [1, 2, 3, 4, 5, 6]
+
+
+def test_no_usable_checkpoint_in_a_started_run_is_an_error_naming_the_files(images, tmp_path,
+                                                                            request):
+    declare(request, "started run without a usable checkpoint: error naming the file, never a "
+            "silent restart", 3)
+    run = tmp_path / "run"
+    config = folder_config(images)
+    train(config, run, stop_at_step=4, progress=False)
+    before = (run / "stats.jsonl").read_text()
+    # Both checkpoints damaged.
+    (run / "checkpoint-latest.pt").write_bytes(b"")
+    (run / "checkpoint-previous.pt").write_bytes(b"\x80not a pickle")
+    with pytest.raises(CheckpointError, match=r"checkpoint-latest\.pt is unreadable.*"
+                                              r"checkpoint-previous\.pt is unreadable.*"
+                                              r"stats\.jsonl.*delete the folder"):
+        train(config, run, progress=False)
+    # No checkpoint at all, but stats and samples.
+    (run / "checkpoint-latest.pt").unlink()
+    (run / "checkpoint-previous.pt").unlink()
+    with pytest.raises(CheckpointError, match=r"checkpoint-latest\.pt does not exist.*no "
+                                              r"checkpoint-previous\.pt.*stats\.jsonl"):
+        train(config, run, progress=False)
+    assert (run / "stats.jsonl").read_text() == before  # nothing was overwritten
+    # Through the command line: one line, the file named, exit status 2.
+    proc = subprocess.run([sys.executable, "-m", "paperlib", "train", "--profile", "smoke",
+                           "--dataset", "folder", "--root", str(images), "--run-dir", str(run),
+                           "--set", "data.test_fraction=0", "--set", "train.max_steps=6",
+                           "--set", "train.checkpoint_every=2", "--set", "train.snapshot_every=0",
+                           "--set", "train.sample_every=100", "--set", f"model.width={WIDTH}"],
+                          env=env(), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert f"error: cannot resume the run in {run}" in proc.stderr
+    assert "checkpoint-latest.pt" in proc.stderr
+
+
+# -------------------------------------------------------------------------- 4. full disk
+
+def _enospc_after(n_bytes: int):
+    def fake_save(obj, f, *args, **kwargs):
+        f.write(b"\0" * n_bytes)
+        raise OSError(errno.ENOSPC, "No space left on device")
+    return fake_save
+
+
+@pytest.mark.parametrize("what", ["checkpoint", "snapshot"])
+def test_full_disk_keeps_the_previous_checkpoint_and_says_so(what, images, tmp_path, monkeypatch,
+                                                             request, capsys):
+    declare(request, "disk full (ENOSPC) while writing a checkpoint or a snapshot: previous "
+            "checkpoint intact, message names the folder", 1)
+    run = tmp_path / "run"
+    sets = {"train.snapshot_every": 4 if what == "snapshot" else 0}
+    config = folder_config(images, **sets)
+    train(config, run, stop_at_step=2, progress=False)
+    before = {p.name: p.read_bytes() for p in run.glob("checkpoint-*.pt")}
+    monkeypatch.setattr(torch, "save", _enospc_after(4096))
+    from paperlib.paths import DiskFullError
+
+    with pytest.raises(DiskFullError) as info:
+        train(config, run, progress=False)
+    message = str(info.value)
+    target = "snapshot-0000004.pt" if what == "snapshot" else "checkpoint-latest.pt"
+    assert message.startswith("disk full") and str(run) in message and target in message
+    assert {p.name: p.read_bytes() for p in run.glob("checkpoint-*.pt")} == before
+    assert not list(run.glob("*.tmp"))
+    monkeypatch.undo()
+    blob = torch.load(run / "checkpoint-latest.pt", weights_only=False)
+    assert blob["step"] == 2
+    # The command line prints it as one line.
+    from paperlib.__main__ import main
+
+    monkeypatch.setattr(torch, "save", _enospc_after(10))
+    code = main(["train", "--profile", "smoke", "--dataset", "folder", "--root", str(images),
+                 "--run-dir", str(run)] + [a for k, v in {
+                     "data.test_fraction": 0, "train.max_steps": 6, "train.checkpoint_every": 2,
+                     "train.sample_every": 100, "model.width": WIDTH, **sets}.items() for a in ("--set", f"{k}={v}")])
+    captured = capsys.readouterr().err  # progress bars may share the line; the error ends it
+    err = [line[line.index("error:"):] for line in captured.splitlines() if "error:" in line]
+    assert code == 2 and len(err) == 1, captured
+    assert err[0].startswith("error: disk full") and str(run) in err[0]
+    assert "Traceback" not in captured
+
+
+# ------------------------------------------------------- 5. two processes on one run folder
+
+def test_second_process_is_refused_and_a_killed_holder_leaves_no_stale_lock(images, tmp_path,
+                                                                            request):
+    declare(request, "second process on a run folder refused (folder and PID named); "
+            "SIGKILLed holder leaves no stale lock", 2)
+    run = tmp_path / "run"
+    marker = tmp_path / "holder.pid"
+    # The holder stalls inside its first checkpoint write, lock held.
+    holder = subprocess.Popen(train_cmd(images, run, "train.max_steps=4"),
+                              env=env(PAPERLIB_FAULT="checkpoint-write:stall",
+                                      PAPERLIB_FAULT_MARKER=str(marker)),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        assert wait_for(marker.exists, proc=holder)
+        second = subprocess.run(train_cmd(images, run, "train.max_steps=4"), env=env(),
+                                capture_output=True, text=True, timeout=300)
+        assert second.returncode == 2 and "Traceback" not in second.stderr
+        assert f"run folder {run} is in use by another training process (PID {holder.pid})" \
+            in second.stderr
+        with pytest.raises(RunLockedError, match=str(holder.pid)):
+            with RunLock(run):
+                pass
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait(60)
+    # The kernel dropped the dead holder's lock; its PID is still in the file, harmlessly,
+    # and the next run takes the folder over (in this process, to save a start-up).
+    assert (run / "train.lock").read_text().strip() == str(holder.pid)
+    assert list(run.glob("*.tmp"))  # the holder died inside its checkpoint write
+    config = override(get_profile("smoke"), {
+        "data.dataset": "folder", "data.root": str(images), "data.test_fraction": 0.0,
+        "train.max_steps": 4, "train.checkpoint_every": 3, "train.snapshot_every": 4,
+        "train.sample_every": 8, "model.width": WIDTH})
+    assert train(config, run, progress=False)["done"]
+    assert (run / "train.lock").read_text().strip() == str(os.getpid())
+    assert not list(run.glob("*.tmp"))
+
+
+def test_the_lock_is_per_open_file_even_within_one_process(tmp_path):
+    with RunLock(tmp_path / "r"):
+        with pytest.raises(RunLockedError, match=f"PID {os.getpid()}"):
+            with RunLock(tmp_path / "r"):
+                pass
+    with RunLock(tmp_path / "r"):  # released on exit
+        pass
+
+
+def test_stale_temp_files_are_removed_and_stats_trimmed_on_resume(images, tmp_path):
+    run = tmp_path / "run"
+    config = folder_config(images)
+    train(config, run, stop_at_step=4, progress=False)
+    (run / "checkpoint-latest.pt.abc123.tmp").write_bytes(b"half")
+    with open(run / "stats.jsonl", "a") as f:  # a step past the checkpoint, and a torn line
+        f.write(json.dumps({"step": 5}) + "\n" + '{"step": 6, "g_r')
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        train(config, run, progress=False)
+    assert not [w for w in caught if "checkpoint" in str(w.message)]  # a normal resume
+    assert not list(run.glob("*.tmp"))
+    assert stats_steps(run) == [1, 2, 3, 4, 5, 6]
