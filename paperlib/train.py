@@ -115,9 +115,11 @@ def build_nets(config: Config, device: torch.device) -> Nets:
 def update_ema(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
     """ema <- decay * ema + (1 - decay) * model for parameters; buffers (BN statistics) copied.
     One multi-tensor call each instead of ~100 small ones (the same per-element arithmetic)."""
-    torch._foreach_lerp_(list(ema.parameters()), [p.detach() for p in model.parameters()],
-                         1.0 - decay)
-    torch._foreach_copy_(list(ema.buffers()), list(model.buffers()))
+    params, buffers = list(ema.parameters()), list(ema.buffers())
+    if params:
+        torch._foreach_lerp_(params, [p.detach() for p in model.parameters()], 1.0 - decay)
+    if buffers:
+        torch._foreach_copy_(buffers, list(model.buffers()))
 
 
 def train_step(nets: Nets, config: Config, batch: dict, neg_gen: torch.Generator,
