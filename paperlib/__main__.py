@@ -44,6 +44,8 @@ def main(argv=None) -> int:
     sp.add_argument("--repeats", type=int, default=5)
     sp.add_argument("--no-train", action="store_true", help="time inference only")
     sp.add_argument("--contiguous", action="store_true", help="NCHW instead of channels_last")
+    sp.add_argument("--fid", action="store_true",
+                    help="time the FID Inception features, channels-last against NCHW")
     sp.add_argument("--data", action="store_true",
                     help="time the data pipeline (OpenMoji, 128 and 256 px) instead of the networks")
     sp.add_argument("--compare", metavar="REV", default=None,
@@ -145,6 +147,15 @@ def _dispatch(args) -> int:
             if args.json:
                 with open(args.json, "w") as f:
                     json.dump(result, f, indent=2)
+            return 0
+        if args.fid:
+            rows = bench.fid_rows()
+            for r in rows:
+                print(f"{r['what']:48s} {r['images_per_sec']:6.1f} images/s ({r['cpu']})")
+            print(f"largest feature difference between the two: {rows[0]['max_feature_difference']:.1e}")
+            if args.json:
+                with open(args.json, "w") as f:
+                    json.dump(rows, f, indent=2)
             return 0
         if args.data:
             rows = bench.data_rows()

@@ -473,3 +473,27 @@ def format_loop(b: dict) -> str:
         f" {wall['train']:.1f} img/s counting start-up)",
         f"  the same train() under papermill   {m['notebook']:7.1f} img/s  ({b['notebook_of_step']:.0%} of the step;"
         f" {wall['notebook']:.1f} img/s counting start-up)"])
+
+
+def fid_rows(n: int = 100, repeats: int = 3) -> list[dict]:
+    """Images/s of the FID Inception's pool3 features (fid.activations, float32) in the memory
+    order evaluation uses (channels-last) and in plain NCHW, in alternating repeats, with the
+    largest feature difference between the two."""
+    import copy
+
+    from . import fid
+
+    x = torch.rand(n, 3, 64, 64, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    models = {"channels-last (used)": fid.inception()}
+    models["NCHW"] = copy.deepcopy(models["channels-last (used)"]).to(memory_format=torch.contiguous_format)
+    feats = {k: fid.activations(x[:8], m, progress=False) for k, m in models.items()}  # warm-up
+    times: dict[str, list[float]] = {k: [] for k in models}
+    for _ in range(repeats):
+        for k, m in models.items():
+            t0 = time.perf_counter()
+            feats[k] = fid.activations(x, m, progress=False)
+            times[k].append(time.perf_counter() - t0)
+    diff = float(abs(feats["NCHW"] - feats["channels-last (used)"]).max())
+    return [{"what": f"FID Inception features, {k}", "images": n, "cpu": cpu_name(),
+             "images_per_sec": n / statistics.median(v), "max_feature_difference": diff}
+            for k, v in times.items()]

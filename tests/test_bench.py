@@ -48,3 +48,11 @@ def test_loop_times_the_step_the_command_and_the_notebook(image_folder):
         assert len(b["images_per_sec"][side]) == 1 and b["median"][side] > 0, side
     assert b["train_of_step"] == pytest.approx(b["median"]["train"] / b["median"]["step"])
     assert "under papermill" in bench.format_loop(b)
+
+
+def test_fid_rows_time_both_memory_orders_and_agree():
+    rows = bench.fid_rows(n=4, repeats=1)
+    assert [r["what"] for r in rows] == ["FID Inception features, channels-last (used)",
+                                         "FID Inception features, NCHW"]
+    assert all(r["images_per_sec"] > 0 for r in rows)
+    assert rows[0]["max_feature_difference"] < 1e-4  # the same arithmetic in another order
