@@ -122,6 +122,15 @@ def _one_line(e: BaseException) -> str:
     return text
 
 
+def _report(result, text: str, json_path: str | None) -> int:
+    """Print a bench result's text, and write the result as JSON when asked."""
+    print(text)
+    if json_path:
+        with open(json_path, "w") as f:
+            json.dump(result, f, indent=2)
+    return 0
+
+
 def _dispatch(args) -> int:
     if args.cmd == "prepare-data":
         from .prepare import prepare
@@ -135,28 +144,18 @@ def _dispatch(args) -> int:
         if args.breakdown or args.loop:
             result = (bench.breakdown(args.profile, args.set) if args.breakdown
                       else bench.loop(args.profile, args.set, rounds=args.rounds or 2))
-            print(bench.format_breakdown(result) if args.breakdown else bench.format_loop(result))
-            if args.json:
-                with open(args.json, "w") as f:
-                    json.dump(result, f, indent=2)
-            return 0
+            return _report(result, bench.format_breakdown(result) if args.breakdown
+                           else bench.format_loop(result), args.json)
         if args.compare:
             result = bench.compare(args.compare, args.profile, args.set, args.rev_set,
                                    args.now_set, rounds=args.rounds or 5)
-            print(bench.format_compare(result))
-            if args.json:
-                with open(args.json, "w") as f:
-                    json.dump(result, f, indent=2)
-            return 0
+            return _report(result, bench.format_compare(result), args.json)
         if args.fid:
             rows = bench.fid_rows()
-            for r in rows:
-                print(f"{r['what']:48s} {r['images_per_sec']:6.1f} images/s ({r['cpu']})")
-            print(f"largest feature difference between the two: {rows[0]['max_feature_difference']:.1e}")
-            if args.json:
-                with open(args.json, "w") as f:
-                    json.dump(rows, f, indent=2)
-            return 0
+            text = "\n".join(f"{r['what']:48s} {r['images_per_sec']:6.1f} images/s ({r['cpu']})"
+                             for r in rows)
+            return _report(rows, text + f"\nlargest feature difference between the two: "
+                                        f"{rows[0]['max_feature_difference']:.1e}", args.json)
         if args.data:
             rows = bench.data_rows()
             for r in rows:

@@ -73,3 +73,13 @@ def pytest_terminal_summary(terminalreporter):
     terminalreporter.write_sep("=", "what survives what")
     for line in lines:
         terminalreporter.write_line(line)
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One intra-op thread for a module: tests that time nothing, on a shared two-core machine,
+    where a second OpenMP thread waiting for a busy core makes each small step many times slower."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

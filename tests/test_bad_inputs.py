@@ -99,14 +99,7 @@ def symlink_loops(folder):
 
 
 # ------------------------------------------------------------------------ the commands
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread: these tests time nothing, and on a shared two-core machine a
-    second OpenMP thread waiting for a busy core makes each small step many times slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
 
 @pytest.fixture(scope="module")
