@@ -7,15 +7,22 @@ The perceptual network uses random weights here: no weight files are needed.
 """
 from __future__ import annotations
 
+import json
+import os
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 from dataclasses import replace
+from pathlib import Path
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from . import augment
-from .config import Config, paper
+from .config import Config, get_profile, override, paper
+from .paths import repo_root
 from .train import autocast, build_nets, train_step
 
 
@@ -173,14 +180,10 @@ def cpu_name() -> str:
     return platform.processor() or "unknown CPU"
 
 
-def export_tree(rev: str, dest) -> "Path":
+def export_tree(rev: str, dest) -> Path:
     """The commit `rev` of this repository, exported (git archive) into `dest`/src."""
-    import subprocess
     import tarfile
     from io import BytesIO
-    from pathlib import Path
-
-    from .paths import repo_root
 
     root = repo_root()
     proc = subprocess.run(["git", "-C", str(root), "archive", "--format=tar", rev, "paperlib"],
@@ -197,21 +200,14 @@ def export_tree(rev: str, dest) -> "Path":
 
 def time_step_in(tree, profile: str, sets: list[str], warmup: int, steps: int) -> dict:
     """Seconds per training step (each of `steps`) of the package in source tree `tree`."""
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    import json as _json
-
     env = {**os.environ, "PYTHONPATH": str(tree)}
     proc = subprocess.run([sys.executable, "-c", _STEP_WORKER,
-                           _json.dumps([profile, sets, warmup, steps])],
+                           json.dumps([profile, sets, warmup, steps])],
                           cwd=tree, env=env, capture_output=True, text=True)
     lines = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
     if proc.returncode != 0 or not lines:
         raise RuntimeError(f"timing the step in {tree} failed:\n{proc.stderr[-2000:]}")
-    result = _json.loads(lines[-1][len("RESULT "):])
+    result = json.loads(lines[-1][len("RESULT "):])
     if Path(result["package"]).resolve().parent.parent != Path(tree).resolve():
         raise RuntimeError(f"the worker imported {result['package']}, not the tree {tree}")
     return result
@@ -227,10 +223,6 @@ def compare(rev: str, profile: str = "mini", sets: list[str] | None = None,
     quote. `sets` apply to both sides, `rev_sets` to `rev` only and `now_sets` to the working
     tree only (for fields that one side names differently or lacks).
     """
-    import tempfile
-
-    from .paths import repo_root
-
     sets, rev_sets, now_sets = list(sets or []), list(rev_sets or []), list(now_sets or [])
     with tempfile.TemporaryDirectory() as tmp:
         sides = {"now": (repo_root(), sets + now_sets), rev: (export_tree(rev, tmp), sets + rev_sets)}
@@ -273,15 +265,12 @@ def breakdown(profile: str = "mini", sets: list[str] | None = None, steps: int =
     the generator's forward by part (module hooks), data and per-step I/O (checkpoint, snapshot
     and sample grid, each divided by its interval), and the forward FLOPs of each part. Real
     OpenMoji batches, as `train` sees them."""
-    import tempfile
-    from pathlib import Path
-
     from torch.profiler import ProfilerActivity, profile as torch_profile
 
-    from .config import get_profile, override
     from .datasets import build_dataset
     from .snapshot import atomic_save, save_snapshot
-    from .train import EpochBatches, _prepare, _save_samples, batches_from
+    from .train import (EpochBatches, _prepare, _save_samples, batches_from, checkpoint_state,
+                        lr_lambda, rng_state)
 
     config = override(get_profile(profile), list(sets or []) + ["train.device=cpu"])
     device = torch.device("cpu")
@@ -324,9 +313,9 @@ def breakdown(profile: str = "mini", sets: list[str] | None = None, steps: int =
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         c0 = time.perf_counter()
-        atomic_save({"G": nets.G.state_dict(), "D": nets.D.state_dict(),
-                     "opt_g": nets.opt_g.state_dict(), "opt_d": nets.opt_d.state_dict(),
-                     **({"G_ema": nets.G_ema.state_dict()} if nets.G_ema is not None else {})},
+        scheds = [torch.optim.lr_scheduler.LambdaLR(o, lr_lambda(t.max_steps or 1, t.decay_start))
+                  for o in (nets.opt_g, nets.opt_d)]
+        atomic_save(checkpoint_state(nets, *scheds, [rng_state({})], steps, config),
                     tmp / "checkpoint.pt")
         c1 = time.perf_counter()
         save_snapshot(nets.G_ema or nets.G, config, 0, tmp / "snapshot.pt")
@@ -388,10 +377,7 @@ train(override(get_profile({profile!r}), {sets!r}), {run_dir!r}, progress=True)
 
 
 def _loop_rate(run_dir, batch: int, wall: float, steps: int) -> dict:
-    import json as _json
-    from pathlib import Path
-
-    rows = [_json.loads(x) for x in (Path(run_dir) / "stats.jsonl").read_text().splitlines()]
+    rows = [json.loads(x) for x in (Path(run_dir) / "stats.jsonl").read_text().splitlines()]
     # the first window holds the warm-up; the median of the rest is the steady training rate
     rates = [r["images_per_sec"] for r in rows[1:]] or [rows[0]["images_per_sec"]]
     return {"images_per_sec": statistics.median(rates), "wall_images_per_sec": batch * steps / wall}
@@ -403,16 +389,6 @@ def loop(profile: str = "mini", sets: list[str] | None = None, steps: int = 100,
     of the same `train` call inside a notebook run by papermill (as `make reproduce` runs it),
     in alternating rounds. The loop rates are the median stats.jsonl window after the first, so
     checkpoint, snapshot and sample writes fall inside them as they do in a real run."""
-    import json as _json
-    import os
-    import subprocess
-    import sys
-    import tempfile
-    from pathlib import Path
-
-    from .config import get_profile, override
-    from .paths import repo_root
-
     sets = list(sets or [])
     run_sets = sets + [f"train.max_steps={steps}"]
     batch = override(get_profile(profile), sets).train.batch_size

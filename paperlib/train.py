@@ -335,12 +335,7 @@ def _train(config: Config, run_dir: str | os.PathLike, *, stop_at_step: int | No
             rngs = [None] * world
             dist.all_gather_object(rngs, rng_state(gens))
         if main:
-            atomic_save({"G": _plain(nets.G).state_dict(), "D": _plain(nets.D).state_dict(),
-                         "opt_g": nets.opt_g.state_dict(), "opt_d": nets.opt_d.state_dict(),
-                         "sched_g": sched_g.state_dict(), "sched_d": sched_d.state_dict(),
-                         "scaler": nets.scaler.state_dict(), "rng": rngs, "step": step,
-                         "config": to_dict(config),
-                         **({"G_ema": nets.G_ema.state_dict()} if nets.G_ema is not None else {})},
+            atomic_save(checkpoint_state(nets, sched_g, sched_d, rngs, step, config),
                         ckpt_path, previous=run_dir / PREVIOUS, fault="checkpoint-write")
 
     if step == 0:
@@ -416,6 +411,16 @@ def is_complete(run_dir) -> bool:
 
 
 # ----------------------------------------------------------------------------- resuming
+
+def checkpoint_state(nets: Nets, sched_g, sched_d, rngs: list, step: int, config: Config) -> dict:
+    """What checkpoint-latest.pt holds: everything a bit-exact resume needs."""
+    return {"G": _plain(nets.G).state_dict(), "D": _plain(nets.D).state_dict(),
+            "opt_g": nets.opt_g.state_dict(), "opt_d": nets.opt_d.state_dict(),
+            "sched_g": sched_g.state_dict(), "sched_d": sched_d.state_dict(),
+            "scaler": nets.scaler.state_dict(), "rng": rngs, "step": step,
+            "config": to_dict(config),
+            **({"G_ema": nets.G_ema.state_dict()} if nets.G_ema is not None else {})}
+
 
 _CHECKPOINT_KEYS = {"G", "D", "opt_g", "opt_d", "sched_g", "sched_d", "scaler", "rng", "step",
                     "config"}
