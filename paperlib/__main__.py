@@ -52,6 +52,9 @@ def main(argv=None) -> int:
                     help="time the training step of --profile now and at commit REV, in "
                          "alternating processes, and print the speed-up")
     sp.add_argument("--profile", default="mini", help="with --compare: the profile to time")
+    sp.add_argument("--workers", type=int, default=1,
+                    help="with --compare: processes stepping at once on the working tree's side, "
+                         "each on its share of the cores (as make reproduce trains runs)")
     sp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="with --compare: override a config field on both sides")
     sp.add_argument("--rev-set", action="append", default=[], metavar="KEY=VALUE",
@@ -148,7 +151,7 @@ def _dispatch(args) -> int:
                            else bench.format_loop(result), args.json)
         if args.compare:
             result = bench.compare(args.compare, args.profile, args.set, args.rev_set,
-                                   args.now_set, rounds=args.rounds or 5)
+                                   args.now_set, rounds=args.rounds or 5, workers=args.workers)
             return _report(result, bench.format_compare(result), args.json)
         if args.fid:
             rows = bench.fid_rows()

@@ -198,45 +198,80 @@ def export_tree(rev: str, dest) -> Path:
     return out
 
 
-def time_step_in(tree, profile: str, sets: list[str], warmup: int, steps: int) -> dict:
-    """Seconds per training step (each of `steps`) of the package in source tree `tree`."""
+def _step_worker(tree, profile: str, sets: list[str], warmup: int, steps: int,
+                 threads: int | None = None) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(tree)}
-    proc = subprocess.run([sys.executable, "-c", _STEP_WORKER,
-                           json.dumps([profile, sets, warmup, steps])],
-                          cwd=tree, env=env, capture_output=True, text=True)
-    lines = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
+    if threads:
+        env["OMP_NUM_THREADS"] = str(threads)
+    return subprocess.Popen([sys.executable, "-c", _STEP_WORKER,
+                             json.dumps([profile, sets, warmup, steps])],
+                            cwd=tree, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+
+
+def _step_result(proc: subprocess.Popen, tree) -> dict:
+    out, err = proc.communicate()
+    lines = [x for x in out.splitlines() if x.startswith("RESULT ")]
     if proc.returncode != 0 or not lines:
-        raise RuntimeError(f"timing the step in {tree} failed:\n{proc.stderr[-2000:]}")
+        raise RuntimeError(f"timing the step in {tree} failed:\n{err[-2000:]}")
     result = json.loads(lines[-1][len("RESULT "):])
     if Path(result["package"]).resolve().parent.parent != Path(tree).resolve():
         raise RuntimeError(f"the worker imported {result['package']}, not the tree {tree}")
     return result
 
 
+def time_step_in(tree, profile: str, sets: list[str], warmup: int, steps: int,
+                 workers: int = 1) -> dict:
+    """Seconds per training step (each of `steps`) of the package in source tree `tree`.
+
+    With `workers` > 1, that many processes step at once, each with its share of the cores
+    (as `paperlib.parallel` trains runs side by side), and `times` holds each step's median
+    time divided by `workers`: the seconds per step of their combined throughput."""
+    if workers <= 1:
+        return _step_result(_step_worker(tree, profile, sets, warmup, steps), tree)
+    from .parallel import threads_per_worker
+
+    procs = [_step_worker(tree, profile, sets, warmup, steps, threads_per_worker(workers))
+             for _ in range(workers)]
+    results = [_step_result(p, tree) for p in procs]
+    per_step = [combined_seconds(ts) for ts in zip(*(r["times"] for r in results))]
+    return {**results[0], "times": per_step, "workers": workers}
+
+
+def combined_seconds(seconds) -> float:
+    """Seconds per step of processes stepping side by side, as one: 1 / sum(1 / t_i), since
+    their images per second add up."""
+    return 1.0 / sum(1.0 / t for t in seconds)
+
+
 def compare(rev: str, profile: str = "mini", sets: list[str] | None = None,
             rev_sets: list[str] | None = None, now_sets: list[str] | None = None,
-            rounds: int = 5, warmup: int = 3, steps: int = 8) -> dict:
+            rounds: int = 5, warmup: int = 3, steps: int = 8, workers: int = 1) -> dict:
     """Training-step time of the working tree against commit `rev`, measured in one run.
 
     Each round starts one fresh process per side, in alternating order, so that whatever else
     the machine does falls on both sides alike; the ratio of the two medians is the figure to
     quote. `sets` apply to both sides, `rev_sets` to `rev` only and `now_sets` to the working
-    tree only (for fields that one side names differently or lacks).
+    tree only (for fields that one side names differently or lacks). With `workers` > 1 the
+    working tree's side runs that many processes at once, each on its share of the cores, and
+    its figure is their combined throughput: the speed of `make reproduce`, which trains runs
+    side by side, against one run on all cores at `rev`.
     """
     sets, rev_sets, now_sets = list(sets or []), list(rev_sets or []), list(now_sets or [])
     with tempfile.TemporaryDirectory() as tmp:
-        sides = {"now": (repo_root(), sets + now_sets), rev: (export_tree(rev, tmp), sets + rev_sets)}
+        sides = {"now": (repo_root(), sets + now_sets, workers),
+                 rev: (export_tree(rev, tmp), sets + rev_sets, 1)}
         times: dict[str, list[float]] = {k: [] for k in sides}
         batch = 0
         for r in range(rounds):
             for name in (list(sides) if r % 2 == 0 else list(sides)[::-1]):
-                tree, s = sides[name]
-                res = time_step_in(tree, profile, s, warmup, steps)
+                tree, s, w = sides[name]
+                res = time_step_in(tree, profile, s, warmup, steps, workers=w)
                 times[name].append(statistics.median(res["times"]))
                 batch = res["batch"]
     med = {k: statistics.median(v) for k, v in times.items()}
     return {"rev": rev, "profile": profile, "sets": sets, "rev_sets": rev_sets,
-            "now_sets": now_sets, "batch": batch, "cpu": cpu_name(),
+            "now_sets": now_sets, "batch": batch, "cpu": cpu_name(), "workers": workers,
             "rounds": rounds, "seconds": times, "median_seconds": med,
             "images_per_sec": {k: batch / v for k, v in med.items()},
             "speedup": med[rev] / med["now"]}
@@ -244,8 +279,10 @@ def compare(rev: str, profile: str = "mini", sets: list[str] | None = None,
 
 def format_compare(c: dict) -> str:
     ips = c["images_per_sec"]
+    workers = c.get("workers", 1)
+    now = "now" if workers <= 1 else f"now, {workers} processes side by side, combined"
     return (f"training step, profile {c['profile']} {' '.join(c['sets'])}".rstrip() + "\n"
-            f"  now      {c['median_seconds']['now'] * 1000:8.1f} ms/step {ips['now']:7.1f} img/s\n"
+            f"  {now:8s} {c['median_seconds']['now'] * 1000:8.1f} ms/step {ips['now']:7.1f} img/s\n"
             f"  {c['rev'][:8]:8s} {c['median_seconds'][c['rev']] * 1000:8.1f} ms/step "
             f"{ips[c['rev']]:7.1f} img/s\n"
             f"  speed-up now / {c['rev'][:8]}: {c['speedup']:.2f}x "

@@ -155,6 +155,22 @@ def reference_use(G, data_cfg, *, n: int = 48, seed: int = 0, split: str = "test
     return {**reference_values(out), "attention_hit_rate": float(out["attention_hit_rate"])}
 
 
+@torch.no_grad()
+def region_size_table(G, data_cfg, *, n: int = 0, seed: int = 0, split: str = "test",
+                      batch_size: int = 48) -> list[dict]:
+    """metrics.region_error_by_size of the augmented-self outputs on the first n images of a
+    split (all with n = 0): where, by region size, the colour error lies."""
+    ds = first_n(build_dataset(data_cfg, split), n)
+    was_training = G.training
+    G.eval()
+    try:
+        out = generate(G, ds, batch_size=batch_size, seed=seed, data_cfg=data_cfg, progress=False)
+    finally:
+        G.train(was_training)
+    r = metrics.region_color_error(out["self"], out["target"], out["sketch"])
+    return metrics.region_error_by_size(r["region_de"], r["region_lch"], r["region_area"])
+
+
 def evaluate(run_or_file, *, dataset: str | None = None, root: str | None = None,
              split: str = "test", limit: int = 0, no_reference: bool = False, seed: int = 0,
              batch_size: int = 32, device: str = "cpu", progress: bool = True) -> list[dict]:

@@ -151,6 +151,39 @@ def _summary(de: np.ndarray, area: np.ndarray, lch: np.ndarray) -> dict:
             "mean_dl": float(split[0]), "mean_dc": float(split[1]), "mean_dh": float(split[2])}
 
 
+# Region areas in pixels at which region_error_by_size splits: a 64 px image has 16x16-pixel
+# feature cells (256 px) on its 4x4 grid, so the bins are a quarter cell, a cell, four cells.
+AREA_EDGES = (0, 64, 256, 1024, math.inf)
+
+
+def region_error_by_size(region_de, region_lch, region_area, edges=AREA_EDGES) -> list[dict]:
+    """Region colour error split by region area: for each bin [lo, hi) of `edges` (pixels), the
+    number of regions, their share of all regions and of the total area, and the plain means of
+    dE00, |dL*|, |dC*| and |dH*| over its regions (nan for an empty bin). Inputs: region_de
+    (n,), region_lch (n, 3), region_area (n,) as region_color_error returns them. It shows
+    whether the error sits in regions smaller than a feature cell, which a coarse grid of
+    reference colours cannot tell apart."""
+    de = np.asarray(region_de, np.float64)
+    lch = np.asarray(region_lch, np.float64).reshape(-1, 3)
+    area = np.asarray(region_area, np.float64)
+    if not (len(de) == len(lch) == len(area)):
+        raise ValueError(f"region_de, region_lch and region_area disagree in length: "
+                         f"{len(de)}, {len(lch)}, {len(area)}")
+    if any(b <= a for a, b in zip(edges, edges[1:])):
+        raise ValueError(f"edges must increase, got {edges}")
+    rows = []
+    for lo, hi in zip(edges, edges[1:]):
+        m = (area >= lo) & (area < hi)
+        k = int(m.sum())
+        mean = (lambda v: float(v[m].mean()) if k else math.nan)  # noqa: E731
+        rows.append({"area_from": lo, "area_to": hi, "n_regions": k,
+                     "share_regions": k / len(de) if len(de) else math.nan,
+                     "share_area": float(area[m].sum() / area.sum()) if area.sum() else math.nan,
+                     "mean_de": mean(de), "mean_dl": mean(lch[:, 0]), "mean_dc": mean(lch[:, 1]),
+                     "mean_dh": mean(lch[:, 2])})
+    return rows
+
+
 def region_color_error(output: torch.Tensor, target: torch.Tensor, sketch: torch.Tensor,
                        min_region_px: int = 16) -> dict:
     """Part-by-part colour error of output against its ground truth target.

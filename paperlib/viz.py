@@ -195,6 +195,26 @@ def reference_use_curves(long_df, x: str = "step", metrics=None):
     return fig
 
 
+def region_size_bars(df):
+    """Share of regions, and mean dE00 and |dH*| per region, by region-area bin, a bar per run
+    (mean over seeds, the bars' lines the spread between seeds). df: experiments.region_size_table."""
+    import seaborn as sns
+
+    panels = [("share_regions", "share of regions"), ("mean_de", "region dE00"),
+              ("mean_dh", "region |dH*| (hue)")]
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.8 * len(panels), 3.3), squeeze=False)
+    order = list(dict.fromkeys(df["bin"]))
+    for ax, (col, title) in zip(axes[0], panels):
+        sns.barplot(data=df, x="bin", y=col, hue="run", order=order, errorbar="sd", ax=ax,
+                    legend=(ax is axes[0][0]))
+        ax.set_title(title, fontsize=9), ax.set_xlabel("region area (64 px image)"), ax.set_ylabel("")
+        ax.tick_params(axis="x", labelsize=7)
+    if axes[0][0].get_legend():
+        axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
 def seed_spread(df, metrics: list[str], runs: list[str]):
     """One panel per metric: every seed as a point, the mean over seeds with a 95% interval."""
     import seaborn as sns

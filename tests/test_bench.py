@@ -15,6 +15,18 @@ def test_compare_times_an_exported_commit_beside_the_working_tree():
     assert "speed-up now / HEAD" in text and "alternating rounds" in text
 
 
+def test_combined_seconds_adds_throughputs():
+    assert bench.combined_seconds([0.2, 0.2]) == pytest.approx(0.1)
+    assert bench.combined_seconds([0.1, 0.3]) == pytest.approx(0.075)  # 10 + 3.33 steps/s
+    assert bench.combined_seconds([0.5]) == pytest.approx(0.5)
+
+
+def test_compare_with_side_by_side_workers():
+    result = bench.compare("HEAD", "smoke", rounds=1, warmup=1, steps=2, workers=2)
+    assert result["workers"] == 2 and all(v[0] > 0 for v in result["seconds"].values())
+    assert "2 processes side by side" in bench.format_compare(result)
+
+
 def test_compare_names_a_commit_that_does_not_exist():
     with pytest.raises(ValueError, match="no-such-commit"):
         bench.compare("no-such-commit", "smoke", rounds=1)

@@ -187,3 +187,31 @@ def test_palette_follow_ratio():
         metrics.palette_follow_ratio([1.0], [np.nan, np.nan])
     with pytest.raises(ValueError, match="undefined"):
         metrics.palette_follow_ratio([1.0], [0.0])
+
+
+def test_region_error_by_size_bins_by_area():
+    from paperlib.metrics import region_error_by_size
+
+    de = np.array([10.0, 20.0, 4.0, 6.0])
+    lch = np.array([[1.0, 2.0, 3.0], [3.0, 4.0, 5.0], [0.0, 0.0, 4.0], [0.0, 0.0, 6.0]])
+    area = np.array([10.0, 50.0, 300.0, 2000.0])
+    rows = region_error_by_size(de, lch, area, edges=(0, 64, 1024, np.inf))
+    assert [r["n_regions"] for r in rows] == [2, 1, 1]
+    assert rows[0]["mean_de"] == pytest.approx(15.0) and rows[0]["mean_dh"] == pytest.approx(4.0)
+    assert rows[0]["mean_dl"] == pytest.approx(2.0) and rows[0]["mean_dc"] == pytest.approx(3.0)
+    assert rows[0]["share_regions"] == pytest.approx(0.5)
+    assert rows[2]["share_area"] == pytest.approx(2000 / 2360)
+    assert sum(r["share_area"] for r in rows) == pytest.approx(1.0)
+    # an empty bin has no mean, and the default bins follow the 16-pixel feature cells
+    empty = region_error_by_size(de, lch, area, edges=(0, 5, np.inf))[0]
+    assert empty["n_regions"] == 0 and np.isnan(empty["mean_de"])
+    assert [r["area_to"] for r in region_error_by_size(de, lch, area)][:3] == [64, 256, 1024]
+
+
+def test_region_error_by_size_refuses_bad_input():
+    from paperlib.metrics import region_error_by_size
+
+    with pytest.raises(ValueError, match="disagree in length"):
+        region_error_by_size([1.0, 2.0], [[0, 0, 0]], [5.0, 6.0])
+    with pytest.raises(ValueError, match="edges must increase"):
+        region_error_by_size([1.0], [[0, 0, 0]], [5.0], edges=(0, 10, 10))

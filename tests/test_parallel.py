@@ -1,0 +1,148 @@
+"""Registry runs side by side (paperlib.parallel): same results as one after the other,
+resumable, errors named, and the thread share each worker gets."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from paperlib import parallel
+from paperlib.snapshot import load_generator
+
+
+@pytest.fixture
+def fake_root(tmp_path, monkeypatch):
+    """A throwaway repository root (cwd), so the spawned workers write their runs there too;
+    the data cache stays the real one (PAPERLIB_CACHE)."""
+    from paperlib.paths import cache_root
+
+    monkeypatch.setenv("PAPERLIB_CACHE", str(cache_root()))
+    (tmp_path / "pyproject.toml").write_text("")
+    (tmp_path / "paperlib").mkdir()
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def _weights(path: Path) -> dict:
+    G, _, _ = load_generator(path)
+    return {k: v.clone() for k, v in G.state_dict().items()}
+
+
+def test_default_workers_reads_the_environment(monkeypatch):
+    monkeypatch.setenv(parallel.WORKERS_ENV, "3")
+    assert parallel.default_workers() == 3
+    for bad in ("0", "-1", "two"):
+        monkeypatch.setenv(parallel.WORKERS_ENV, bad)
+        with pytest.raises(ValueError, match=parallel.WORKERS_ENV):
+            parallel.default_workers()
+    monkeypatch.delenv(parallel.WORKERS_ENV)
+    assert parallel.default_workers() == (1 if torch.cuda.is_available()
+                                          else max(1, min(2, os.cpu_count() or 1)))
+
+
+@pytest.mark.parametrize("workers,cores,expected", [(2, 2, 1), (1, 2, 2), (2, 16, 8), (4, 2, 1)])
+def test_threads_per_worker_shares_the_cores(workers, cores, expected):
+    assert parallel.threads_per_worker(workers, cores) == expected
+
+
+def test_two_workers_train_and_evaluate_like_one(fake_root, monkeypatch):
+    """Two smoke runs in a pool of two one-thread workers, then the same two runs again in this
+    process with one thread: the same weights (fp32 smoke runs are deterministic at a fixed
+    thread count) and the same metrics rows."""
+    jobs = [("scft-triplet", 0), ("add", 0)]
+    paths = parallel.ensure_runs("smoke", jobs, workers=2, progress=False)
+    assert [p.name for p in paths] == ["scft-triplet-seed0", "add-seed0"]
+    pooled = {p.name: (_weights(p), (p / "metrics.jsonl").read_text()) for p in paths}
+    for p in paths:
+        assert (p / "snapshot-final.pt").exists() and (p / "metrics.jsonl").exists()
+
+    # A second call finds everything done and starts no worker.
+    monkeypatch.setattr(parallel, "ProcessPoolExecutor", None)
+    assert parallel.ensure_runs("smoke", jobs, workers=2, progress=False) == paths
+
+    solo_root = fake_root / "solo"
+    (solo_root / "paperlib").mkdir(parents=True)
+    (solo_root / "pyproject.toml").write_text("")
+    monkeypatch.chdir(solo_root)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        solo = parallel.ensure_runs("smoke", jobs, workers=1, progress=False)
+    finally:
+        torch.set_num_threads(threads)
+    for p in solo:
+        w, metrics = pooled[p.name]
+        for k, v in _weights(p).items():
+            assert torch.equal(v, w[k]), (p.name, k)
+        values = lambda text: {(r["metric"], r["reference"]): r["value"]  # noqa: E731
+                               for r in map(json.loads, text.splitlines())}
+        got, want = values((p / "metrics.jsonl").read_text()), values(metrics)
+        assert got.keys() == want.keys()
+        for k in want:
+            assert got[k] == pytest.approx(want[k], rel=1e-6, abs=1e-9), (p.name, k)
+
+
+def test_a_failing_run_is_named(fake_root):
+    """A job that cannot start (its run folder holds another width's config) stops the pool
+    with an error naming the run and the seed; the other job's folder is left resumable."""
+    from paperlib.config import to_json
+    from paperlib.experiments import run_config
+
+    bad = fake_root / "runs" / "smoke" / "add-seed1"
+    bad.mkdir(parents=True)
+    other = run_config("smoke", "add", 1)
+    other = type(other)(**{**other.__dict__, "model": type(other.model)(
+        **{**other.model.__dict__, "width": other.model.width * 2})})
+    (bad / "config.json").write_text(to_json(other))
+    with pytest.raises(RuntimeError, match="run add seed 1 failed"):
+        parallel.ensure_runs("smoke", [("scft-triplet", 1), ("add", 1)], workers=2, progress=False)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # a zombie (killed, not yet reaped by its dead parent's reaper) counts as gone
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except OSError:
+        return False
+
+
+def test_workers_die_with_their_parent(fake_root):
+    """A parent SIGKILLed alone (a kernel restart, say) takes its workers with it: the worker
+    stalled at a checkpoint, holding its run folder's lock, is gone, and the run resumes."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    marker = fake_root / "worker.pid"
+    code = ("from paperlib import parallel; parallel.ensure_runs('smoke', "
+            "[('scft-triplet', 2), ('add', 2)], workers=2, progress=False)")
+    env = {**os.environ, "PAPERLIB_FAULT": "checkpoint-write:stall",
+           "PAPERLIB_FAULT_MARKER": str(marker)}
+    parent = subprocess.Popen([sys.executable, "-c", code], cwd=fake_root, env=env)
+    try:
+        deadline = time.time() + 120
+        while not marker.exists() and time.time() < deadline and parent.poll() is None:
+            time.sleep(0.2)
+        assert marker.exists(), "no worker reached its first checkpoint write"
+        worker = int(marker.read_text())
+        assert worker != parent.pid and _alive(worker)
+        parent.send_signal(signal.SIGKILL)
+        parent.wait(10)
+        deadline = time.time() + 10
+        while _alive(worker) and time.time() < deadline:
+            time.sleep(0.1)
+        assert not _alive(worker), "the worker outlived its parent"
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+    paths = parallel.ensure_runs("smoke", [("scft-triplet", 2), ("add", 2)], workers=2,
+                                 progress=False)
+    assert all((p / "snapshot-final.pt").exists() for p in paths)
