@@ -192,10 +192,10 @@ def evaluate(run_or_file, *, dataset: str | None = None, root: str | None = None
     real_key = {"dataset": data_cfg.dataset, "root": data_cfg.root, "split": split,
                 "resolution": data_cfg.resolution, "n": n, "sketch_source": data_cfg.sketch_source}
     real_acts = fid.reference_activations(
-        real_key, lambda: fid.activations(out["image"], net, device=device))
+        real_key, lambda: fid.activations(out["image"], net, device=device, progress=progress))
     values: dict[str, float] = {}
     for setting in ("cross", "self"):
-        acts = fid.activations(out[setting], net, device=device)
+        acts = fid.activations(out[setting], net, device=device, progress=progress)
         values[f"fid_{setting}"] = fid.fid_from_activations(acts, real_acts)
         kid_mean, kid_std = fid.kid(acts, real_acts, subset_size=fid.kid_subset_size(n))
         values[f"kid_{setting}"], values[f"kid_{setting}_sd"] = kid_mean, kid_std
