@@ -225,8 +225,8 @@ def time_step_in(tree, profile: str, sets: list[str], warmup: int, steps: int,
     """Seconds per training step (each of `steps`) of the package in source tree `tree`.
 
     With `workers` > 1, that many processes step at once, each with its share of the cores
-    (as `paperlib.parallel` trains runs side by side), and `times` holds each step's median
-    time divided by `workers`: the seconds per step of their combined throughput."""
+    (as `paperlib.parallel` trains runs side by side), and `times` holds, step by step, the
+    seconds per step of their combined throughput (combined_seconds)."""
     if workers <= 1:
         return _step_result(_step_worker(tree, profile, sets, warmup, steps), tree)
     from .parallel import threads_per_worker

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from .colorize import check_size, colorize_tensors, feature_grid, finish_output, prepare_inputs
+from .experiments import MAIN
 from .imageio import BadImageError, decode_rgb, fit_inside, to_uint8
 from .sketch import binarize_sketch_image
 
@@ -32,18 +33,18 @@ from .sketch import binarize_sketch_image
 MAX_PIXELS = 4096 * 4096
 
 # The arms, in the order the figure and the widget show them.
-ARM_ORDER = ("scft-triplet-3x", "add", "adain", "scft-triplet", "scft-l1", "scft-none", "scft-noref")
+ARM_ORDER = (MAIN, "add", "adain", "scft-triplet", "scft-l1", "scft-none", "scft-noref")
 ARM_LABELS = {
     "add": "(a) addition",
     "adain": "(b) AdaIN",
-    "scft-triplet-3x": "main model: SCFT + triplet, 3x steps",
+    MAIN: "main model: SCFT + triplet, 3x steps",
     "scft-triplet": "SCFT + triplet (full method)",
     "scft-l1": "SCFT + L1 attention loss",
     "scft-none": "SCFT, no correspondence loss",
     "scft-noref": "no-reference model (zero ref. 1 in 10)",
 }
 # The notebook of `make reproduce` that trains (and evaluates) each arm, both seeds.
-TRAINED_BY = {"scft-triplet-3x": "02", "add": "03", "adain": "03", "scft-triplet": "02", "scft-l1": "04",
+TRAINED_BY = {MAIN: "02", "add": "03", "adain": "03", "scft-triplet": "02", "scft-l1": "04",
               "scft-none": "04", "scft-noref": "06"}
 SKETCH_KINDS = ("line", "xdog", "upload")
 CELL_COLOUR = (230, 20, 20)
@@ -362,7 +363,7 @@ class Demo:
     # ------------------------------------------------------------------------ internals
 
     def _default_main(self):
-        for name in ("scft-triplet-3x", "scft-triplet"):
+        for name in (MAIN, "scft-triplet"):
             if name in self.arms:
                 return name
         scft = [n for n, g in self.arms.items()

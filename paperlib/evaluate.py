@@ -138,35 +138,34 @@ def first_n(dataset, n: int):
 
 
 @torch.no_grad()
+def _generate_in_eval_mode(G, data_cfg, n: int, seed: int, split: str, batch_size: int,
+                           attention: bool) -> dict:
+    """generate on the first n images of a split with G in eval mode (its mode restored)."""
+    ds = first_n(build_dataset(data_cfg, split), n)
+    was_training = G.training
+    G.eval()
+    try:
+        return generate(G, ds, batch_size=batch_size, seed=seed, data_cfg=data_cfg,
+                        progress=False, attention=attention)
+    finally:
+        G.train(was_training)
+
+
 def reference_use(G, data_cfg, *, n: int = 48, seed: int = 0, split: str = "test",
                   batch_size: int = 48) -> dict[str, float]:
     """How much the generator uses its reference, on the first n images of a split, without
     FID (cheap enough for every training snapshot): reference_values plus
     attention_hit_rate (nan for models without attention). G runs in eval mode; its mode is
     restored afterwards."""
-    ds = first_n(build_dataset(data_cfg, split), n)
-    was_training = G.training
-    G.eval()
-    try:
-        out = generate(G, ds, batch_size=batch_size, seed=seed, data_cfg=data_cfg,
-                       progress=False, attention=True)
-    finally:
-        G.train(was_training)
+    out = _generate_in_eval_mode(G, data_cfg, n, seed, split, batch_size, attention=True)
     return {**reference_values(out), "attention_hit_rate": float(out["attention_hit_rate"])}
 
 
-@torch.no_grad()
 def region_size_table(G, data_cfg, *, n: int = 0, seed: int = 0, split: str = "test",
                       batch_size: int = 48) -> list[dict]:
     """metrics.region_error_by_size of the augmented-self outputs on the first n images of a
     split (all with n = 0): where, by region size, the colour error lies."""
-    ds = first_n(build_dataset(data_cfg, split), n)
-    was_training = G.training
-    G.eval()
-    try:
-        out = generate(G, ds, batch_size=batch_size, seed=seed, data_cfg=data_cfg, progress=False)
-    finally:
-        G.train(was_training)
+    out = _generate_in_eval_mode(G, data_cfg, n, seed, split, batch_size, attention=False)
     r = metrics.region_color_error(out["self"], out["target"], out["sketch"])
     return metrics.region_error_by_size(r["region_de"], r["region_lch"], r["region_area"])
 

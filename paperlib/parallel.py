@@ -66,14 +66,16 @@ def _init_worker(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
-def _job(profile: str, name: str, seed: int, evaluate: bool, no_reference: bool) -> str:
+def _job(profile: str, name: str, seed: int, evaluate: bool, no_reference: bool,
+         progress: bool = False) -> str:
+    """Train one run (resuming) and evaluate it, each only if not done yet."""
     from .experiments import ensure_evaluated, ensure_trained
 
-    path = ensure_trained(profile, name, seed, progress=False)
+    path = ensure_trained(profile, name, seed, progress=progress)
     if evaluate:
-        ensure_evaluated(profile, name, seed, progress=False)
+        ensure_evaluated(profile, name, seed, progress=progress)
         if no_reference:
-            ensure_evaluated(profile, name, seed, no_reference=True, progress=False)
+            ensure_evaluated(profile, name, seed, no_reference=True, progress=progress)
     return str(path)
 
 
@@ -116,7 +118,7 @@ def ensure_runs(profile: str, jobs, *, evaluate=True, no_reference: bool = False
     the pool (runs in flight are killed and resume on the next call) and its error is raised
     with the run's name.
     """
-    from .experiments import ensure_evaluated, ensure_trained, run_config, run_path
+    from .experiments import run_config, run_path
 
     jobs = [(str(n), int(s)) for n, s in jobs]
     paths = [run_path(profile, n, s) for n, s in jobs]
@@ -130,11 +132,7 @@ def ensure_runs(profile: str, jobs, *, evaluate=True, no_reference: bool = False
     workers = min(workers or default_workers(), len(todo))
     if workers <= 1:
         for name, seed in todo:
-            ensure_trained(profile, name, seed, progress=progress)
-            if scored[name, seed]:
-                ensure_evaluated(profile, name, seed, progress=progress)
-                if no_reference:
-                    ensure_evaluated(profile, name, seed, no_reference=True, progress=progress)
+            _job(profile, name, seed, scored[name, seed], no_reference, progress)
         return paths
 
     import multiprocessing
