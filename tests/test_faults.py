@@ -168,7 +168,10 @@ def _reproduce(root: Path, fault: str | None = None, timeout=600):
     """Run `python -m paperlib reproduce --profile smoke --only 02` in `root`. With `fault`,
     the notebook's kernel kills itself at that point and the test then SIGKILLs the rest of
     the process tree, as a kill of `make reproduce` would. Returns the exit status."""
-    marker = root / "fault.pid"
+    # A marker of its own per attempt: a worker of an earlier attempt that outlives the kill
+    # for a moment (the kernel notices its parent's death only by polling) must not write the
+    # marker this attempt waits for.
+    marker = root / f"fault-{len(list(root.glob('fault-*.pid*')))}.pid"
     extra = {"PAPERLIB_CACHE": str(REPO / ".cache")}
     if fault:
         extra.update(PAPERLIB_FAULT=fault, PAPERLIB_FAULT_MARKER=str(marker))
@@ -181,10 +184,27 @@ def _reproduce(root: Path, fault: str | None = None, timeout=600):
             hit = wait_for(marker.exists, timeout=timeout, proc=proc)
             assert hit, f"the notebook finished without reaching {fault}: {log.read_text()[-2000:]}"
             os.killpg(proc.pid, signal.SIGKILL)
-            marker.unlink()
+            # The kernel runs in a session of its own, and its workers die with it: wait for
+            # every process of this attempt, so none holds a run folder the next one needs.
+            tree = f"PAPERLIB_FAULT_MARKER={marker}"
+            assert wait_for(lambda: not _processes_with_env(tree), timeout=60)
+            marker.rename(marker.with_suffix(".pid.done"))
         rc = proc.wait(timeout)
     assert fault or rc == 0, log.read_text()[-3000:]
     return rc
+
+
+def _processes_with_env(entry: str) -> list[int]:
+    """PIDs of the processes whose environment holds `entry` (\"NAME=value\")."""
+    found, needle = [], b"\0" + entry.encode() + b"\0"
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                if needle in b"\0" + (d / "environ").read_bytes() + b"\0":
+                    found.append(int(d.name))
+            except OSError:  # gone meanwhile, or not ours to read
+                pass
+    return found
 
 
 def _table(path: Path) -> pd.DataFrame:
