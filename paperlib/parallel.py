@@ -14,12 +14,14 @@ an interrupted notebook leaves no orphan holding a run folder's lock, and rerunn
 from __future__ import annotations
 
 import os
+import time
 from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
 from pathlib import Path
 
 from tqdm import tqdm
 
 WORKERS_ENV = "PAPERLIB_WORKERS"
+REFRESH_SECONDS = 30.0
 
 
 def default_workers() -> int:
@@ -146,12 +148,17 @@ def ensure_runs(profile: str, jobs, *, evaluate=True, no_reference: bool = False
     futures: dict = {}
     try:
         futures = {pool.submit(_job, profile, n, s, scored[n, s], no_reference): (n, s) for n, s in todo}
-        pending = set(futures)
+        pending, shown = set(futures), 0.0
         while pending:
             done, pending = wait(pending, timeout=5, return_when=FIRST_EXCEPTION)
-            bar.n = sum(min(steps[j], _steps_done(run_path(profile, *j))) for j in todo)
-            bar.set_postfix_str(f"{len(futures) - len(pending)}/{len(futures)} runs done")
-            bar.refresh()
+            # Redrawn every REFRESH_SECONDS or when a run ends: a notebook keeps every redraw
+            # of the bar in its saved output, and a reproduction runs for tens of minutes.
+            if done or time.monotonic() - shown >= REFRESH_SECONDS:
+                bar.n = sum(min(steps[j], _steps_done(run_path(profile, *j))) for j in todo)
+                bar.set_postfix_str(f"{len(futures) - len(pending)}/{len(futures)} runs done",
+                                    refresh=False)
+                bar.refresh()
+                shown = time.monotonic()
             for f in done:
                 if f.exception() is not None:
                     name, seed = futures[f]

@@ -2,8 +2,10 @@
 resumable, errors named, and the thread share each worker gets."""
 from __future__ import annotations
 
+import functools
 import json
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -48,12 +50,21 @@ def test_threads_per_worker_shares_the_cores(workers, cores, expected):
     assert parallel.threads_per_worker(workers, cores) == expected
 
 
-def test_two_workers_train_and_evaluate_like_one(fake_root, monkeypatch):
+def test_two_workers_train_and_evaluate_like_one(fake_root, monkeypatch, capfd):
     """Two smoke runs in a pool of two one-thread workers, then the same two runs again in this
     process with one thread: the same weights (fp32 smoke runs are deterministic at a fixed
-    thread count) and the same metrics rows."""
+    thread count) and the same metrics rows. The pool's one bar ends at all steps and all runs,
+    and is redrawn only when a run ends or REFRESH_SECONDS have passed."""
     jobs = [("scft-triplet", 0), ("add", 0)]
-    paths = parallel.ensure_runs("smoke", jobs, workers=2, progress=False)
+    # Drawn even under TQDM_DISABLE=1 (make test sets it; an explicit argument wins).
+    monkeypatch.setattr(parallel, "tqdm", functools.partial(parallel.tqdm, disable=False))
+    t0 = time.monotonic()
+    paths = parallel.ensure_runs("smoke", jobs, workers=2, progress=True)
+    seconds = time.monotonic() - t0
+    bar = capfd.readouterr().err
+    assert "2 runs, 2 at a time x" in bar and "8/8" in bar and "2/2 runs done" in bar, bar
+    # tqdm draws once at the start and once on close, and starts each redraw with a \r.
+    assert bar.count("\r") <= 2 + len(jobs) + seconds / parallel.REFRESH_SECONDS, bar
     assert [p.name for p in paths] == ["scft-triplet-seed0", "add-seed0"]
     pooled = {p.name: (_weights(p), (p / "metrics.jsonl").read_text()) for p in paths}
     for p in paths:
