@@ -246,6 +246,32 @@ def precision_report(profile: str, main_run: str, batch: dict, seed: int = 0) ->
     return pd.DataFrame(rows, columns=["quantity", "value"])
 
 
+SPLIT_GAP_METRICS = ("region_de_self", "region_dl_self", "region_dc_self", "region_dh_self",
+                     "ref_gain_de_self", "palette_follow_cross")
+
+
+def split_gap_table(profile: str, names, seeds=(0,), n: int = 0) -> pd.DataFrame:
+    """evaluate.reference_use of each run's final snapshot on training images and on test
+    images, the first n of each split (n = 0: as many as the test split holds, so both rows
+    average the same number of images). One row per run, seed and split. Whether a model
+    misses a colour target through too little training (training images as far off as test
+    images) or through overfitting (training images much closer)."""
+    from .datasets import build_dataset
+    from .evaluate import reference_use
+    from .snapshot import load_generator
+
+    rows = []
+    for name in names:
+        for seed in seeds:
+            G, cfg, step = load_generator(run_path(profile, name, seed))
+            m = n or len(build_dataset(cfg.data, "test"))
+            for split in ("train", "test"):
+                values = reference_use(G, cfg.data, n=m, split=split)
+                rows.append({"run": name, "seed": seed, "step": step, "split": split, "n": m,
+                             **{k: values[k] for k in SPLIT_GAP_METRICS}})
+    return pd.DataFrame(rows)
+
+
 def region_size_table(profile: str, names, seeds=(0,), n: int = 0) -> pd.DataFrame:
     """evaluate.region_size_table for each run and seed (final snapshots, test split): one row
     per run, seed and region-area bin, with a readable `bin` label."""

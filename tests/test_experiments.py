@@ -65,3 +65,34 @@ def test_is_trained_follows_the_final_snapshot(tmp_path, monkeypatch):
     assert not experiments.is_trained("smoke", "add", 3)
     (run / "snapshot-final.pt").write_bytes(b"")
     assert experiments.is_trained("smoke", "add", 3)
+
+
+def test_split_gap_table_scores_both_splits_on_equal_counts(tmp_path, image_folder, monkeypatch):
+    """One row per split, each from reference_use on the first n images of that split, with n
+    the test split's size unless given."""
+    from paperlib import experiments
+    from paperlib.config import override
+    from paperlib.datasets import build_dataset
+    from paperlib.evaluate import reference_use
+    from paperlib.snapshot import load_generator
+    from paperlib.train import train
+
+    run = tmp_path / "run"
+    c = override(get_profile("smoke"), {"data.dataset": "folder", "data.root": str(image_folder),
+                                        "data.test_fraction": 0.25, "train.max_steps": 2})
+    train(c, run, progress=False)
+    monkeypatch.setattr(experiments, "run_path", lambda profile, name, seed: run)
+    table = experiments.split_gap_table("smoke", ["scft-triplet"], seeds=[0])
+    n_test = len(build_dataset(c.data, "test"))
+    assert 0 < n_test < len(build_dataset(c.data, "train"))
+    assert list(table["split"]) == ["train", "test"] and list(table["n"]) == [n_test, n_test]
+    assert list(table["step"]) == [2, 2]
+    G, cfg, _ = load_generator(run)
+    for split in ("train", "test"):
+        want = reference_use(G, cfg.data, n=n_test, split=split)
+        row = table[table["split"] == split].iloc[0]
+        for k in experiments.SPLIT_GAP_METRICS:
+            assert row[k] == pytest.approx(want[k]), (split, k)
+    # Different images: the two rows are not one measurement twice.
+    assert table["region_de_self"].nunique() == 2
+    assert list(experiments.split_gap_table("smoke", ["scft-triplet"], seeds=[0], n=3)["n"]) == [3, 3]
