@@ -250,6 +250,8 @@ def fit_inside(img: np.ndarray, h: int, w: int, fill: int = 255) -> np.ndarray:
 
 def to_tensor(img: np.ndarray) -> torch.Tensor:
     """(H,W,3) uint8 -> (3,H,W) float32 in [-1, 1]."""
+    if not img.flags.writeable:  # torch warns on wrapping a read-only buffer; copy it instead
+        img = img.copy()
     t = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1).float()  # (3,H,W)
     return t / 127.5 - 1.0
 

@@ -86,6 +86,16 @@ def test_resize_crop_upscales_tiny_and_tensor_roundtrip():
     assert np.array_equal(to_uint8(t), big)
 
 
+def test_to_tensor_takes_a_read_only_buffer_without_warning():
+    """Decoders hand back read-only arrays (np.frombuffer); torch warns when it wraps one."""
+    img = np.frombuffer(_photo(8, 8).tobytes(), np.uint8).reshape(8, 8, 3)
+    assert not img.flags.writeable
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        t = to_tensor(img)
+    assert np.array_equal(to_uint8(t), img)
+
+
 # ------------------------------------------------------------------------------- datasets
 
 def _check_item(item, res):
