@@ -170,6 +170,29 @@ def region_size_table(G, data_cfg, *, n: int = 0, seed: int = 0, split: str = "t
     return metrics.region_error_by_size(r["region_de"], r["region_lch"], r["region_area"])
 
 
+# What region_color_error compares in reference_or_memory: (label, output key, colours key).
+MEMORY_PAIRS = (("a(I) against I: what the colour jitter moves", "target", "image"),
+                ("output against a(I): the reference's colours", "self", "target"),
+                ("output against I: the unjittered colours", "self", "image"))
+
+
+def reference_or_memory(G, data_cfg, *, n: int = 0, seed: int = 0, split: str = "test",
+                        batch_size: int = 48) -> list[dict]:
+    """Where the augmented-self output's colours come from. Its reference carries a(I), the
+    image with one random offset per RGB channel, and the metrics score the output against
+    a(I); a generator that partly paints an image's colours from memory (learnt from the
+    sketch) lands closer to the unjittered I than the reference allows. One row per
+    MEMORY_PAIRS entry: the region colour error (dE00 and its dL*, dC*, dH* split) on the
+    first n images of a split (all with n = 0)."""
+    out = _generate_in_eval_mode(G, data_cfg, n, seed, split, batch_size, attention=False)
+    rows = []
+    for label, a, b in MEMORY_PAIRS:
+        r = metrics.region_color_error(out[a], out[b], out["sketch"])
+        rows.append({"compared": label, "region_de": float(r["mean_de"]), "region_dl": r["mean_dl"],
+                     "region_dc": r["mean_dc"], "region_dh": r["mean_dh"]})
+    return rows
+
+
 def evaluate(run_or_file, *, dataset: str | None = None, root: str | None = None,
              split: str = "test", limit: int = 0, no_reference: bool = False, seed: int = 0,
              batch_size: int = 32, device: str = "cpu", progress: bool = True) -> list[dict]:

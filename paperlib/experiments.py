@@ -272,6 +272,21 @@ def split_gap_table(profile: str, names, seeds=(0,), n: int = 0) -> pd.DataFrame
     return pd.DataFrame(rows)
 
 
+def memory_table(profile: str, names, seeds=(0,), n: int = 0) -> pd.DataFrame:
+    """evaluate.reference_or_memory of each run's final snapshot (test split): one row per
+    run, seed and comparison."""
+    from .evaluate import reference_or_memory
+    from .snapshot import load_generator
+
+    rows = []
+    for name in names:
+        for seed in seeds:
+            G, cfg, step = load_generator(run_path(profile, name, seed))
+            for r in reference_or_memory(G, cfg.data, n=n):
+                rows.append({"run": name, "seed": seed, "step": step, **r})
+    return pd.DataFrame(rows)
+
+
 def region_size_table(profile: str, names, seeds=(0,), n: int = 0) -> pd.DataFrame:
     """evaluate.region_size_table for each run and seed (final snapshots, test split): one row
     per run, seed and region-area bin, with a readable `bin` label."""

@@ -105,6 +105,23 @@ def test_reference_use_tells_a_reference_copier_from_a_model_ignoring_it(folder_
     assert not any(constant.modes) and not constant.training
 
 
+def test_reference_or_memory_tells_a_memoriser_from_a_reference_user(folder_config, monkeypatch):
+    """A generator painting the unjittered image I from memory scores 0 against I and the
+    jitter's own error against a(I); one painting a(I) exactly, the reverse."""
+    inputs = ev._generate_in_eval_mode(ReferenceCopier(), folder_config.data, 0, 0, "test", 48,
+                                       attention=False)
+    for painted, zero_row, jitter_like_row in (("image", 2, 1), ("target", 1, 2)):
+        monkeypatch.setattr(ev, "_generate_in_eval_mode",
+                            lambda *a, **k: {**inputs, "self": inputs[painted]})
+        rows = ev.reference_or_memory(None, folder_config.data)
+        assert [r["compared"] for r in rows] == [label for label, _, _ in ev.MEMORY_PAIRS]
+        jitter = rows[0]
+        assert jitter["region_de"] > 3 and jitter["region_dh"] > 0  # a() moves the colours
+        for k in ("region_de", "region_dl", "region_dc", "region_dh"):
+            assert rows[zero_row][k] == pytest.approx(0, abs=1e-6), (painted, k)
+            assert rows[jitter_like_row][k] == pytest.approx(jitter[k]), (painted, k)
+
+
 def test_reference_use_reports_scft_attention_on_a_few_images(folder_config):
     from paperlib.model import Generator
 
