@@ -246,6 +246,16 @@ def precision_report(profile: str, main_run: str, batch: dict, seed: int = 0) ->
     return pd.DataFrame(rows, columns=["quantity", "value"])
 
 
+def _final_generators(profile: str, names, seeds):
+    """(name, seed, generator, config, step) of each run's final snapshot, one at a time."""
+    from .snapshot import load_generator
+
+    for name in names:
+        for seed in seeds:
+            G, cfg, step = load_generator(run_path(profile, name, seed))
+            yield name, seed, G, cfg, step
+
+
 SPLIT_GAP_METRICS = ("region_de_self", "region_dl_self", "region_dc_self", "region_dh_self",
                      "ref_gain_de_self", "palette_follow_cross")
 
@@ -258,17 +268,14 @@ def split_gap_table(profile: str, names, seeds=(0,), n: int = 0) -> pd.DataFrame
     images) or through overfitting (training images much closer)."""
     from .datasets import build_dataset
     from .evaluate import reference_use
-    from .snapshot import load_generator
 
     rows = []
-    for name in names:
-        for seed in seeds:
-            G, cfg, step = load_generator(run_path(profile, name, seed))
-            m = n or len(build_dataset(cfg.data, "test"))
-            for split in ("train", "test"):
-                values = reference_use(G, cfg.data, n=m, split=split)
-                rows.append({"run": name, "seed": seed, "step": step, "split": split, "n": m,
-                             **{k: values[k] for k in SPLIT_GAP_METRICS}})
+    for name, seed, G, cfg, step in _final_generators(profile, names, seeds):
+        m = n or len(build_dataset(cfg.data, "test"))
+        for split in ("train", "test"):
+            values = reference_use(G, cfg.data, n=m, split=split)
+            rows.append({"run": name, "seed": seed, "step": step, "split": split, "n": m,
+                         **{k: values[k] for k in SPLIT_GAP_METRICS}})
     return pd.DataFrame(rows)
 
 
@@ -276,30 +283,22 @@ def memory_table(profile: str, names, seeds=(0,), n: int = 0) -> pd.DataFrame:
     """evaluate.reference_or_memory of each run's final snapshot (test split): one row per
     run, seed and comparison."""
     from .evaluate import reference_or_memory
-    from .snapshot import load_generator
 
-    rows = []
-    for name in names:
-        for seed in seeds:
-            G, cfg, step = load_generator(run_path(profile, name, seed))
-            for r in reference_or_memory(G, cfg.data, n=n):
-                rows.append({"run": name, "seed": seed, "step": step, **r})
-    return pd.DataFrame(rows)
+    return pd.DataFrame([{"run": name, "seed": seed, "step": step, **r}
+                         for name, seed, G, cfg, step in _final_generators(profile, names, seeds)
+                         for r in reference_or_memory(G, cfg.data, n=n)])
 
 
 def region_size_table(profile: str, names, seeds=(0,), n: int = 0) -> pd.DataFrame:
     """evaluate.region_size_table for each run and seed (final snapshots, test split): one row
     per run, seed and region-area bin, with a readable `bin` label."""
     from .evaluate import region_size_table as by_size
-    from .snapshot import load_generator
 
     rows = []
-    for name in names:
-        for seed in seeds:
-            G, cfg, _ = load_generator(run_path(profile, name, seed))
-            for r in by_size(G, cfg.data, n=n):
-                hi = "" if r["area_to"] == float("inf") else f"{r['area_to']:g}"
-                label = f">= {r['area_from']:g} px" if not hi else f"{r['area_from']:g}-{hi} px"
-                rows.append({"run": name, "seed": seed, "bin": label, **r})
+    for name, seed, G, cfg, _ in _final_generators(profile, names, seeds):
+        for r in by_size(G, cfg.data, n=n):
+            hi = "" if r["area_to"] == float("inf") else f"{r['area_to']:g}"
+            label = f">= {r['area_from']:g} px" if not hi else f"{r['area_from']:g}-{hi} px"
+            rows.append({"run": name, "seed": seed, "bin": label, **r})
     return pd.DataFrame(rows)
 
