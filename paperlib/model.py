@@ -34,6 +34,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .config import ModelConfig
+from .tapconv import TapConv2d, to_tap_layout
 
 ADAIN_EPS = 1e-5
 
@@ -176,8 +177,8 @@ class ResBlock(nn.Module):
     def __init__(self, channels: int):
         super().__init__()
         self.body = nn.Sequential(
-            conv_bn_relu(channels, channels),
-            nn.Conv2d(channels, channels, 3, padding=1, bias=False), nn.BatchNorm2d(channels))
+            TapConv2d(channels, channels), nn.BatchNorm2d(channels), nn.ReLU(inplace=True),
+            TapConv2d(channels, channels), nn.BatchNorm2d(channels))
 
     def forward(self, x):
         return x + self.body(x)
@@ -222,7 +223,6 @@ class Generator(nn.Module):
             raise ValueError(f"encoder_strides {self.enc_s.strides} must be 1 or 2 (the decoder "
                              f"upsamples by 2 per stage)")
         self.decoder = Decoder(c, [self.enc_s.channels[i] for i in self.skip_index])
-        self.bottleneck_nchw = False  # see bottleneck_to_nchw
         init_weights(self, cfg.init_std)
         if cfg.init == "kaiming":
             # At N(0, 0.02) each unnormalised encoder layer shrinks its input ~5-10x, so the
@@ -230,16 +230,7 @@ class Generator(nn.Module):
             for enc in (self.enc_s, self.enc_r):
                 for conv in enc.convs:
                     nn.init.kaiming_normal_(conv.weight, a=cfg.leaky_slope, nonlinearity="leaky_relu")
-
-    def bottleneck_to_nchw(self) -> "Generator":
-        """Run the aggregation and residual blocks (the H/16 x W/16 bottleneck) in NCHW while the
-        rest of a channels-last generator stays NHWC. On CPU, oneDNN's NHWC path reorders the
-        large 3x3 weights of the 4x4-map residual convs on every use; NCHW there is ~7% faster
-        per mini training step (`python -m paperlib bench --compare`), with the same arithmetic."""
-        for m in (self.aggregation, self.res_blocks):
-            m.to(memory_format=torch.contiguous_format)
-        self.bottleneck_nchw = True
-        return self
+        to_tap_layout(self)
 
     @staticmethod
     def _last_layer_per_resolution(strides) -> list[int]:
@@ -262,8 +253,6 @@ class Generator(nn.Module):
         feats_r = self.enc_r(reference)
         v_s = self.enc_s.multi_layer(feats_s)  # (B, C, H/16, W/16)
         v_r = self.enc_r.multi_layer(feats_r)
-        if self.bottleneck_nchw:
-            v_s, v_r = v_s.contiguous(), v_r.contiguous()
         v, aux = self.aggregation(v_s, v_r, return_attention=return_attention)
         v = self.res_blocks(v)
         rgb = self.decoder(v, [feats_s[i] for i in self.skip_index])

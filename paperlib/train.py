@@ -100,8 +100,6 @@ def build_nets(config: Config, device: torch.device) -> Nets:
     if config.train.channels_last:
         G = G.to(memory_format=torch.channels_last)
         D = D.to(memory_format=torch.channels_last)
-        if device.type == "cpu":
-            G.bottleneck_to_nchw()
     vgg = build_perceptual(config.loss).to(device)
     t = config.train
     opt_g = torch.optim.Adam(G.parameters(), lr=t.lr_g, betas=tuple(t.betas), fused=True)
@@ -177,6 +175,19 @@ def train_step(nets: Nets, config: Config, batch: dict, neg_gen: torch.Generator
     terms.update({k: v.detach() for k, v in d_terms.items()})
     terms["g_total"], terms["d_total"] = g_total.detach(), d_total.detach()
     return terms
+
+
+def match_state_layout(opt: torch.optim.Optimizer) -> None:
+    """Give each optimiser state tensor its parameter's memory layout. The fused Adam kernel walks
+    a parameter and its moments in memory order, so moments in another layout (a checkpoint
+    written before a layout change, such as the residual convolutions' tap layout) would update
+    the wrong elements without any error (measured on torch 2.14)."""
+    for group in opt.param_groups:
+        for p in group["params"]:
+            state = opt.state.get(p, {})
+            for k, v in state.items():
+                if torch.is_tensor(v) and v.shape == p.shape and v.stride() != p.stride():
+                    state[k] = torch.empty_like(p, dtype=v.dtype).copy_(v)
 
 
 def check_finite(terms: dict, step: int, run_dir: Path) -> None:
@@ -315,6 +326,7 @@ def _train(config: Config, run_dir: str | os.PathLike, *, stop_at_step: int | No
         nets.D.load_state_dict(blob["D"])
         nets.opt_g.load_state_dict(blob["opt_g"])
         nets.opt_d.load_state_dict(blob["opt_d"])
+        match_state_layout(nets.opt_g), match_state_layout(nets.opt_d)
         sched_g.load_state_dict(blob["sched_g"])
         sched_d.load_state_dict(blob["sched_d"])
         nets.scaler.load_state_dict(blob["scaler"])

@@ -7,6 +7,10 @@ cannot agree exactly: a different but equally exact convolution kernel rounds di
 100 Adam steps amplify a 1e-7 difference into ~1e-3 by step 10 (measured). So the late part of
 the run is compared as an average, which a real change of the arithmetic (a dropped term, a
 wrong scale, a missing gradient) moves by far more than the 2% allowed.
+
+The run's 248-channel residual blocks are below the channel count where the residual
+convolutions switch to the tap-by-tap kernel (paperlib/tapconv.py), so the run is made twice:
+as it is, and with that kernel forced on.
 """
 import json
 import statistics
@@ -17,6 +21,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from paperlib import tapconv
 from paperlib.config import get_profile, override
 from paperlib.train import train
 
@@ -46,9 +51,19 @@ def run_losses(tmp: Path) -> dict:
     return {"steps": [r["step"] for r in rows], **{k: [r[k] for r in rows] for k in TERMS}}
 
 
-def test_a_100_step_fp32_run_gives_the_losses_of_the_step_before_its_speed_changes(tmp_path):
+@pytest.mark.parametrize("residual_convs", ["oneDNN", "taps"])
+def test_a_100_step_fp32_run_gives_the_losses_of_the_step_before_its_speed_changes(
+        tmp_path, monkeypatch, residual_convs):
+    if residual_convs == "taps":
+        monkeypatch.setattr(tapconv, "MIN_TAP_CHANNELS", 1)
+    calls = []
+    kernel = tapconv.tap_conv3x3
+    monkeypatch.setattr(tapconv, "tap_conv3x3", lambda *a: calls.append(1) or kernel(*a))
     ref = json.loads(REFERENCE.read_text())
     now = run_losses(tmp_path)
+    # the run took the kernel it names: 8 residual convolutions per forward
+    assert len(calls) >= (800 if residual_convs == "taps" else 0)
+    assert bool(calls) == (residual_convs == "taps")
     assert now["steps"] == ref["steps"] == list(range(1, 101))
     for k in TERMS:
         # steps 1 and 2: only rounding separates them
