@@ -88,9 +88,11 @@ class _TapConv3x3(torch.autograd.Function):
             for k, (oy, ox), (iy, ix) in taps:
                 torch.mm(gh[:, oy, ox, :].reshape(-1, o).t(), xh[:, iy, ix, :].reshape(-1, c),
                          out=gwt[k])
-            # in the weight's own memory layout: a straight cast for a tap-layout weight
-            grad_w = torch.empty_strided((o, c, 3, 3), ctx.weight_stride, dtype=ctx.weight_dtype)
-            grad_w.copy_(gwt.permute(2, 3, 0, 1))
+            # in the weight's own memory layout: a contiguous cast for a tap-layout weight
+            grad_w = gwt.to(ctx.weight_dtype).permute(2, 3, 0, 1)
+            if grad_w.stride() != ctx.weight_stride:
+                grad_w = torch.empty_strided((o, c, 3, 3), ctx.weight_stride,
+                                             dtype=ctx.weight_dtype).copy_(grad_w)
         return grad_x, grad_w
 
 
