@@ -119,8 +119,8 @@ def mini() -> Config:
     - only the reconstruction and triplet terms (lambda_adv = lambda_perc = lambda_style = 0):
       the frozen VGG and the discriminator are ~60% of a step, and at an equal time budget
       (1,000 steps of L1 + triplet against 400 of all five terms) the reference gain on
-      training images grows from 3.7 to 5.7 dE00 (6.6 with the two changes below) and the
-      attention hit rate from 0.39 to 0.66 (results/table_recipe.md);
+      training images grows from 1.9 to 6.6 dE00 (6.9 with the two changes below) and the
+      attention hit rate from 0.60 to 0.65 (results/table_recipe.md, one seed each);
     - Kaiming initialisation of the two encoders (model.init): at N(0, 0.02) each of their ten
       unnormalised layers shrinks the signal 5-10x, so the decoder's sketch skips and the deep
       reference features start near zero and Adam needs thousands of steps to grow them;
