@@ -96,3 +96,20 @@ def test_split_gap_table_scores_both_splits_on_equal_counts(tmp_path, image_fold
     # Different images: the two rows are not one measurement twice.
     assert table["region_de_self"].nunique() == 2
     assert list(experiments.split_gap_table("smoke", ["scft-triplet"], seeds=[0], n=3)["n"]) == [3, 3]
+
+
+def test_no_reference_claim_averages_the_seeds_like_the_table_beside_it(monkeypatch):
+    """fig5 puts the no-reference model's FIDs next to the full model's two-seed mean, so they
+    are two-seed means too; a seed without both evaluations is left out, not half counted."""
+    from paperlib import claims, evaluate
+
+    fid = {("0", False): 110.0, ("0", True): 140.0, ("1", False): 120.0, ("1", True): 150.0,
+           ("2", False): 500.0}  # seed 2 lacks its zero-reference evaluation
+    monkeypatch.setattr(claims, "run_path", lambda profile, name, seed: f"{name}-seed{seed}")
+    monkeypatch.setattr(evaluate, "read_metrics", lambda run, no_reference=False: (
+        [{"metric": "fid_cross", "value": fid[(run[-1], no_reference)]}]
+        if (run[-1], no_reference) in fid else []))
+    assert claims.read_metrics_pair("mini", seeds=(0, 1, 2)) == {"image": 115.0, "zero": 145.0,
+                                                                 "seeds": 2}
+    assert claims.read_metrics_pair("mini", seeds=(0,)) == {"image": 110.0, "zero": 140.0, "seeds": 1}
+    assert claims.read_metrics_pair("mini", seeds=(2,)) == {}
