@@ -165,10 +165,10 @@ def make_aggregation(name: str, channels: int) -> nn.Module:
 
 # ---------------------------------------------------------------------- residual and decoder
 
-def conv_bn_relu(cin: int, cout: int) -> nn.Sequential:
+def conv_bn_relu(cin: int, cout: int, conv: nn.Conv2d | None = None) -> nn.Sequential:
     # No conv bias: the BN shift makes it redundant.
-    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout),
-                         nn.ReLU(inplace=True))
+    conv = conv if conv is not None else nn.Conv2d(cin, cout, 3, padding=1, bias=False)
+    return nn.Sequential(conv, nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
 
 
 class ResBlock(nn.Module):
@@ -177,7 +177,7 @@ class ResBlock(nn.Module):
     def __init__(self, channels: int):
         super().__init__()
         self.body = nn.Sequential(
-            TapConv2d(channels, channels), nn.BatchNorm2d(channels), nn.ReLU(inplace=True),
+            conv_bn_relu(channels, channels, TapConv2d(channels, channels)),
             TapConv2d(channels, channels), nn.BatchNorm2d(channels))
 
     def forward(self, x):

@@ -269,3 +269,13 @@ def test_unknown_init_is_refused():
 
     with pytest.raises(ValueError, match="model.init"):
         Generator(ModelConfig(init="xavier"))
+
+
+def test_residual_block_state_dict_keys_are_those_of_earlier_snapshots():
+    """Snapshots written before the residual convolutions became TapConv2d still load."""
+    from paperlib.model import ResBlock
+
+    assert list(ResBlock(8).state_dict()) == [
+        "body.0.0.weight", "body.0.1.weight", "body.0.1.bias", "body.0.1.running_mean",
+        "body.0.1.running_var", "body.0.1.num_batches_tracked", "body.1.weight", "body.2.weight",
+        "body.2.bias", "body.2.running_mean", "body.2.running_var", "body.2.num_batches_tracked"]
