@@ -136,14 +136,14 @@ def _report(result, text: str, json_path: str | None) -> int:
 
 def _dispatch(args) -> int:
     if args.cmd == "prepare-data":
-        from .prepare import prepare
+        from .data.prepare import prepare
         print(json.dumps(prepare(_config(args)), indent=2))
     elif args.cmd == "train":
-        from .train import train
+        from .training.loop import train
         summary = train(_config(args), args.run_dir)
         print(json.dumps(summary))
     elif args.cmd == "bench":
-        from . import bench
+        from .tools import bench
         if args.breakdown or args.loop:
             result = (bench.breakdown(args.profile, args.set) if args.breakdown
                       else bench.loop(args.profile, args.set, rounds=args.rounds or 2))
@@ -176,20 +176,20 @@ def _dispatch(args) -> int:
             with open(args.json, "w") as f:
                 json.dump(rows, f, indent=2)
     elif args.cmd == "evaluate":
-        from .evaluate import evaluate, format_table
+        from .evaluation.evaluate import evaluate, format_table
         rows = evaluate(args.checkpoint, dataset=args.dataset, root=args.root, split=args.split,
                         limit=args.limit, no_reference=args.no_reference)
         print(format_table(rows))
     elif args.cmd == "colorize":
-        from .colorize import colorize_files
+        from .tools.colorize import colorize_files
         for path in colorize_files(args.checkpoint, args.sketch, args.out, args.reference,
                                    device=args.device, size=args.size, lines=args.lines):
             print(path)
     elif args.cmd == "screenshot":
-        from .screenshot import take
+        from .tools.screenshot import take
         print(take(args.out, profile=args.profile, chromium=args.chromium))
     elif args.cmd == "reproduce":
-        from .reproduce import run_notebooks
+        from .study.reproduce import run_notebooks
         run_notebooks(profile=args.profile, only=args.only)
     return 0
 

@@ -50,10 +50,10 @@ def atomic_write(dst: str | os.PathLike, write: Callable, *, previous: str | os.
     The data is fsynced before the rename, so a crash of the machine (not only of the process)
     cannot leave a renamed but empty file. With `previous`, the file being replaced is kept
     under that name (renamed, not copied) once the new one is fully written. `fault` names the
-    test hook points of `paperlib.faults` ("<fault>" after the data is written, "<fault>-rotate"
+    test hook points of `paperlib.training.faults` ("<fault>" after the data is written, "<fault>-rotate"
     between the two renames). A full disk raises DiskFullError; the temp file is removed.
     """
-    from . import faults
+    from .training import faults
 
     dst = Path(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)

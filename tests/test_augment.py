@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from paperlib.augment import augmented_self, cell_centres, color_shift, feature_grid
+from paperlib.core.augment import augmented_self, cell_centres, color_shift, feature_grid
 from paperlib.config import DataConfig
 
 

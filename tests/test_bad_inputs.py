@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 
 from paperlib.__main__ import main
-from paperlib.imageio import DEFAULT_MAX_PIXELS, BadImageError, load_rgb
+from paperlib.data.imageio import DEFAULT_MAX_PIXELS, BadImageError, load_rgb
 
 # ----------------------------------------------------------------------- the odd files
 
@@ -106,7 +106,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 def trained(tmp_path_factory):
     """A 2-step smoke run (snapshot) to evaluate and colorize with."""
     from paperlib.config import get_profile, override
-    from paperlib.train import train
+    from paperlib.training.loop import train
 
     base = tmp_path_factory.mktemp("bad_inputs")
     data = base / "data"

@@ -1,7 +1,7 @@
 """`bench --compare` and `bench --breakdown` on tiny settings."""
 import pytest
 
-from paperlib import bench
+from paperlib.tools import bench
 
 
 def test_compare_times_an_exported_commit_beside_the_working_tree():

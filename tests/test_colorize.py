@@ -3,10 +3,10 @@ import numpy as np
 import pytest
 import torch
 
-from paperlib.colorize import check_size, colorize_image, colorize_tensors, crop_box, pad_to_multiple
+from paperlib.tools.colorize import check_size, colorize_image, colorize_tensors, crop_box, pad_to_multiple
 from paperlib.config import get_profile
-from paperlib.imageio import fit_inside
-from paperlib.model import Generator
+from paperlib.data.imageio import fit_inside
+from paperlib.core.model import Generator
 
 
 @pytest.fixture(scope="module")

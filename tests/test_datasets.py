@@ -7,8 +7,8 @@ import torch
 from PIL import Image
 
 from paperlib.config import DataConfig
-from paperlib.datasets import build_dataset
-from paperlib.imageio import BadImageError, load_rgb, resize_center_crop, to_tensor, to_uint8
+from paperlib.data.datasets import build_dataset
+from paperlib.data.imageio import BadImageError, load_rgb, resize_center_crop, to_tensor, to_uint8
 
 
 def _photo(h=40, w=52, seed=0):

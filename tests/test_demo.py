@@ -1,4 +1,4 @@
-"""The try-it notebook's logic (paperlib.demo), driven through its callbacks without a browser."""
+"""The try-it notebook's logic (paperlib.tools.demo), driven through its callbacks without a browser."""
 import io
 from datetime import datetime, timezone
 import shlex
@@ -12,13 +12,13 @@ import torch
 from PIL import Image, ImageFile
 
 from conftest import draw_shapes
-from paperlib import demo as demo_mod
-from paperlib import experiments
-from paperlib.colorize import colorize_image
+from paperlib.tools import demo as demo_mod
+from paperlib.study import registry as experiments
+from paperlib.tools.colorize import colorize_image
 from paperlib.config import get_profile, override
-from paperlib.demo import ARM_ORDER, Demo, SplitImage, arm_status, try_it_figure
-from paperlib.model import Generator
-from paperlib.viz import ATTENTION_ALPHA, ATTENTION_CMAP
+from paperlib.tools.demo import ARM_ORDER, Demo, SplitImage, arm_status, try_it_figure
+from paperlib.core.model import Generator
+from paperlib.study.figures import ATTENTION_ALPHA, ATTENTION_CMAP
 
 DATA = get_profile("smoke").data  # 32 px: a 2 x 2 feature grid for the test images
 
@@ -219,8 +219,8 @@ def test_save_writes_the_current_output(copier, tmp_path):
 
 
 def test_missing_arms_are_listed_with_the_command_that_trains_them(monkeypatch, tmp_path):
-    from paperlib.snapshot import save_snapshot
-    from paperlib.train import FINAL
+    from paperlib.training.snapshot import save_snapshot
+    from paperlib.training.loop import FINAL
 
     monkeypatch.setattr(experiments, "run_path",
                         lambda profile, name, seed=0: tmp_path / profile / f"{name}-seed{seed}")

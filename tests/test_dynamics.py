@@ -2,9 +2,9 @@ import json
 
 import pytest
 
-from paperlib import dynamics
+from paperlib.evaluation import dynamics
 from paperlib.config import get_profile, override
-from paperlib.train import train
+from paperlib.training.loop import train
 
 
 def test_training_seconds_adds_up_the_logged_windows(tmp_path):

@@ -6,11 +6,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from paperlib import evaluate as ev
-from paperlib import fid
+from paperlib.evaluation import evaluate as ev
+from paperlib.evaluation import fid
 from paperlib.config import get_profile, override
-from paperlib.evaluate import derangement, other_reference_index
-from paperlib.metrics import attention_hit_rate
+from paperlib.evaluation.evaluate import derangement, other_reference_index
+from paperlib.evaluation.metrics import attention_hit_rate
 
 
 def test_derangement_has_no_fixed_point_and_is_a_permutation():
@@ -123,7 +123,7 @@ def test_reference_or_memory_tells_a_memoriser_from_a_reference_user(folder_conf
 
 
 def test_reference_use_reports_scft_attention_on_a_few_images(folder_config):
-    from paperlib.model import Generator
+    from paperlib.core.model import Generator
 
     G = Generator(folder_config.model).train()
     r = ev.reference_use(G, folder_config.data, n=6, split="train")
@@ -137,8 +137,8 @@ def pixel_features(images, *args, **kwargs):
 
 
 def test_evaluate_writes_reference_metrics_and_kid_spread(folder_config, tmp_path, monkeypatch):
-    from paperlib.model import Generator
-    from paperlib.snapshot import save_snapshot
+    from paperlib.core.model import Generator
+    from paperlib.training.snapshot import save_snapshot
 
     monkeypatch.setattr(fid, "inception", lambda *a, **k: None)
     monkeypatch.setattr(fid, "activations", pixel_features)

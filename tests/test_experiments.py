@@ -1,8 +1,8 @@
 import pytest
 
 from paperlib.config import get_profile
-from paperlib.claims import _verdict
-from paperlib.experiments import RUNS, run_config
+from paperlib.study.claims import _verdict
+from paperlib.study.registry import RUNS, run_config
 from paperlib.paths import atomic_write
 
 
@@ -44,7 +44,7 @@ def test_atomic_write_leaves_old_file_when_the_writer_fails(tmp_path):
 
 def test_train_command_gives_the_registry_config():
     from paperlib.config import override
-    from paperlib.experiments import run_config, train_command
+    from paperlib.study.registry import run_config, train_command
 
     for name in ("add", "scft-triplet-3x", "recipe-paper-objective"):
         cmd = train_command("smoke", name, seed=1).split()
@@ -55,7 +55,7 @@ def test_train_command_gives_the_registry_config():
 
 
 def test_is_trained_follows_the_final_snapshot(tmp_path, monkeypatch):
-    from paperlib import experiments
+    from paperlib.study import registry as experiments
 
     monkeypatch.setattr(experiments, "runs_dir", lambda profile: tmp_path / profile)
     assert not experiments.is_trained("smoke", "add", 3)
@@ -70,12 +70,12 @@ def test_is_trained_follows_the_final_snapshot(tmp_path, monkeypatch):
 def test_split_gap_table_scores_both_splits_on_equal_counts(tmp_path, image_folder, monkeypatch):
     """One row per split, each from reference_use on the first n images of that split, with n
     the test split's size unless given."""
-    from paperlib import experiments
+    from paperlib.study import registry as experiments
     from paperlib.config import override
-    from paperlib.datasets import build_dataset
-    from paperlib.evaluate import reference_use
-    from paperlib.snapshot import load_generator
-    from paperlib.train import train
+    from paperlib.data.datasets import build_dataset
+    from paperlib.evaluation.evaluate import reference_use
+    from paperlib.training.snapshot import load_generator
+    from paperlib.training.loop import train
 
     run = tmp_path / "run"
     c = override(get_profile("smoke"), {"data.dataset": "folder", "data.root": str(image_folder),
@@ -101,7 +101,8 @@ def test_split_gap_table_scores_both_splits_on_equal_counts(tmp_path, image_fold
 def test_no_reference_claim_averages_the_seeds_like_the_table_beside_it(monkeypatch):
     """fig5 puts the no-reference model's FIDs next to the full model's two-seed mean, so they
     are two-seed means too; a seed without both evaluations is left out, not half counted."""
-    from paperlib import claims, evaluate
+    from paperlib.study import claims
+    from paperlib.evaluation import evaluate
 
     fid = {("0", False): 110.0, ("0", True): 140.0, ("1", False): 120.0, ("1", True): 150.0,
            ("2", False): 500.0}  # seed 2 lacks its zero-reference evaluation

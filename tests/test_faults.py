@@ -3,7 +3,7 @@ checkpoints, a full disk, and two processes on one run folder.
 
 Kills at random moments come from outside (SIGKILL to a real `python -m paperlib train`);
 the windows too short to hit by chance (a checkpoint being written, the two renames that
-replace it) are hit deterministically with the PAPERLIB_FAULT hook of `paperlib.faults`.
+replace it) are hit deterministically with the PAPERLIB_FAULT hook of `paperlib.training.faults`.
 """
 import errno
 import json
@@ -24,8 +24,8 @@ import torch
 from PIL import Image
 
 from paperlib.config import get_profile, override
-from paperlib.runlock import RunLock, RunLockedError
-from paperlib.train import CheckpointError, train
+from paperlib.training.runlock import RunLock, RunLockedError
+from paperlib.training.loop import CheckpointError, train
 
 REPO = Path(__file__).resolve().parents[1]
 STEPS = 24
@@ -216,7 +216,7 @@ def _table(path: Path) -> pd.DataFrame:
 def test_reproduce_killed_in_training_and_in_evaluation_resumes(tmp_path, request):
     """`reproduce --only 02` (smoke) SIGKILLed, process tree and all, while it trains and
     again while it evaluates (notebook 02 trains its runs two at a time in worker processes,
-    `paperlib.parallel`); the third attempt finishes without retraining any finished run and
+    `paperlib.training.parallel`); the third attempt finishes without retraining any finished run and
     writes the tables of an uninterrupted reproduction. (Notebook 02 only: the full smoke
     reproduction takes minutes per attempt.)"""
     declare(request, "SIGKILL during `reproduce --only 02` (in training, in evaluation); "

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from paperlib import fid
+from paperlib.evaluation import fid
 
 
 def synthetic_images(n: int, size: int = 48, seed: int = 0) -> torch.Tensor:
@@ -146,7 +146,7 @@ def test_reference_stats_cache(tmp_path, monkeypatch):
 def test_conversion_on_real_rendered_emoji(model, tmp_path, monkeypatch):
     """The same agreement on real OpenMoji renders (six emoji rendered at 64 px)."""
     from paperlib.config import DataConfig
-    from paperlib.openmoji import load_openmoji
+    from paperlib.data.openmoji import load_openmoji
 
     monkeypatch.setenv("PAPERLIB_CACHE", str(tmp_path))
     data = load_openmoji(DataConfig(resolution=64), limit=6)

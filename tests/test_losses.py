@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from paperlib import losses
+from paperlib.core import losses
 from paperlib.config import LossConfig
 
 

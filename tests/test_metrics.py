@@ -6,7 +6,7 @@ import torch
 from skimage.color import lab2rgb, rgb2lab
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from paperlib import metrics
+from paperlib.evaluation import metrics
 
 
 def textured_pair(seed: int = 0, size: int = 40):
@@ -190,7 +190,7 @@ def test_palette_follow_ratio():
 
 
 def test_region_error_by_size_bins_by_area():
-    from paperlib.metrics import region_error_by_size
+    from paperlib.evaluation.metrics import region_error_by_size
 
     de = np.array([10.0, 20.0, 4.0, 6.0])
     lch = np.array([[1.0, 2.0, 3.0], [3.0, 4.0, 5.0], [0.0, 0.0, 4.0], [0.0, 0.0, 6.0]])
@@ -209,7 +209,7 @@ def test_region_error_by_size_bins_by_area():
 
 
 def test_region_error_by_size_refuses_bad_input():
-    from paperlib.metrics import region_error_by_size
+    from paperlib.evaluation.metrics import region_error_by_size
 
     with pytest.raises(ValueError, match="disagree in length"):
         region_error_by_size([1.0, 2.0], [[0, 0, 0]], [5.0, 6.0])

@@ -4,9 +4,9 @@ from dataclasses import replace
 import pytest
 import torch
 
-from paperlib.complexity import count_params, encoder_table, forward_flops, table2_reference
+from paperlib.evaluation.complexity import count_params, encoder_table, forward_flops, table2_reference
 from paperlib.config import ModelConfig
-from paperlib.model import SCFT, AdaINAggregation, AddAggregation, Discriminator, Encoder, Generator
+from paperlib.core.model import SCFT, AdaINAggregation, AddAggregation, Discriminator, Encoder, Generator
 
 
 def small(**kw) -> ModelConfig:
@@ -251,7 +251,7 @@ def test_channels_last_equals_contiguous():
 
 def test_kaiming_init_keeps_the_signal_through_the_encoder():
     from paperlib.config import ModelConfig
-    from paperlib.model import Generator
+    from paperlib.core.model import Generator
 
     x = torch.rand(2, 3, 64, 64) * 2 - 1
     stds = {}
@@ -265,7 +265,7 @@ def test_kaiming_init_keeps_the_signal_through_the_encoder():
 
 def test_unknown_init_is_refused():
     from paperlib.config import ModelConfig
-    from paperlib.model import Generator
+    from paperlib.core.model import Generator
 
     with pytest.raises(ValueError, match="model.init"):
         Generator(ModelConfig(init="xavier"))
@@ -273,7 +273,7 @@ def test_unknown_init_is_refused():
 
 def test_residual_block_state_dict_keys_are_those_of_earlier_snapshots():
     """Snapshots written before the residual convolutions became TapConv2d still load."""
-    from paperlib.model import ResBlock
+    from paperlib.core.model import ResBlock
 
     assert list(ResBlock(8).state_dict()) == [
         "body.0.0.weight", "body.0.1.weight", "body.0.1.bias", "body.0.1.running_mean",

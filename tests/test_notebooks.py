@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from paperlib.reproduce import notebooks
+from paperlib.study.reproduce import notebooks
 
 ORDER = ["01_data_prep", "02_training", "03_aggregation_ablation", "04_loss_ablation",
          "05_attention_visualization", "06_no_reference", "07_fid_tables", "08_try_it"]
@@ -72,7 +72,7 @@ def test_executed_copies_are_not_collected_again():
 
 
 def test_committed_notebooks_hold_no_machine_paths():
-    from paperlib.reproduce import relativise
+    from paperlib.study.reproduce import relativise
 
     assert relativise('"input_path": "/home/u/repo/notebooks/a.ipynb"', Path("/home/u/repo")) == \
         '"input_path": "notebooks/a.ipynb"'

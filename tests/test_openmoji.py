@@ -6,7 +6,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from paperlib import openmoji
+from paperlib.data import openmoji
 from paperlib.config import DataConfig
 
 RES, LIMIT = 48, 40

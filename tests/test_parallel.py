@@ -1,4 +1,4 @@
-"""Registry runs side by side (paperlib.parallel): same results as one after the other,
+"""Registry runs side by side (paperlib.training.parallel): same results as one after the other,
 resumable, errors named, and the thread share each worker gets."""
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from paperlib import parallel
-from paperlib.snapshot import load_generator
+from paperlib.training import parallel
+from paperlib.training.snapshot import load_generator
 
 
 @pytest.fixture
@@ -100,7 +100,7 @@ def test_a_failing_run_is_named(fake_root):
     """A job that cannot start (its run folder holds another width's config) stops the pool
     with an error naming the run and the seed; the other job's folder is left resumable."""
     from paperlib.config import to_json
-    from paperlib.experiments import run_config
+    from paperlib.study.registry import run_config
 
     bad = fake_root / "runs" / "smoke" / "add-seed1"
     bad.mkdir(parents=True)

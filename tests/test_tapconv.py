@@ -6,10 +6,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from paperlib import tapconv
+from paperlib.core import tapconv
 from paperlib.config import get_profile
-from paperlib.model import Generator
-from paperlib.tapconv import TapConv2d, tap_conv3x3, to_tap_layout, uses_taps
+from paperlib.core.model import Generator
+from paperlib.core.tapconv import TapConv2d, tap_conv3x3, to_tap_layout, uses_taps
 
 SIZES = [(4, 4), (1, 1), (1, 5), (3, 2), (2, 4), (6, 6)]
 
@@ -109,7 +109,7 @@ def test_tap_layout_survives_module_conversions_and_copies():
 def test_generator_weights_are_drawn_as_before_the_tap_layout(monkeypatch):
     """The layout is set after the init, so a seed gives the weights a generator without the
     layout step draws."""
-    import paperlib.model as model
+    import paperlib.core.model as model
 
     cfg = get_profile("smoke").model
     torch.manual_seed(3)
@@ -131,7 +131,7 @@ def test_generator_weights_are_drawn_as_before_the_tap_layout(monkeypatch):
 def test_resumed_adam_moments_take_the_parameter_layout():
     """Moments saved in another layout (a checkpoint from before the tap layout) are re-laid
     out on resume; the fused Adam step then equals the step of a plain contiguous parameter."""
-    from paperlib.train import match_state_layout
+    from paperlib.training.loop import match_state_layout
 
     torch.manual_seed(0)
     values, grad = torch.randn(5, 6, 3, 3), torch.randn(5, 6, 3, 3)

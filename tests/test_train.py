@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from paperlib.config import get_profile, override
-from paperlib.train import NonFiniteLossError, lr_lambda, train
+from paperlib.training.loop import NonFiniteLossError, lr_lambda, train
 
 
 def folder_config(root, **sets):
@@ -99,7 +99,7 @@ def test_two_gloo_processes_keep_identical_weights(image_folder, tmp_path):
     script = tmp_path / "worker.py"
     script.write_text(
         "from paperlib.config import get_profile, override\n"
-        "from paperlib.train import train\n"
+        "from paperlib.training.loop import train\n"
         "c = override(get_profile('smoke'), {'data.dataset': 'folder', 'data.root': %r,\n"
         "    'data.test_fraction': 0.0, 'train.max_steps': 3, 'train.batch_size': 2})\n"
         "s = train(c, %r, progress=False)\n"
@@ -131,7 +131,7 @@ def test_ema_snapshot_is_the_average_and_resumes_bit_exactly(image_folder, tmp_p
 
 
 def test_update_ema_is_the_convex_combination():
-    from paperlib.train import update_ema
+    from paperlib.training.loop import update_ema
 
     ema, model = torch.nn.Linear(2, 2), torch.nn.Linear(2, 2)
     before = ema.weight.detach().clone()
@@ -145,7 +145,7 @@ def test_without_the_adversarial_term_d_is_left_untouched(image_folder, tmp_path
     train(config, tmp_path / "noadv")
     blob = torch.load(tmp_path / "noadv" / "checkpoint-latest.pt", weights_only=False)
     torch.manual_seed(config.train.seed)
-    from paperlib.model import Discriminator, Generator
+    from paperlib.core.model import Discriminator, Generator
 
     Generator(config.model)  # same draw order as build_nets: G first, then D
     d0 = Discriminator(config.model).state_dict()

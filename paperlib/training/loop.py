@@ -32,12 +32,12 @@ import torch.distributed as dist
 from torch.profiler import record_function
 from tqdm import tqdm
 
-from . import augment, losses
-from .config import Config, to_dict, to_json
-from .datasets import build_dataset
-from .model import Discriminator, Generator
-from .paths import atomic_write, remove_stale_temp_files
-from .perceptual import build_perceptual
+from ..core import augment, losses
+from ..config import Config, to_dict, to_json
+from ..data.datasets import build_dataset
+from ..core.model import Discriminator, Generator
+from ..paths import atomic_write, remove_stale_temp_files
+from ..core.perceptual import build_perceptual
 from .runlock import RunLock
 from .snapshot import FINAL, atomic_save, save_snapshot
 
@@ -277,7 +277,7 @@ def train(config: Config, run_dir: str | os.PathLike, *, stop_at_step: int | Non
     Returns a summary dict (step, done, last logged stats). The training process holds the run
     folder's lock (rank 0 under torchrun): a second process on the same folder is refused.
     """
-    from .config import check_config
+    from ..config import check_config
 
     check_config(config)
     if _dist_info()[0] != 0:
@@ -581,7 +581,7 @@ def _diff(a: dict, b: dict, prefix: str = "") -> list[str]:
 
 @torch.no_grad()
 def _save_samples(G, batch: dict, path: Path, config: Config, device) -> None:
-    from .viz import save_grid
+    from ..study.figures import save_grid
 
     was_training = G.training
     G.eval()

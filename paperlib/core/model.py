@@ -33,7 +33,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .config import ModelConfig
+from ..config import ModelConfig
 from .tapconv import TapConv2d, to_tap_layout
 
 ADAIN_EPS = 1e-5

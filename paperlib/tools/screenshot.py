@@ -19,7 +19,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from .paths import repo_root
+from ..paths import repo_root
 
 NOTEBOOK = "notebooks/08_try_it.ipynb"
 CHROMIUM = "/usr/bin/chromium"

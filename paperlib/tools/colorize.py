@@ -30,9 +30,9 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from .imageio import BadImageError, fit_inside, load_rgb, resize_long_side, to_tensor, to_uint8
-from .sketch import binarize_sketch_image, looks_like_line_drawing, sketch_tensor
-from .snapshot import load_generator
+from ..data.imageio import BadImageError, fit_inside, load_rgb, resize_long_side, to_tensor, to_uint8
+from ..core.sketch import binarize_sketch_image, looks_like_line_drawing, sketch_tensor
+from ..training.snapshot import load_generator
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 LINES = ("keep", "none")

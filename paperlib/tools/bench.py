@@ -20,10 +20,10 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from . import augment
-from .config import Config, get_profile, override, paper
-from .paths import repo_root
-from .train import autocast, build_nets, train_step
+from ..core import augment
+from ..config import Config, get_profile, override, paper
+from ..paths import repo_root
+from ..training.loop import autocast, build_nets, train_step
 
 
 def _median_time(fn, repeats: int, warmup: int = 1) -> float:
@@ -130,7 +130,7 @@ def format_rows(rows: list[dict]) -> str:
 
 def data_rows(resolutions=(128, 256), workers=(0, 2), repeats: int = 3) -> list[dict]:
     """Images/s of the whole sample pipeline (cached load, sketch, a(), TPS), median of repeats."""
-    from .augment import bench_pipeline
+    from ..core.augment import bench_pipeline
 
     rows = []
     for res in resolutions:
@@ -149,7 +149,11 @@ def data_rows(resolutions=(128, 256), workers=(0, 2), repeats: int = 3) -> list[
 _STEP_WORKER = r"""
 import json, sys, time, torch
 import paperlib
-from paperlib import bench, train
+try:  # the package's layout since it has subpackages
+    from paperlib.tools import bench
+    from paperlib.training import loop as train
+except ImportError:  # commits from before, with one flat package
+    from paperlib import bench, train
 from paperlib.config import get_profile, override
 profile, sets, warmup, steps = json.loads(sys.argv[1])
 config = override(get_profile(profile), sets + ["train.device=cpu"])
@@ -225,11 +229,11 @@ def time_step_in(tree, profile: str, sets: list[str], warmup: int, steps: int,
     """Seconds per training step (each of `steps`) of the package in source tree `tree`.
 
     With `workers` > 1, that many processes step at once, each with its share of the cores
-    (as `paperlib.parallel` trains runs side by side), and `times` holds, step by step, the
+    (as `paperlib.training.parallel` trains runs side by side), and `times` holds, step by step, the
     seconds per step of their combined throughput (combined_seconds)."""
     if workers <= 1:
         return _step_result(_step_worker(tree, profile, sets, warmup, steps), tree)
-    from .parallel import threads_per_worker
+    from ..training.parallel import threads_per_worker
 
     procs = [_step_worker(tree, profile, sets, warmup, steps, threads_per_worker(workers))
              for _ in range(workers)]
@@ -304,9 +308,9 @@ def breakdown(profile: str = "mini", sets: list[str] | None = None, steps: int =
     OpenMoji batches, as `train` sees them."""
     from torch.profiler import ProfilerActivity, profile as torch_profile
 
-    from .datasets import build_dataset
-    from .snapshot import atomic_save, save_snapshot
-    from .train import (EpochBatches, _prepare, _save_samples, batches_from, checkpoint_state,
+    from ..data.datasets import build_dataset
+    from ..training.snapshot import atomic_save, save_snapshot
+    from ..training.loop import (EpochBatches, _prepare, _save_samples, batches_from, checkpoint_state,
                         lr_lambda, rng_state)
 
     config = override(get_profile(profile), list(sets or []) + ["train.device=cpu"])
@@ -408,7 +412,7 @@ def format_breakdown(b: dict) -> str:
 
 _LOOP_CELL = """\
 from paperlib.config import get_profile, override
-from paperlib.train import train
+from paperlib.training.loop import train
 train(override(get_profile({profile!r}), {sets!r}), {run_dir!r}, progress=True)
 """
 
@@ -494,7 +498,7 @@ def fid_rows(n: int = 100, repeats: int = 3) -> list[dict]:
     largest feature difference between the two."""
     import copy
 
-    from . import fid
+    from ..evaluation import fid
 
     x = torch.rand(n, 3, 64, 64, generator=torch.Generator().manual_seed(0)) * 2 - 1
     models = {"channels-last (used)": fid.inception()}

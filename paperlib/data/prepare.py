@@ -1,13 +1,13 @@
 """Set-up work done once and cached: dataset renders and the offline FID weights."""
 from __future__ import annotations
 
-from .config import Config
+from ..config import Config
 from .datasets import build_dataset
 
 
 def prepare(config: Config) -> dict:
     """Build (and cache) both splits, convert the FID weights; return the split counts."""
-    from . import fid
+    from ..evaluation import fid
 
     counts = {}
     for split in ("train", "test"):

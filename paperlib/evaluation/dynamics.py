@@ -52,8 +52,8 @@ def reference_use_curve(run_dir, *, split: str = "test", n: int = 48, seed: int 
     from tqdm import tqdm
 
     from .evaluate import reference_use
-    from .paths import append_atomic
-    from .snapshot import load_generator
+    from ..paths import append_atomic
+    from ..training.snapshot import load_generator
 
     run_dir = Path(run_dir)
     cache = run_dir / CURVE_FILE
@@ -73,7 +73,7 @@ def reference_use_curve(run_dir, *, split: str = "test", n: int = 48, seed: int 
 
 def training_seconds(run_dir) -> float:
     """Wall-clock seconds of training, from the images/s of every stats.jsonl window."""
-    from .viz import read_stats
+    from ..study.figures import read_stats
 
     cfg = json.loads((Path(run_dir) / "config.json").read_text())
     batch = cfg["train"]["batch_size"]
@@ -86,7 +86,7 @@ def training_seconds(run_dir) -> float:
 
 def _run_curves(profile: str, names, seed: int, split: str, n: int, progress: bool):
     """(name, run folder, curve) for each named run that has snapshots."""
-    from .experiments import run_path
+    from ..study.registry import run_path
 
     for name in names:
         path = run_path(profile, name, seed)
@@ -98,7 +98,7 @@ def _run_curves(profile: str, names, seed: int, split: str, n: int, progress: bo
 def recipe_table(profile: str, names, seed: int = 0, split: str = "train", n: int = 48,
                  progress: bool = True) -> pd.DataFrame:
     """Each recipe's reference use at its last snapshot, with its steps and training minutes."""
-    from .experiments import RUNS
+    from ..study.registry import RUNS
 
     rows = []
     for name, path, curve in _run_curves(profile, names, seed, split, n, progress):

@@ -26,12 +26,14 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from . import augment, faults, fid, metrics
-from .config import override
-from .datasets import build_dataset
-from .paths import append_atomic
-from .perceptual import perceptual_name
-from .snapshot import load_generator, resolve_snapshot
+from ..core import augment
+from ..training import faults
+from . import fid, metrics
+from ..config import override
+from ..data.datasets import build_dataset
+from ..paths import append_atomic
+from ..core.perceptual import perceptual_name
+from ..training.snapshot import load_generator, resolve_snapshot
 
 
 def git_commit() -> str:

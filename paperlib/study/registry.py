@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .config import Config, get_profile, override, paper
+from ..config import Config, get_profile, override, paper
 from .reproduce import runs_dir
 
 # name -> (what it reproduces, overrides)
@@ -93,13 +93,13 @@ def run_path(profile: str, name: str, seed: int = 0) -> Path:
 
 def is_trained(profile: str, name: str, seed: int = 0) -> bool:
     """Whether registry run `name` has finished (its final snapshot exists)."""
-    from .train import is_complete
+    from ..training.loop import is_complete
 
     return is_complete(run_path(profile, name, seed))
 
 
 def ensure_trained(profile: str, name: str, seed: int = 0, progress: bool = True) -> Path:
-    from .train import is_complete, train
+    from ..training.loop import is_complete, train
 
     path = run_path(profile, name, seed)
     if not is_complete(path):
@@ -109,7 +109,7 @@ def ensure_trained(profile: str, name: str, seed: int = 0, progress: bool = True
 
 def ensure_evaluated(profile: str, name: str, seed: int = 0, **kwargs) -> list[dict]:
     """Evaluate a finished run unless its metrics.jsonl already covers its final snapshot."""
-    from .evaluate import evaluate, read_metrics
+    from ..evaluation.evaluate import evaluate, read_metrics
 
     path = run_path(profile, name, seed)
     rows = read_metrics(path, **kwargs)
@@ -120,7 +120,7 @@ def ensure_evaluated(profile: str, name: str, seed: int = 0, **kwargs) -> list[d
 
 def metrics_table(profile: str, names=None, seeds=(0,), **filters) -> pd.DataFrame:
     """All metrics rows of the given runs (long format: one row per run, seed and metric)."""
-    from .evaluate import read_metrics
+    from ..evaluation.evaluate import read_metrics
 
     frames = []
     for name in names or ARMS:
@@ -147,7 +147,7 @@ def summarise(df: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
 
 
 def load_config(run_dir) -> Config:
-    from .config import from_dict
+    from ..config import from_dict
 
     return from_dict(json.loads((Path(run_dir) / "config.json").read_text()))
 
@@ -158,8 +158,8 @@ def example_batch(config: Config, n: int = 4, seed: int = 0, split: str = "test"
     cross reference (the next image's colour image) for each."""
     import torch
 
-    from . import augment
-    from .datasets import build_dataset
+    from ..core import augment
+    from ..data.datasets import build_dataset
 
     ds = build_dataset(config.data, split)
     stride = max(1, len(ds) // max(n, 1))
@@ -177,7 +177,7 @@ def outputs(profile: str, names, batch: dict, seed: int = 0, reference: str = "r
     """Each named run's output on `batch`; reference is a batch key or "zero"."""
     import torch
 
-    from .snapshot import load_generator
+    from ..training.snapshot import load_generator
 
     result = {}
     for name in names:
@@ -223,8 +223,8 @@ def precision_report(profile: str, main_run: str, batch: dict, seed: int = 0) ->
     (2) the short float32 and bf16 runs' losses over their last quarter of log lines."""
     import torch
 
-    from .snapshot import load_generator
-    from .viz import read_stats
+    from ..training.snapshot import load_generator
+    from .figures import read_stats
 
     G, _, _ = load_generator(run_path(profile, main_run, seed))
     with torch.no_grad():
@@ -248,7 +248,7 @@ def precision_report(profile: str, main_run: str, batch: dict, seed: int = 0) ->
 
 def _final_generators(profile: str, names, seeds):
     """(name, seed, generator, config, step) of each run's final snapshot, one at a time."""
-    from .snapshot import load_generator
+    from ..training.snapshot import load_generator
 
     for name in names:
         for seed in seeds:
@@ -266,8 +266,8 @@ def split_gap_table(profile: str, names, seeds=(0,), n: int = 0) -> pd.DataFrame
     average the same number of images). One row per run, seed and split. Whether a model
     misses a colour target through too little training (training images as far off as test
     images) or through overfitting (training images much closer)."""
-    from .datasets import build_dataset
-    from .evaluate import reference_use
+    from ..data.datasets import build_dataset
+    from ..evaluation.evaluate import reference_use
 
     rows = []
     for name, seed, G, cfg, step in _final_generators(profile, names, seeds):
@@ -282,7 +282,7 @@ def split_gap_table(profile: str, names, seeds=(0,), n: int = 0) -> pd.DataFrame
 def memory_table(profile: str, names, seeds=(0,), n: int = 0) -> pd.DataFrame:
     """evaluate.reference_or_memory of each run's final snapshot (test split): one row per
     run, seed and comparison."""
-    from .evaluate import reference_or_memory
+    from ..evaluation.evaluate import reference_or_memory
 
     return pd.DataFrame([{"run": name, "seed": seed, "step": step, **r}
                          for name, seed, G, cfg, step in _final_generators(profile, names, seeds)
@@ -292,7 +292,7 @@ def memory_table(profile: str, names, seeds=(0,), n: int = 0) -> pd.DataFrame:
 def region_size_table(profile: str, names, seeds=(0,), n: int = 0) -> pd.DataFrame:
     """evaluate.region_size_table for each run and seed (final snapshots, test split): one row
     per run, seed and region-area bin, with a readable `bin` label."""
-    from .evaluate import region_size_table as by_size
+    from ..evaluation.evaluate import region_size_table as by_size
 
     rows = []
     for name, seed, G, cfg, _ in _final_generators(profile, names, seeds):

@@ -1,7 +1,7 @@
 """Evaluation snapshots (generator only) and atomic file writes.
 
 Resume state (networks, optimisers, schedulers, RNG, step) lives in the run folder's
-`checkpoint-latest.pt` and is written by `paperlib.train`; what evaluation, colorize and the
+`checkpoint-latest.pt` and is written by `paperlib.training.loop`; what evaluation, colorize and the
 notebooks load is the much smaller generator snapshot kept apart from it.
 """
 from __future__ import annotations
@@ -11,8 +11,8 @@ from pathlib import Path
 
 import torch
 
-from .config import Config, from_dict, to_dict
-from .paths import atomic_write
+from ..config import Config, from_dict, to_dict
+from ..paths import atomic_write
 
 FINAL = "snapshot-final.pt"
 
@@ -46,7 +46,7 @@ def resolve_snapshot(run_or_file: str | os.PathLike) -> Path:
 
 def load_generator(run_or_file, device: str | torch.device = "cpu"):
     """Return (generator in eval mode, Config, step) from a run folder or snapshot file."""
-    from .model import Generator
+    from ..core.model import Generator
 
     path = resolve_snapshot(run_or_file)
     try:

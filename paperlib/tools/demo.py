@@ -5,7 +5,7 @@ whose attention is shown) and every trained arm of the run registry. Each callba
 the choice and returns a `View`: the numpy arrays the notebook displays. It knows nothing of
 ipywidgets, so the tests drive it directly; `build_widget` only wires widgets to it.
 
-Everything goes through `paperlib.colorize`, the code behind `python -m paperlib colorize`:
+Everything goes through `paperlib.tools.colorize`, the code behind `python -m paperlib colorize`:
 a line drawing is thresholded, a colour image becomes a sketch with the training XDoG, the
 output has the sketch's own size (long side resized to the working size, padded with white to
 the encoders' stride, cropped back, the full-resolution lines drawn over the colours), and no
@@ -24,9 +24,9 @@ import numpy as np
 import torch
 
 from .colorize import check_size, colorize_tensors, feature_grid, finish_output, prepare_inputs
-from .experiments import MAIN
-from .imageio import BadImageError, decode_rgb, fit_inside, to_uint8
-from .sketch import binarize_sketch_image
+from ..study.registry import MAIN
+from ..data.imageio import BadImageError, decode_rgb, fit_inside, to_uint8
+from ..core.sketch import binarize_sketch_image
 
 # Uploads above this are refused before decoding: a 16.8-megapixel image already needs a few
 # hundred MB for the full-resolution XDoG and the six arms' outputs.
@@ -96,9 +96,9 @@ def one_line(text) -> str:
 
 def arm_status(profile: str, seed: int = 0, names=ARM_ORDER):
     """(trained: name -> run folder, missing: [MissingArm]) for the registry's arms."""
-    from . import experiments
-    from .experiments import run_path
-    from .train import is_complete
+    from ..study import registry as experiments
+    from ..study.registry import run_path
+    from ..training.loop import is_complete
 
     trained, missing = {}, []
     for name in names:
@@ -115,7 +115,7 @@ def arm_status(profile: str, seed: int = 0, names=ARM_ORDER):
 
 def load_test_images(data_cfg, split: str = "test", limit: int | None = None) -> list[SplitImage]:
     """The split's images with their line-art ink masks (OpenMoji: the artist's line group)."""
-    from .datasets import build_dataset
+    from ..data.datasets import build_dataset
 
     ds = build_dataset(data_cfg, split)
     n = len(ds) if limit is None else min(limit, len(ds))
@@ -167,10 +167,10 @@ class Demo:
     def from_runs(cls, profile: str, seed: int = 0, **kwargs) -> "Demo":
         """Every complete arm of `profile` (seed `seed`) and the profile's test split; arms
         not trained are listed in `missing`, never trained here."""
-        from .config import get_profile
-        from .paths import repo_root
-        from .reproduce import results_dir
-        from .snapshot import load_generator
+        from ..config import get_profile
+        from ..paths import repo_root
+        from ..study.reproduce import results_dir
+        from ..training.snapshot import load_generator
 
         config = get_profile(profile)
         trained, missing = arm_status(profile, seed)
@@ -320,7 +320,7 @@ class Demo:
         sketch[y0:y1, max(x1 - t, x0):x1] = CELL_COLOUR
         attention = None
         if run["attention"] is not None:
-            from .viz import attention_overlay
+            from ..study.figures import attention_overlay
 
             attention = attention_overlay(run["reference"], self._heat(run["attention"]))
         run["cells"][self.cell] = (sketch, attention)

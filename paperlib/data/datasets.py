@@ -16,10 +16,10 @@ from pathlib import Path
 
 from torch.utils.data import Dataset
 
-from .config import DataConfig
+from ..config import DataConfig
 from .imageio import (IMAGE_EXTENSIONS, BadImageError, check_image_header, load_rgb,
                       resize_center_crop, to_tensor)
-from .sketch import sketch_tensor, to_gray01, xdog
+from ..core.sketch import sketch_tensor, to_gray01, xdog
 
 
 def _hash_fraction(key: str, seed: int) -> float:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .config import DataConfig
+from ..config import DataConfig
 
 
 def to_gray01(img: np.ndarray) -> np.ndarray:

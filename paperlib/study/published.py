@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from .config import paper
+from ..config import paper
 
 # Supplementary Table 1: FID (lower is better) by aggregation method.
 TABLE1_FID = {

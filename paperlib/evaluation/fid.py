@@ -26,7 +26,7 @@ from pytorch_fid import inception as pf_inception
 from pytorch_fid.fid_score import calculate_frechet_distance
 from tqdm import tqdm
 
-from .paths import atomic_write, cache_root
+from ..paths import atomic_write, cache_root
 
 ORIGINAL_NAME = "pt_inception-2015-12-05-6726825d.pth"
 CONVERTED_NAME = "pt_inception-2015-12-05-converted.pth"

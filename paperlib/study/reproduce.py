@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from .paths import atomic_write, repo_root
+from ..paths import atomic_write, repo_root
 
 
 def runs_dir(profile: str) -> Path:

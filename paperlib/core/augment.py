@@ -18,7 +18,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from .config import DataConfig
+from ..config import DataConfig
 
 FINE = 4  # reference search grid = FINE x the feature grid per side
 
@@ -156,7 +156,7 @@ def bench_pipeline(resolution: int, batch_size: int = 16, n_batches: int = 20,
 
     from torch.utils.data import DataLoader
 
-    from .datasets import build_dataset
+    from ..data.datasets import build_dataset
 
     cfg = replace(cfg or DataConfig(), dataset="openmoji", resolution=resolution)
     ds = build_dataset(cfg, "train")

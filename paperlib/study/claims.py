@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pandas as pd
 
-from .experiments import MAIN, example_batch, load_config, metrics_table, outputs, run_path, summarise
+from .registry import MAIN, example_batch, load_config, metrics_table, outputs, run_path, summarise
 
 
 def attention_accuracy(profile: str, names, seeds=(0,), n: int = 64) -> pd.DataFrame:
     """Top-1 attention on the true correspondence over n augmented-self test images."""
-    from .metrics import attention_hit_rate
+    from ..evaluation.metrics import attention_hit_rate
 
     rows = []
     for name in names:
@@ -40,7 +40,7 @@ def claims(profile: str, seeds=(0, 1)) -> pd.DataFrame:
 
     "inside the seed spread" means the gap is no larger than the larger standard deviation
     between seeds of the two arms compared: not evidence either way."""
-    from .paper import CLAIMS
+    from .published import CLAIMS
 
     df = metrics_table(profile, None, seeds)
     df = df[df["reference"] == "image"] if not df.empty else df
@@ -119,7 +119,7 @@ def read_metrics_pair(profile: str, seeds=(0,)) -> dict:
     """FID (cross references) of the no-reference model with an image reference and with a
     zero-filled one, each the mean over the seeds that have both (as the full model's FID beside
     it is), and how many seeds that is; {} when no seed has both."""
-    from .evaluate import read_metrics
+    from ..evaluation.evaluate import read_metrics
 
     pairs = []
     for seed in seeds:

@@ -1,6 +1,6 @@
 """Parameter counts, FLOPs and the encoder table, checked against Table 2 of the supplementary.
 
-`python -m paperlib.complexity` prints parameters and GFLOPs per 256 px image of G and D at
+`python -m paperlib.evaluation.complexity` prints parameters and GFLOPs per 256 px image of G and D at
 the paper's widths (computed on the meta device: no memory, no arithmetic).
 """
 from __future__ import annotations
@@ -9,7 +9,7 @@ import torch
 import torch.nn as nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from .config import ModelConfig
+from ..config import ModelConfig
 
 
 def count_params(module: nn.Module) -> int:
@@ -25,7 +25,7 @@ def forward_flops(module: nn.Module, *args, **kwargs) -> int:
 
 def encoder_table(model_cfg: ModelConfig, in_channels: int) -> list[dict]:
     """Rows of the built encoder (layer, in, out, kernel, stride, padding, params), module walk."""
-    from .model import Encoder
+    from ..core.model import Encoder
 
     enc = Encoder(model_cfg, in_channels)
     rows = []
@@ -47,7 +47,7 @@ def table2_reference() -> list[dict]:
 
 def summary(model_cfg: ModelConfig | None = None, resolution: int = 256) -> dict:
     """Parameters and GFLOPs per image of G (with a reference) and D, computed on the meta device."""
-    from .model import Discriminator, Generator
+    from ..core.model import Discriminator, Generator
 
     model_cfg = model_cfg or ModelConfig()
     with torch.device("meta"):

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import DataConfig
-from .paths import cache_root
+from ..config import DataConfig
+from ..paths import cache_root
 
 SVG_NS = "http://www.w3.org/2000/svg"
 REGIONAL_INDICATORS = range(0x1F1E6, 0x1F200)  # two of them make one country flag
@@ -191,7 +191,7 @@ def sketch_masks(data: OpenMojiData, cfg: DataConfig) -> np.ndarray:
     if cfg.sketch_source == "line":
         return data.inks
     if cfg.sketch_source == "xdog":
-        from .sketch import xdog
+        from ..core.sketch import xdog
 
         return np.stack([xdog(img, cfg) for img in data.images])
     raise ValueError(f"unknown data.sketch_source {cfg.sketch_source!r}; use 'line' or 'xdog'")
