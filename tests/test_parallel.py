@@ -58,13 +58,15 @@ def test_two_workers_train_and_evaluate_like_one(fake_root, monkeypatch, capfd):
     jobs = [("scft-triplet", 0), ("add", 0)]
     # Drawn even under TQDM_DISABLE=1 (make test sets it; an explicit argument wins).
     monkeypatch.setattr(parallel, "tqdm", functools.partial(parallel.tqdm, disable=False))
-    t0 = time.monotonic()
+    # No timed redraw can fall inside this test however loaded the machine is, so the count
+    # below is exact: the timed redraws are counted against a clock of our own in the next test.
+    monkeypatch.setattr(parallel, "REFRESH_SECONDS", 1e9)
     paths = parallel.ensure_runs("smoke", jobs, workers=2, progress=True)
-    seconds = time.monotonic() - t0
     bar = capfd.readouterr().err
     assert "2 runs, 2 at a time x" in bar and "8/8" in bar and "2/2 runs done" in bar, bar
-    # tqdm draws once at the start and once on close, and starts each redraw with a \r.
-    assert bar.count("\r") <= 2 + len(jobs) + seconds / parallel.REFRESH_SECONDS, bar
+    # tqdm draws once at the start and once on close, starts each redraw with a \r, and the
+    # pool redraws once per wait that saw a run end (at most once per run).
+    assert bar.count("\r") <= 2 + len(jobs), bar
     assert [p.name for p in paths] == ["scft-triplet-seed0", "add-seed0"]
     pooled = {p.name: (_weights(p), (p / "metrics.jsonl").read_text()) for p in paths}
     for p in paths:
@@ -94,6 +96,51 @@ def test_two_workers_train_and_evaluate_like_one(fake_root, monkeypatch, capfd):
         assert got.keys() == want.keys()
         for k in want:
             assert got[k] == pytest.approx(want[k], rel=1e-6, abs=1e-9), (p.name, k)
+
+
+def test_pool_bar_redraws_every_refresh_interval_and_when_a_run_ends(fake_root, monkeypatch, capfd):
+    """The pool's bar against a clock of our own: each poll of the pool advances it by the poll
+    timeout (5 s), the first run ends at 100 s and the second at 150 s. Timed redraws fall at
+    30, 60, 90 and 130 s (each REFRESH_SECONDS after the last draw), and one redraw follows
+    each run's end: 6 redraws, plus the first draw and the close. Starting the interval at 0
+    instead of at the first draw (the old behaviour) adds a redraw at the first poll."""
+    from concurrent.futures import Future
+    from types import SimpleNamespace
+
+    clock = [1000.0]
+    monkeypatch.setattr(parallel, "time", SimpleNamespace(monotonic=lambda: clock[0]))
+    monkeypatch.setattr(parallel, "tqdm", functools.partial(parallel.tqdm, disable=False))
+    submitted: list[Future] = []
+
+    class FakePool:
+        def __init__(self, *args, **kwargs):
+            pass
+
+        def submit(self, fn, *args):
+            submitted.append(Future())
+            return submitted[-1]
+
+        def shutdown(self, **kwargs):
+            pass
+
+    polls = [0]
+
+    def fake_wait(pending, timeout, return_when):
+        clock[0] += timeout
+        polls[0] += 1
+        ends = {20: submitted[0], 30: submitted[1]}
+        if polls[0] in ends:
+            ends[polls[0]].set_result(None)
+        done = {f for f in pending if f.done()}
+        return done, set(pending) - done
+
+    monkeypatch.setattr(parallel, "ProcessPoolExecutor", FakePool)
+    monkeypatch.setattr(parallel, "wait", fake_wait)
+    parallel.ensure_runs("smoke", [("scft-triplet", 0), ("add", 0)], workers=2, progress=True)
+    bar = capfd.readouterr().err
+    assert polls[0] == 30
+    assert "2/2 runs done" in bar, bar
+    assert bar.count("\r") == 2 + 6, bar
 
 
 def test_a_failing_run_is_named(fake_root):

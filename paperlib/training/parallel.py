@@ -148,7 +148,9 @@ def ensure_runs(profile: str, jobs, *, evaluate=True, no_reference: bool = False
     futures: dict = {}
     try:
         futures = {pool.submit(_job, profile, n, s, scored[n, s], no_reference): (n, s) for n, s in todo}
-        pending, shown = set(futures), 0.0
+        # The bar was drawn when it was made: the first timed redraw is REFRESH_SECONDS later
+        # (starting from 0 redrew it at the first 5 s poll, one redraw more than promised).
+        pending, shown = set(futures), time.monotonic()
         while pending:
             done, pending = wait(pending, timeout=5, return_when=FIRST_EXCEPTION)
             # Redrawn every REFRESH_SECONDS or when a run ends: a notebook keeps every redraw
