@@ -180,7 +180,7 @@ def test_workers_die_with_their_parent(fake_root):
     import time
 
     marker = fake_root / "worker.pid"
-    code = ("from paperlib import parallel; parallel.ensure_runs('smoke', "
+    code = ("from paperlib.training import parallel; parallel.ensure_runs('smoke', "
             "[('scft-triplet', 2), ('add', 2)], workers=2, progress=False)")
     env = {**os.environ, "PAPERLIB_FAULT": "checkpoint-write:stall",
            "PAPERLIB_FAULT_MARKER": str(marker)}
@@ -194,7 +194,9 @@ def test_workers_die_with_their_parent(fake_root):
         assert worker != parent.pid and _alive(worker)
         parent.send_signal(signal.SIGKILL)
         parent.wait(10)
-        deadline = time.time() + 10
+        # The worker notices its parent's death by polling; a loaded two-core machine can
+        # delay that by seconds, so the bound is wide: the test asks that it dies, not how fast.
+        deadline = time.time() + 60
         while _alive(worker) and time.time() < deadline:
             time.sleep(0.1)
         assert not _alive(worker), "the worker outlived its parent"
