@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PROFILE ?= mini
 
-.PHONY: install reproduce test bench clean-cache
+.PHONY: install reproduce test check-notebooks bench clean-cache
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -24,6 +24,12 @@ reproduce: $(STAMP)
 
 test: $(STAMP)
 	PAPERLIB_PROFILE=smoke TQDM_DISABLE=1 $(PY) -m pytest -q --nbval-lax --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider
+
+# After a change that must not move results: re-execute every notebook in the mini profile on
+# the runs `make reproduce` left (nothing retrains) and compare each output with the stored one.
+check-notebooks: $(STAMP)
+	$(PY) -m paperlib.tools.nbcheck mini
+	PAPERLIB_PROFILE=mini $(PY) -m pytest -q --nbval --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider notebooks
 
 bench: $(STAMP)
 	$(PY) -m paperlib bench

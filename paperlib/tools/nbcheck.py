@@ -1,0 +1,74 @@
+"""What `pytest --nbval` compares in this project's notebooks, and what it leaves out.
+
+Strict nbval re-executes every cell and compares its outputs with the stored ones after the
+regexes of `tests/nbval_sanitize.cfg` (durations, memory addresses, machine paths, commit
+hashes, pandas Styler ids). One more thing is left out here, because no regex can do it:
+the stderr stream. It holds progress bars and warnings only (no result is ever printed there),
+and whether a bar is drawn at all depends on the state of the run folders: a pool whose runs
+are complete returns before it draws one, so a reproduction stores a bar that a re-execution
+on the same runs does not. Everything on stdout and every rich output (tables as HTML and
+text, Markdown) is compared; images are not (nbval skips them without nbdime).
+
+`notebooks/conftest.py` installs `skip_stderr` as a pytest hook.
+"""
+from __future__ import annotations
+
+IGNORED_STREAMS = ("stderr",)
+
+
+def skip_stderr(items) -> int:
+    """Add the stderr stream to the keys nbval does not compare, for every collected notebook
+    cell in `items`; returns how many notebooks were changed."""
+    changed = set()
+    for item in items:
+        parent = getattr(item, "parent", None)
+        keys = getattr(parent, "skip_compare", None)
+        if keys is None:
+            continue
+        missing = tuple(k for k in IGNORED_STREAMS if k not in keys)
+        if missing:
+            parent.skip_compare = tuple(keys) + missing
+            changed.add(id(parent))
+    return len(changed)
+
+
+# The runs the notebooks read in the mini profile: every arm with seeds 0 and 1, the recipe
+# study and the precision check with seed 0 (as notebooks 02-06 train them).
+REQUIRED = {"mini": sorted({(n, s) for n in ("scft-triplet", "scft-triplet-3x", "add", "adain",
+                                              "scft-l1", "scft-none", "scft-noref")
+                            for s in (0, 1)} | {("recipe-paper-objective", 0),
+                                                ("recipe-l1-triplet", 0), ("short-fp32", 0),
+                                                ("short-bf16", 0)})}
+
+
+def missing_runs(profile: str = "mini") -> list[str]:
+    """The runs a strict check of `profile`'s notebooks reads whose training is not complete:
+    nbval re-executes the notebooks, and a missing run would start training instead."""
+    from ..study.registry import RUNS, run_path
+    from ..training.snapshot import FINAL
+
+    if profile not in REQUIRED:
+        raise ValueError(f"no strict notebook check for profile {profile!r}; it exists for "
+                         f"{', '.join(REQUIRED)}")
+    unknown = sorted({n for n, _ in REQUIRED[profile]} - set(RUNS))
+    if unknown:
+        raise ValueError(f"runs not in the registry: {', '.join(unknown)}")
+    return [f"{name} seed {seed}" for name, seed in REQUIRED[profile]
+            if not (run_path(profile, name, seed) / FINAL).exists()]
+
+
+def main(argv=None) -> int:
+    """Exit 0 when every run the check reads is complete, else 1 with a message naming them."""
+    import sys
+
+    profile = (argv if argv is not None else sys.argv[1:] or ["mini"])[0]
+    missing = missing_runs(profile)
+    if missing:
+        print(f"check-notebooks needs the runs that `make reproduce` leaves in runs/{profile}; "
+              f"not complete: {', '.join(missing)}. Run `make reproduce` first.", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

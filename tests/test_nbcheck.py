@@ -1,0 +1,84 @@
+"""The strict notebook check (`make check-notebooks`) ignores exactly the noise it should.
+
+Each case writes a one-cell notebook whose stored outputs are made here, copies the notebooks'
+conftest beside it, and runs strict `pytest --nbval` with the project's sanitizer on it. The
+cell prints what a reproduction prints: a number, a commit hash, a duration, an object's
+address, a pandas Styler table (random id), and a progress bar on stderr."""
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pandas as pd
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+CELL = """\
+import secrets, sys, pandas as pd
+print('FID 107.37 | commit ' + secrets.token_hex(4)[:7] + ' | took %.1f s' % (secrets.randbelow(900) / 10))
+print(object())
+if {bar}:
+    sys.stderr.write('reference use: 100%|##########| 8/8 [00:28<00:00,  3.51it/s]\\n')
+pd.DataFrame({{'fid': [107.37]}}).style.set_properties(**{{'text-align': 'left'}})
+"""
+
+
+def stored_outputs(fid: str) -> list:
+    """What a reproduction on another day stored: other hash, time, address and Styler id, a
+    progress bar on stderr; the FID as given."""
+    html = pd.DataFrame({"fid": [107.37]}).style.set_properties(**{"text-align": "left"})._repr_html_()
+    uuid = re.search(r"T_([0-9a-f]{5})", html).group(1)
+    return [
+        nbformat.v4.new_output("stream", name="stdout",
+                               text=f"FID {fid} | commit 39a9c92 | took 61.2 s\n"
+                                    "<object object at 0x7f39bf6f3990>\n"),
+        nbformat.v4.new_output("stream", name="stderr",
+                               text="\rreference use:   0%|          | 0/8 [00:00<?, ?it/s]"
+                                    "\rreference use: 100%|##########| 8/8 [00:31<00:00,  3.86s/it]\n"),
+        nbformat.v4.new_output("execute_result", execution_count=1, data={
+            "text/html": html.replace(uuid, "1ca03"),
+            "text/plain": "<pandas.io.formats.style.Styler at 0x7f0011223344>"}),
+    ]
+
+
+def strict_check(tmp_path: Path, fid: str, bar: bool = True,
+                 sanitizer: Path = ROOT / "tests" / "nbval_sanitize.cfg") -> subprocess.CompletedProcess:
+    nb = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell(CELL.format(bar=bar), execution_count=1)
+    cell.outputs = stored_outputs(fid)
+    nb.cells = [cell]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, tmp_path / "case.ipynb")
+    shutil.copyfile(ROOT / "notebooks" / "conftest.py", tmp_path / "conftest.py")
+    (tmp_path / "pytest.ini").write_text("[pytest]\n")
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbval",
+         "--nbval-sanitize-with", str(sanitizer), "case.ipynb"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize("bar", [True, False])
+def test_noise_alone_is_no_difference(tmp_path, bar):
+    """With and without a progress bar on the re-executed side: a stderr that differs and one
+    that is missing are both no difference."""
+    done = strict_check(tmp_path, "107.37", bar)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "1 passed" in done.stdout
+
+
+def test_a_changed_number_is_found(tmp_path):
+    done = strict_check(tmp_path, "107.38")
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "1 failed" in done.stdout and "107.38" in done.stdout
+
+
+def test_without_the_sanitizer_the_noise_is_a_difference(tmp_path):
+    """The noise is real: the same pair fails when nbval compares it raw."""
+    (tmp_path / "empty.cfg").write_text("")
+    done = strict_check(tmp_path, "107.37", sanitizer=tmp_path / "empty.cfg")
+    assert done.returncode == 1, done.stdout + done.stderr
