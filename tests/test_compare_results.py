@@ -1,0 +1,31 @@
+"""compare_results: the largest difference per column between two reproductions' tables."""
+import pandas as pd
+import pytest
+
+from paperlib.tools.compare_results import compare_dirs, compare_table, main
+
+
+def test_differences_by_run_key_against_the_seed_spread():
+    a = pd.DataFrame({"run": ["add", "scft"], "fid": [100.0, 90.0], "fid_sd": [1.0, 3.0],
+                      "seeds": [2, 2]})
+    b = pd.DataFrame({"run": ["scft", "add"], "fid": [90.5, 99.0], "fid_sd": [0.0, 0.0],
+                      "seeds": [2, 2]})  # other row order: matched by run
+    t = compare_table(a, b).set_index("column")
+    assert t.loc["fid", "max_abs_diff"] == pytest.approx(1.0)
+    assert t.loc["fid", "seed_sd"] == pytest.approx(2.0)
+    assert t.loc["fid", "diff_over_sd"] == pytest.approx(0.5)
+    assert t.loc["seeds", "max_abs_diff"] == 0
+    assert "fid_sd" not in t.index
+
+
+def test_identical_folders_differ_by_zero_and_a_missing_folder_is_named(tmp_path):
+    df = pd.DataFrame({"run": ["x"], "v": [1.5]})
+    for d in ("a", "b"):
+        (tmp_path / d).mkdir()
+        df.to_csv(tmp_path / d / "t.csv", index=False)
+    out = compare_dirs(tmp_path / "a", tmp_path / "b")
+    assert list(out) == ["t"] and out["t"]["max_abs_diff"].tolist() == [0.0]
+    with pytest.raises(FileNotFoundError, match="nope"):
+        compare_dirs(tmp_path / "a", tmp_path / "nope")
+    assert main([str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "r.md")]) == 0
+    assert "## t" in (tmp_path / "r.md").read_text()
