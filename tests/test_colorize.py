@@ -122,3 +122,28 @@ def test_lines_option_is_validated(smoke):
         colorize_image(G, bordered_drawing(), data_cfg=c.data, size=32, lines="thin")
     with pytest.raises(ValueError, match="size 40"):
         colorize_image(G, bordered_drawing(), data_cfg=c.data, size=40)
+
+
+def test_a_folder_of_sketches_is_listed_with_the_datasets_image_extensions(smoke, tmp_path):
+    """colorize takes from a folder the files the folder dataset would (imageio's one list,
+    any case), and nothing else."""
+    from PIL import Image
+
+    from paperlib.data.imageio import IMAGE_EXTENSIONS
+    from paperlib.tools.colorize import colorize_files
+    from paperlib.training.snapshot import save_snapshot
+
+    G, c = smoke
+    save_snapshot(G, c, 0, tmp_path / "snapshot-final.pt")
+    sketches = tmp_path / "sketches"
+    sketches.mkdir()
+    assert ".ppm" in IMAGE_EXTENSIONS
+    for name in ("a.png", "b.PPM", "c.JPG"):
+        Image.fromarray(bordered_drawing(32, 32)).save(sketches / name)
+    (sketches / "notes.txt").write_text("not a sketch")
+    written = colorize_files(tmp_path / "snapshot-final.pt", sketches, tmp_path / "out",
+                             progress=False)
+    assert sorted(p.name for p in written) == ["a.png", "b.png", "c.png"]
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match=r"holds no image files \(.*\.ppm"):
+        colorize_files(tmp_path / "snapshot-final.pt", tmp_path / "empty", tmp_path / "x")

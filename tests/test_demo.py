@@ -16,7 +16,7 @@ from paperlib.tools import demo as demo_mod
 from paperlib.study import registry as experiments
 from paperlib.tools.colorize import colorize_image
 from paperlib.config import get_profile, override
-from paperlib.tools.demo import ARM_ORDER, Demo, SplitImage, arm_status, try_it_figure
+from paperlib.tools.demo import Demo, SplitImage, arm_status, try_it_figure
 from paperlib.core.model import Generator
 from paperlib.study.figures import ATTENTION_ALPHA, ATTENTION_CMAP
 
@@ -107,6 +107,20 @@ def test_changing_sketch_reference_and_cell_refreshes_the_arrays(copier):
     cells = {cell: copier.set_cell(*cell).sketch for cell in [(0, 0), (1, 1)]}
     assert not np.array_equal(cells[(0, 0)], cells[(1, 1)])  # the red outline moved
     assert copier.set_cell(9, -3).cell == (1, 0)  # clamped into the grid
+
+
+def test_the_last_picked_test_images_and_the_zero_reference_are_public(copier):
+    assert (copier.picked_index("sketch"), copier.picked_index("reference")) == (0, 1)
+    assert copier.has_reference
+    copier.set_sketch(2, "xdog")
+    copier.set_reference(None)
+    assert copier.picked_index("sketch") == 2 and not copier.has_reference
+    copier.set_reference(3)
+    assert copier.picked_index("reference") == 3 and copier.has_reference
+    fresh = Demo({"scft-triplet": StandIn()}, DATA, sample_images(), reference_index=None)
+    assert fresh.picked_index("reference") is None and not fresh.has_reference
+    with pytest.raises(ValueError, match="'output'"):
+        copier.picked_index("output")
 
 
 def test_attention_map_is_the_chosen_cells_row_over_the_reference(copier):
@@ -220,7 +234,7 @@ def test_save_writes_the_current_output(copier, tmp_path):
 
 def test_missing_arms_are_listed_with_the_command_that_trains_them(monkeypatch, tmp_path):
     from paperlib.training.snapshot import save_snapshot
-    from paperlib.training.loop import FINAL
+    from paperlib.training.snapshot import FINAL
 
     monkeypatch.setattr(experiments, "run_path",
                         lambda profile, name, seed=0: tmp_path / profile / f"{name}-seed{seed}")
@@ -230,7 +244,8 @@ def test_missing_arms_are_listed_with_the_command_that_trains_them(monkeypatch, 
     (tmp_path / "smoke" / "add-seed0").mkdir()  # started, not finished
     trained, missing = arm_status("smoke", 0)
     assert list(trained) == ["scft-triplet"]
-    assert [m.name for m in missing] == [n for n in ARM_ORDER if n != "scft-triplet"]
+    assert [m.name for m in missing] == [n for n in experiments.ARMS if n != "scft-triplet"]
+    assert [m.label for m in missing][:2] == [experiments.ARM_LABELS[n] for n in experiments.ARMS[:2]]
     reasons = {m.name: m.reason for m in missing}
     assert "incomplete" in reasons["add"] and reasons["adain"] == "not trained"
     for m in missing:
@@ -265,8 +280,10 @@ def test_figure_has_a_row_per_reference_and_a_column_per_arm(smoke_arms):
 
 def test_widget_is_wired_to_the_demo(tmp_path):
     W = pytest.importorskip("ipywidgets")
+    from paperlib.tools.widget import build_widget
+
     d = Demo({"scft-triplet": StandIn()}, DATA, sample_images(), root=tmp_path)
-    box = demo_mod.build_widget(d)
+    box = build_widget(d)
     assert isinstance(box, W.VBox)
     stack, found = list(box.children), []
     while stack:
@@ -292,6 +309,13 @@ def test_widget_is_wired_to_the_demo(tmp_path):
     by_label["save to"].value = "saved/out.png"
     by_label["save output as PNG"].click()
     assert (tmp_path / "saved" / "out.png").is_file()
+    # The choices start where the demo stands: here the zero reference and test image 2.
+    zero = Demo({"scft-triplet": StandIn()}, DATA, sample_images(), sketch_index=2,
+                reference_index=None)
+    start = {w.description: w.value for w in build_widget(zero).children[1].children[:2]}
+    assert start == {"sketch": "line", "test image": 2}
+    start = {w.description: w.value for w in build_widget(zero).children[2].children[:2]}
+    assert start == {"reference": "none", "test image": 0}
 
 
 def test_screenshot_command_names_what_is_missing(capsys):

@@ -108,10 +108,10 @@ def test_reference_use_tells_a_reference_copier_from_a_model_ignoring_it(folder_
 def test_reference_or_memory_tells_a_memoriser_from_a_reference_user(folder_config, monkeypatch):
     """A generator painting the unjittered image I from memory scores 0 against I and the
     jitter's own error against a(I); one painting a(I) exactly, the reverse."""
-    inputs = ev._generate_in_eval_mode(ReferenceCopier(), folder_config.data, 0, 0, "test", 48,
+    inputs = ev.generate_in_eval_mode(ReferenceCopier(), folder_config.data, 0, 0, "test", 48,
                                        attention=False)
     for painted, zero_row, jitter_like_row in (("image", 2, 1), ("target", 1, 2)):
-        monkeypatch.setattr(ev, "_generate_in_eval_mode",
+        monkeypatch.setattr(ev, "generate_in_eval_mode",
                             lambda *a, **k: {**inputs, "self": inputs[painted]})
         rows = ev.reference_or_memory(None, folder_config.data)
         assert [r["compared"] for r in rows] == [label for label, _, _ in ev.MEMORY_PAIRS]
@@ -157,3 +157,22 @@ def test_evaluate_writes_reference_metrics_and_kid_spread(folder_config, tmp_pat
         assert values["kid_cross_sd"] > 0 and values["kid_self_sd"] > 0
     zero = {r["metric"]: r["value"] for r in rows if r["reference"] == "zero"}
     assert zero["ref_gain_de_self"] == 0.0
+
+
+def test_read_metrics_refuses_a_filter_it_does_not_have(tmp_path):
+    """A misspelt filter is an error naming it, never dropped (which would return the rows
+    it was meant to exclude)."""
+    from paperlib.training.snapshot import FINAL
+
+    run = tmp_path / "run"
+    run.mkdir()
+    torch.save({"step": 3}, run / FINAL)
+    row = {"metric": "fid_cross", "value": 1.0, "split": "test", "reference": "zero",
+           "dataset": "folder", "step": 3}
+    (run / "metrics.jsonl").write_text(json.dumps(row) + "\n")
+    assert ev.read_metrics(run, no_reference=True) == [row]
+    assert ev.read_metrics(run) == []  # the image-reference rows: none
+    with pytest.raises(ValueError, match="'no_refrence'"):
+        ev.read_metrics(run, no_refrence=True)
+    with pytest.raises(ValueError, match="'limit'"):
+        ev.read_metrics(run, limit=8)

@@ -1,16 +1,16 @@
 import pytest
 
 from paperlib.config import get_profile
-from paperlib.study.claims import _verdict
+from paperlib.study.claims import verdict
 from paperlib.study.registry import RUNS, run_config
 from paperlib.paths import atomic_write
 
 
 def test_verdict_reads_gaps_against_the_seed_spread():
-    assert _verdict(1.0, 2.0, 0.5) == "held"
-    assert _verdict(1.0, 1.2, 0.5) == "same direction, inside the seed spread"
-    assert _verdict(2.0, 1.0, 0.1) == "did not hold"
-    assert _verdict(0.9, 0.5, 0.1, lower_is_better=False) == "held"
+    assert verdict(1.0, 2.0, 0.5) == "held"
+    assert verdict(1.0, 1.2, 0.5) == "same direction, inside the seed spread"
+    assert verdict(2.0, 1.0, 0.1) == "did not hold"
+    assert verdict(0.9, 0.5, 0.1, lower_is_better=False) == "held"
 
 
 def test_ablations_are_config_values_of_one_profile():
@@ -70,7 +70,7 @@ def test_is_trained_follows_the_final_snapshot(tmp_path, monkeypatch):
 def test_split_gap_table_scores_both_splits_on_equal_counts(tmp_path, image_folder, monkeypatch):
     """One row per split, each from reference_use on the first n images of that split, with n
     the test split's size unless given."""
-    from paperlib.study import registry as experiments
+    from paperlib.study import tables
     from paperlib.config import override
     from paperlib.data.datasets import build_dataset
     from paperlib.evaluation.evaluate import reference_use
@@ -81,8 +81,8 @@ def test_split_gap_table_scores_both_splits_on_equal_counts(tmp_path, image_fold
     c = override(get_profile("smoke"), {"data.dataset": "folder", "data.root": str(image_folder),
                                         "data.test_fraction": 0.25, "train.max_steps": 2})
     train(c, run, progress=False)
-    monkeypatch.setattr(experiments, "run_path", lambda profile, name, seed: run)
-    table = experiments.split_gap_table("smoke", ["scft-triplet"], seeds=[0])
+    monkeypatch.setattr(tables, "run_path", lambda profile, name, seed: run)
+    table = tables.split_gap_table("smoke", ["scft-triplet"], seeds=[0])
     n_test = len(build_dataset(c.data, "test"))
     assert 0 < n_test < len(build_dataset(c.data, "train"))
     assert list(table["split"]) == ["train", "test"] and list(table["n"]) == [n_test, n_test]
@@ -91,11 +91,11 @@ def test_split_gap_table_scores_both_splits_on_equal_counts(tmp_path, image_fold
     for split in ("train", "test"):
         want = reference_use(G, cfg.data, n=n_test, split=split)
         row = table[table["split"] == split].iloc[0]
-        for k in experiments.SPLIT_GAP_METRICS:
+        for k in tables.SPLIT_GAP_METRICS:
             assert row[k] == pytest.approx(want[k]), (split, k)
     # Different images: the two rows are not one measurement twice.
     assert table["region_de_self"].nunique() == 2
-    assert list(experiments.split_gap_table("smoke", ["scft-triplet"], seeds=[0], n=3)["n"]) == [3, 3]
+    assert list(tables.split_gap_table("smoke", ["scft-triplet"], seeds=[0], n=3)["n"]) == [3, 3]
 
 
 def test_no_reference_claim_averages_the_seeds_like_the_table_beside_it(monkeypatch):
@@ -114,3 +114,26 @@ def test_no_reference_claim_averages_the_seeds_like_the_table_beside_it(monkeypa
                                                                  "seeds": 2}
     assert claims.read_metrics_pair("mini", seeds=(0,)) == {"image": 110.0, "zero": 140.0, "seeds": 1}
     assert claims.read_metrics_pair("mini", seeds=(2,)) == {}
+
+
+def test_ensure_evaluated_selects_rows_by_filters_and_passes_the_rest_to_evaluate(tmp_path,
+                                                                                  monkeypatch):
+    """evaluate's other keywords (progress, limit, ...) change how an evaluation runs, not
+    which rows it wrote: they reach evaluate, never read_metrics (which refuses them)."""
+    from paperlib.evaluation import evaluate
+    from paperlib.study import registry
+
+    monkeypatch.setattr(registry, "run_path", lambda profile, name, seed: tmp_path)
+    calls = []
+    monkeypatch.setattr(evaluate, "evaluate", lambda run, **kw: calls.append(kw) or [{"metric": "x"}])
+    rows = registry.ensure_evaluated("smoke", "add", 0, no_reference=True, progress=False, limit=8)
+    assert rows == [{"metric": "x"}]
+    assert calls == [{"no_reference": True, "progress": False, "limit": 8}]
+
+
+def test_every_arm_is_a_run_with_a_label_and_a_notebook():
+    from paperlib.study.registry import ARM_LABELS, ARMS, MAIN, TRAINED_BY
+
+    assert ARMS[0] == MAIN and ARMS == list(ARM_LABELS)
+    assert set(ARMS) <= set(RUNS) and set(TRAINED_BY) == set(ARMS)
+    assert len(set(ARM_LABELS.values())) == len(ARMS)  # a label names one arm

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageFile, UnidentifiedImageError
 
+# File names taken for images wherever a folder is listed (datasets, colorize), lower case.
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".ppm")
 # Largest image accepted (pixels), checked from the header before decoding: 64 MP decodes to
 # ~200 MB of RGB and a few times that in float intermediates (XDoG, colorize at full size),

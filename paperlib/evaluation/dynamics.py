@@ -27,13 +27,15 @@ def snapshots(run_dir) -> list[tuple[int, Path]]:
     """(step, path) of a run's intermediate snapshots and its final one, by step."""
     import torch
 
+    from ..training.snapshot import FINAL
+
     run_dir = Path(run_dir)
     found = {}
     for p in run_dir.glob("snapshot-*.pt"):
         m = re.fullmatch(r"snapshot-(\d+)\.pt", p.name)
         if m:
             found[int(m.group(1))] = p
-    final = run_dir / "snapshot-final.pt"
+    final = run_dir / FINAL
     if final.exists():
         step = int(torch.load(final, map_location="cpu", weights_only=False)["step"])
         found.setdefault(step, final)
@@ -73,7 +75,7 @@ def reference_use_curve(run_dir, *, split: str = "test", n: int = 48, seed: int 
 
 def training_seconds(run_dir) -> float:
     """Wall-clock seconds of training, from the images/s of every stats.jsonl window."""
-    from ..study.figures import read_stats
+    from ..training.stats import read_stats
 
     cfg = json.loads((Path(run_dir) / "config.json").read_text())
     batch = cfg["train"]["batch_size"]

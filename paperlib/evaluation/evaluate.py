@@ -140,8 +140,8 @@ def first_n(dataset, n: int):
 
 
 @torch.no_grad()
-def _generate_in_eval_mode(G, data_cfg, n: int, seed: int, split: str, batch_size: int,
-                           attention: bool) -> dict:
+def generate_in_eval_mode(G, data_cfg, n: int, seed: int, split: str, batch_size: int,
+                          attention: bool) -> dict:
     """generate on the first n images of a split with G in eval mode (its mode restored)."""
     ds = first_n(build_dataset(data_cfg, split), n)
     was_training = G.training
@@ -159,15 +159,15 @@ def reference_use(G, data_cfg, *, n: int = 48, seed: int = 0, split: str = "test
     FID (cheap enough for every training snapshot): reference_values plus
     attention_hit_rate (nan for models without attention). G runs in eval mode; its mode is
     restored afterwards."""
-    out = _generate_in_eval_mode(G, data_cfg, n, seed, split, batch_size, attention=True)
+    out = generate_in_eval_mode(G, data_cfg, n, seed, split, batch_size, attention=True)
     return {**reference_values(out), "attention_hit_rate": float(out["attention_hit_rate"])}
 
 
-def region_size_table(G, data_cfg, *, n: int = 0, seed: int = 0, split: str = "test",
-                      batch_size: int = 48) -> list[dict]:
+def region_size_bins(G, data_cfg, *, n: int = 0, seed: int = 0, split: str = "test",
+                     batch_size: int = 48) -> list[dict]:
     """metrics.region_error_by_size of the augmented-self outputs on the first n images of a
     split (all with n = 0): where, by region size, the colour error lies."""
-    out = _generate_in_eval_mode(G, data_cfg, n, seed, split, batch_size, attention=False)
+    out = generate_in_eval_mode(G, data_cfg, n, seed, split, batch_size, attention=False)
     r = metrics.region_color_error(out["self"], out["target"], out["sketch"])
     return metrics.region_error_by_size(r["region_de"], r["region_lch"], r["region_area"])
 
@@ -186,7 +186,7 @@ def reference_or_memory(G, data_cfg, *, n: int = 0, seed: int = 0, split: str = 
     sketch) lands closer to the unjittered I than the reference allows. One row per
     MEMORY_PAIRS entry: the region colour error (dE00 and its dL*, dC*, dH* split) on the
     first n images of a split (all with n = 0)."""
-    out = _generate_in_eval_mode(G, data_cfg, n, seed, split, batch_size, attention=False)
+    out = generate_in_eval_mode(G, data_cfg, n, seed, split, batch_size, attention=False)
     rows = []
     for label, a, b in MEMORY_PAIRS:
         r = metrics.region_color_error(out[a], out[b], out["sketch"])
@@ -244,9 +244,18 @@ def evaluate(run_or_file, *, dataset: str | None = None, root: str | None = None
     return rows
 
 
+# The keywords of `read_metrics` that select rows (each also an `evaluate` keyword).
+METRIC_FILTERS = ("split", "no_reference", "dataset")
+
+
 def read_metrics(run_dir, *, split: str = "test", no_reference: bool = False,
-                 dataset: str | None = None, **_ignored) -> list[dict]:
-    """The newest evaluation rows of a run for its current snapshot step (empty if none)."""
+                 dataset: str | None = None, **unknown) -> list[dict]:
+    """The newest evaluation rows of a run for its current snapshot step (empty if none),
+    selected by METRIC_FILTERS. Any other keyword is a ValueError: a misspelt filter would
+    otherwise be dropped unnoticed, returning the rows it was meant to exclude."""
+    if unknown:
+        raise ValueError(f"read_metrics has no filter {', '.join(map(repr, unknown))}; "
+                         f"filters: {', '.join(METRIC_FILTERS)}")
     path = Path(run_dir) / "metrics.jsonl"
     if not path.exists():
         return []

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pandas as pd
 
-from .registry import MAIN, example_batch, load_config, metrics_table, outputs, run_path, summarise
+from ..training.snapshot import FINAL
+from .registry import MAIN, load_config, run_path
+from .tables import example_batch, metrics_table, outputs, summarise
 
 
 def attention_accuracy(profile: str, names, seeds=(0,), n: int = 64) -> pd.DataFrame:
@@ -14,7 +16,7 @@ def attention_accuracy(profile: str, names, seeds=(0,), n: int = 64) -> pd.DataF
     rows = []
     for name in names:
         for seed in seeds:
-            if not (run_path(profile, name, seed) / "snapshot-final.pt").exists():
+            if not (run_path(profile, name, seed) / FINAL).exists():
                 continue
             config = load_config(run_path(profile, name, seed))
             batch = example_batch(config, n=n, seed=0)
@@ -26,7 +28,10 @@ def attention_accuracy(profile: str, names, seeds=(0,), n: int = 64) -> pd.DataF
     return pd.DataFrame(rows)
 
 
-def _verdict(better: float, worse: float, spread: float, lower_is_better: bool = True) -> str:
+def verdict(better: float, worse: float, spread: float, lower_is_better: bool = True) -> str:
+    """How a claim fared: `better` beats `worse` by more than `spread` (the larger standard
+    deviation between seeds) -> "held"; by no more than it -> "same direction, inside the seed
+    spread"; not at all -> "did not hold"."""
     gap = (worse - better) if lower_is_better else (better - worse)
     if gap <= 0:
         return "did not hold"
@@ -61,7 +66,7 @@ def claims(profile: str, seeds=(0, 1)) -> pd.DataFrame:
         return (key, CLAIMS[key],
                 f"{label} SCFT {get('scft-triplet', metric):.2f} vs addition "
                 f"{get('add', metric):.2f}, AdaIN {get('adain', metric):.2f}",
-                _verdict(get("scft-triplet", metric), get(best_other, metric),
+                verdict(get("scft-triplet", metric), get(best_other, metric),
                          sd("scft-triplet", best_other, m=metric)))
 
     # The main model uses its reference when the right one saves colour error (gain > 0) and
@@ -78,15 +83,15 @@ def claims(profile: str, seeds=(0, 1)) -> pd.DataFrame:
              f"{get('add', 'ref_gain_de_self'):.2f} / "
              f"{get('add', 'palette_follow_cross'):.3f}, AdaIN "
              f"{get('adain', 'ref_gain_de_self'):.2f} / {get('adain', 'palette_follow_cross'):.3f}",
-             "gain: " + _verdict(gain, 0.0, sd(main, m="ref_gain_de_self"),
+             "gain: " + verdict(gain, 0.0, sd(main, m="ref_gain_de_self"),
                                  lower_is_better=False)
-             + "; palette: " + _verdict(ratio, 1.0, sd(main, m="palette_follow_cross")))]
+             + "; palette: " + verdict(ratio, 1.0, sd(main, m="palette_follow_cross")))]
     rows += [scft_vs_others("table1", "fid_cross", "FID (cross ref.)"),
              scft_vs_others("fig3", "region_de_self", "region dE2000")]
     best_other = min(("scft-l1", "scft-none"), key=lambda r: get(r, "region_de_self"))
-    triplet = _verdict(get("scft-triplet", "region_de_self"), get(best_other, "region_de_self"),
+    triplet = verdict(get("scft-triplet", "region_de_self"), get(best_other, "region_de_self"),
                        sd("scft-triplet", best_other, m="region_de_self"))
-    l1_vs_none = _verdict(get("scft-none", "region_de_self"), get("scft-l1", "region_de_self"),
+    l1_vs_none = verdict(get("scft-none", "region_de_self"), get("scft-l1", "region_de_self"),
                           sd("scft-none", "scft-l1", m="region_de_self"))
     rows.append(("fig17", CLAIMS["fig17"],
                  f"region dE2000 triplet {get('scft-triplet', 'region_de_self'):.2f}, L1 "
@@ -104,7 +109,7 @@ def claims(profile: str, seeds=(0, 1)) -> pd.DataFrame:
         rows.append(("fig14", CLAIMS["fig14"],
                      "attention top-1 on the true cell: " + ", ".join(
                          f"{r} {v:.3f}" for r, v in m["mean"].items()) + f"; chance {chance:.3f}",
-                     _verdict(trip, max(none, chance), spread, lower_is_better=False)))
+                     verdict(trip, max(none, chance), spread, lower_is_better=False)))
     noref = read_metrics_pair(profile, seeds)
     if noref:
         rows.append(("fig5", CLAIMS["fig5"],

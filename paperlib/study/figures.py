@@ -1,12 +1,13 @@
 """Figures: image grids, loss curves, correspondences and attention maps (supplementary Fig. 14)."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+
+from ..training.stats import read_stats
 
 QUERY_COLORS = ("red", "blue", "yellow", "green")  # the order of Fig. 14's columns (a)-(d)
 ATTENTION_CMAP, ATTENTION_ALPHA = "inferno", 0.6  # Fig. 14 style heat over the reference
@@ -41,13 +42,6 @@ def save_grid(columns, path, titles=None) -> None:
     fig = image_grid(columns, titles)
     fig.savefig(path, dpi=100)
     plt.close(fig)
-
-
-def read_stats(run_dir) -> list[dict]:
-    path = Path(run_dir) / "stats.jsonl"
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 def loss_curves(runs: dict[str, str | Path], terms=("g_rec", "g_tr", "g_adv", "d_total",
@@ -197,7 +191,7 @@ def reference_use_curves(long_df, x: str = "step", metrics=None):
 
 def region_size_bars(df):
     """Share of regions, and mean dE00 and |dH*| per region, by region-area bin, a bar per run
-    (mean over seeds, the bars' lines the spread between seeds). df: experiments.region_size_table."""
+    (mean over seeds, the bars' lines the spread between seeds). df: tables.region_size_table."""
     import seaborn as sns
 
     panels = [("share_regions", "share of regions"), ("mean_de", "region dE00"),

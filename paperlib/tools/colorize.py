@@ -30,11 +30,11 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from ..data.imageio import BadImageError, fit_inside, load_rgb, resize_long_side, to_tensor, to_uint8
+from ..data.imageio import (IMAGE_EXTENSIONS, BadImageError, fit_inside, load_rgb, resize_long_side,
+                            to_tensor, to_uint8)
 from ..core.sketch import binarize_sketch_image, looks_like_line_drawing, sketch_tensor
 from ..training.snapshot import load_generator
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 LINES = ("keep", "none")
 PAPER = 1.0  # white paper, in both the sketch's {-1,+1} and the reference's [-1,1] range
 
@@ -78,7 +78,7 @@ def colorize_tensors(G, sketch: torch.Tensor, reference: torch.Tensor | None = N
     stride and the output is cropped back; at a multiple (e.g. the training size) this is
     exactly `G(sketch, reference)[0]`. With `return_aux` it returns (output, aux) where aux is
     the generator's aux dict with the attention matrix (SCFT only) over the padded canvas's
-    feature grid, `feature_grid(H, W, stride)` cells in row-major order.
+    feature grid, `padded_feature_grid(H, W, stride)` cells in row-major order.
     """
     if sketch.dim() != 4 or sketch.shape[1] != 1:
         raise ValueError(f"sketch must be (B, 1, H, W), got {tuple(sketch.shape)}")
@@ -96,7 +96,7 @@ def colorize_tensors(G, sketch: torch.Tensor, reference: torch.Tensor | None = N
     return crop_box(out.float().cpu(), box), aux
 
 
-def feature_grid(h: int, w: int, stride: int = 16):
+def padded_feature_grid(h: int, w: int, stride: int = 16):
     """The generator's feature grid for an h x w input padded by `pad_to_multiple`:
     (rows, cols, top, left), top/left being the padding before the input's first row/column."""
     hp, wp = h + (-h % stride), w + (-w % stride)
@@ -149,9 +149,9 @@ def colorize_image(G, sketch: np.ndarray, reference: np.ndarray | None = None, *
 
 def _listing(path: Path) -> list[Path]:
     if path.is_dir():
-        files = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        files = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
         if not files:
-            raise FileNotFoundError(f"{path} holds no image files ({', '.join(sorted(IMAGE_SUFFIXES))})")
+            raise FileNotFoundError(f"{path} holds no image files ({', '.join(sorted(IMAGE_EXTENSIONS))})")
         return files
     if not path.exists():
         raise FileNotFoundError(f"no such file or folder: {path}")
@@ -174,7 +174,7 @@ def colorize_files(checkpoint, sketch, out, reference=None, device: str = "cpu",
     sketches = _listing(Path(sketch))
     refs = _listing(Path(reference)) if reference is not None else None
     out = Path(out)
-    single = len(sketches) == 1 and out.suffix.lower() in IMAGE_SUFFIXES
+    single = len(sketches) == 1 and out.suffix.lower() in IMAGE_EXTENSIONS
     if not single:
         out.mkdir(parents=True, exist_ok=True)
     written = []
@@ -190,5 +190,5 @@ def colorize_files(checkpoint, sketch, out, reference=None, device: str = "cpu",
 
 
 __all__ = ["colorize_tensors", "colorize_image", "colorize_files", "check_size",
-           "pad_to_multiple", "crop_box", "feature_grid", "prepare_inputs", "finish_output",
+           "pad_to_multiple", "crop_box", "padded_feature_grid", "prepare_inputs", "finish_output",
            "BadImageError"]

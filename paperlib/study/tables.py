@@ -1,0 +1,191 @@
+"""Tables and analyses over the runs of the registry (`paperlib.study.registry`): their metrics
+in long and summarised form, saved with provenance; the example inputs and the runs' outputs
+that figures and checks are made from; and the final-snapshot studies (split gap, colour memory,
+region size, bf16 precision) that go beyond metrics.jsonl.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from ..config import Config, override
+from .registry import ARMS, run_path
+
+
+def metrics_table(profile: str, names=None, seeds=(0,), **filters) -> pd.DataFrame:
+    """All metrics rows of the given runs (long format: one row per run, seed and metric)."""
+    from ..evaluation.evaluate import read_metrics
+
+    frames = []
+    for name in names or ARMS:
+        for seed in seeds:
+            rows = read_metrics(run_path(profile, name, seed), **filters)
+            for r in rows:
+                frames.append({"run": name, "seed": seed, **r})
+    return pd.DataFrame(frames)
+
+
+def summarise(df: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
+    """Mean and spread over seeds: one row per run, `metric` and `metric_sd` columns."""
+    if df.empty:
+        return df
+    wide = df.pivot_table(index=["run", "seed"], columns="metric", values="value").reset_index()
+    keep = [m for m in metrics if m in wide.columns]
+    agg = wide.groupby("run")[keep].agg(["mean", "std", "count"])
+    out = pd.DataFrame(index=agg.index)
+    for m in keep:
+        out[m] = agg[(m, "mean")]
+        out[m + "_sd"] = agg[(m, "std")]
+    out["seeds"] = agg[(keep[0], "count")] if keep else 0
+    return out.reset_index()
+
+
+def example_batch(config: Config, n: int = 4, seed: int = 0, split: str = "test",
+                  start: int = 0) -> dict:
+    """n test images with their sketches, augmented-self references and correspondences, and a
+    cross reference (the next image's colour image) for each."""
+    import torch
+
+    from ..core import augment
+    from ..data.datasets import build_dataset
+
+    ds = build_dataset(config.data, split)
+    stride = max(1, len(ds) // max(n, 1))
+    idx = [(start + i * stride) % len(ds) for i in range(n)]
+    items = [ds[i] for i in idx]
+    image = torch.stack([it["image"] for it in items])  # (n,3,H,W)
+    aug = augment.augmented_self(image, override(config, {"data.no_reference_prob": 0.0}).data,
+                                 torch.Generator().manual_seed(seed))
+    return {"image": image, "sketch": torch.stack([it["sketch"] for it in items]),
+            "cross_reference": torch.roll(image, 1, 0), "keys": [it["key"] for it in items], **aug}
+
+
+def outputs(profile: str, names, batch: dict, seed: int = 0, reference: str = "reference",
+            return_attention: bool = False) -> dict:
+    """Each named run's output on `batch`; reference is a batch key or "zero"."""
+    import torch
+
+    from ..training.snapshot import load_generator
+
+    result = {}
+    for name in names:
+        G, _, _ = load_generator(run_path(profile, name, seed))
+        ref = None if reference == "zero" else batch[reference]
+        with torch.no_grad():
+            out, aux = G(batch["sketch"], ref, return_attention=return_attention)
+        result[name] = (out, aux) if return_attention else out
+    return result
+
+
+def provenance(df: pd.DataFrame) -> dict:
+    """What a table's numbers depend on, read from its metrics rows."""
+    def vals(col):
+        return ", ".join(str(v) for v in sorted(set(df[col]))) if col in df and len(df) else "-"
+    return {"profile": vals("profile"), "dataset": vals("dataset"), "split": vals("split"),
+            "resolution": vals("resolution"), "steps": vals("step"), "seeds": vals("seed"),
+            "eval seed": vals("eval_seed"), "samples (n)": vals("n"),
+            "perceptual network": vals("perceptual_network"), "FID network": vals("fid_network"),
+            "git commit": vals("git_commit")}
+
+
+def save_table(table: pd.DataFrame, name: str, results, prov: dict, note: str = "") -> Path:
+    """Write results/<name>.csv (with # provenance lines) and results/<name>.md."""
+    results = Path(results)
+    results.mkdir(parents=True, exist_ok=True)
+    header = "".join(f"# {k}: {v}\n" for k, v in prov.items())
+    with open(results / f"{name}.csv", "w") as f:
+        f.write(header)
+        table.to_csv(f, index=False, float_format="%.4f")
+    md = [f"### {name}", ""]
+    if note:
+        md += [note, ""]
+    md += [table.to_markdown(index=False, floatfmt=".4f"), "", "Provenance:", ""]
+    md += [f"- {k}: {v}" for k, v in prov.items()]
+    (results / f"{name}.md").write_text("\n".join(md) + "\n")
+    return results / f"{name}.md"
+
+
+def precision_report(profile: str, main_run: str, batch: dict, seed: int = 0) -> pd.DataFrame:
+    """Does bf16 cost quality? (1) the main model's outputs in bf16 vs float32 on `batch`;
+    (2) the short float32 and bf16 runs' losses over their last quarter of log lines."""
+    import torch
+
+    from ..training.snapshot import load_generator
+    from ..training.stats import read_stats
+
+    G, _, _ = load_generator(run_path(profile, main_run, seed))
+    with torch.no_grad():
+        ref32, _ = G(batch["sketch"], batch["reference"])
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            ref16, _ = G(batch["sketch"], batch["reference"])
+    diff = (ref16.float() - ref32).abs()
+    rows = [("outputs: mean |bf16 - fp32| (of range 2)", float(diff.mean())),
+            ("outputs: max |bf16 - fp32|", float(diff.max())),
+            ("outputs: PSNR bf16 vs fp32 (dB)",
+             float(10 * torch.log10(4 / (diff ** 2).mean().clamp(min=1e-12))))]
+    stats = {p: read_stats(run_path(profile, f"short-{p}", seed)) for p in ("fp32", "bf16")}
+    for term in ("g_rec", "g_tr", "g_perc", "g_style", "g_adv", "d_total"):
+        for p, lines in stats.items():
+            tail = lines[-max(1, len(lines) // 4):]
+            if tail:
+                rows.append((f"short run {p}: {term} (last quarter mean)",
+                             sum(x[term] for x in tail) / len(tail)))
+    return pd.DataFrame(rows, columns=["quantity", "value"])
+
+
+def _final_generators(profile: str, names, seeds):
+    """(name, seed, generator, config, step) of each run's final snapshot, one at a time."""
+    from ..training.snapshot import load_generator
+
+    for name in names:
+        for seed in seeds:
+            G, cfg, step = load_generator(run_path(profile, name, seed))
+            yield name, seed, G, cfg, step
+
+
+SPLIT_GAP_METRICS = ("region_de_self", "region_dl_self", "region_dc_self", "region_dh_self",
+                     "ref_gain_de_self", "palette_follow_cross")
+
+
+def split_gap_table(profile: str, names, seeds=(0,), n: int = 0) -> pd.DataFrame:
+    """evaluate.reference_use of each run's final snapshot on training images and on test
+    images, the first n of each split (n = 0: as many as the test split holds, so both rows
+    average the same number of images). One row per run, seed and split. Whether a model
+    misses a colour target through too little training (training images as far off as test
+    images) or through overfitting (training images much closer)."""
+    from ..data.datasets import build_dataset
+    from ..evaluation.evaluate import reference_use
+
+    rows = []
+    for name, seed, G, cfg, step in _final_generators(profile, names, seeds):
+        m = n or len(build_dataset(cfg.data, "test"))
+        for split in ("train", "test"):
+            values = reference_use(G, cfg.data, n=m, split=split)
+            rows.append({"run": name, "seed": seed, "step": step, "split": split, "n": m,
+                         **{k: values[k] for k in SPLIT_GAP_METRICS}})
+    return pd.DataFrame(rows)
+
+
+def memory_table(profile: str, names, seeds=(0,), n: int = 0) -> pd.DataFrame:
+    """evaluate.reference_or_memory of each run's final snapshot (test split): one row per
+    run, seed and comparison."""
+    from ..evaluation.evaluate import reference_or_memory
+
+    return pd.DataFrame([{"run": name, "seed": seed, "step": step, **r}
+                         for name, seed, G, cfg, step in _final_generators(profile, names, seeds)
+                         for r in reference_or_memory(G, cfg.data, n=n)])
+
+
+def region_size_table(profile: str, names, seeds=(0,), n: int = 0) -> pd.DataFrame:
+    """evaluate.region_size_bins for each run and seed (final snapshots, test split): one row
+    per run, seed and region-area bin, with a readable `bin` label."""
+    from ..evaluation.evaluate import region_size_bins
+
+    rows = []
+    for name, seed, G, cfg, _ in _final_generators(profile, names, seeds):
+        for r in region_size_bins(G, cfg.data, n=n):
+            hi = "" if r["area_to"] == float("inf") else f"{r['area_to']:g}"
+            label = f">= {r['area_from']:g} px" if not hi else f"{r['area_from']:g}-{hi} px"
+            rows.append({"run": name, "seed": seed, "bin": label, **r})
+    return pd.DataFrame(rows)
