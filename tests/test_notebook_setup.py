@@ -3,6 +3,7 @@ import pandas as pd
 import pytest
 
 from paperlib import notebook
+from paperlib.study import tables
 
 
 def test_setup_prints_the_profile_line_and_applies_overrides(capsys, tmp_path, monkeypatch):
@@ -23,9 +24,9 @@ def test_setup_rejects_an_unknown_field():
 @pytest.mark.parametrize("column,want", [("fid_cross", 2), ("fid_cross_sd", 2), ("kid_cross", 4),
                                          ("region_de_self", 2), ("region_jnd_share_self", 3),
                                          ("palette_follow_cross", 3), ("palette_cross", 2),
-                                         ("ssim_self", 3), ("unknown", notebook.DEFAULT_DECIMALS)])
+                                         ("ssim_self", 3), ("unknown", tables.DEFAULT_DECIMALS)])
 def test_decimals_by_metric(column, want):
-    assert notebook.decimals(column) == want
+    assert tables.decimals(column) == want
 
 
 def test_show_is_the_same_html_twice_at_the_metric_precision():
@@ -38,3 +39,20 @@ def test_show_is_the_same_html_twice_at_the_metric_precision():
     # the fifth-decimal noise of a second reproduction does not show
     df2 = df.assign(fid_cross=[107.368658])
     assert notebook.show(df2, "t1").to_html() == first
+
+
+def test_headline_rows_in_order_with_mean_and_spread(tmp_path):
+    df = pd.DataFrame([{"run": r, "seed": s, "metric": m, "value": v}
+                       for r, base in (("main", 10.0), ("arm", 20.0))
+                       for s, v0 in ((0, base), (1, base + 2.0))
+                       for m, v in (("region_de_self", v0), ("fid_cross", 100 + v0))])
+    t = tables.headline_table(df, ["main", "arm"], metrics=("region_de_self", "fid_cross"))
+    assert t["run"].tolist() == ["main", "arm"]
+    # mean of 10 and 12 is 11, sd of the two is sqrt(2)
+    assert t.loc[0, "region_de_self"] == "11.00 ± 1.41"
+    assert t.loc[1, "fid_cross"] == "121.00 ± 1.41" and t.loc[1, "seeds"] == 2
+    with pytest.raises(ValueError, match="nope"):
+        tables.headline_table(df, ["main", "nope"], metrics=("region_de_self",))
+    path = tables.save_headline(t, tmp_path, {"profile": "mini"})
+    text = path.read_text()
+    assert path.name == "headline.md" and "11.00 ± 1.41" in text and "- profile: mini" in text

@@ -13,6 +13,27 @@ from ..config import Config, override
 from .registry import ARMS, run_path
 
 
+# Decimals shown per metric, by name prefix (longest prefix wins). A re-execution on the same
+# runs reads the same metrics.jsonl and reproduces every digit; a second reproduction on the
+# same kind of CPU moved FID in its 4th decimal (107.3687 against 107.3686: float summation
+# order in the Inception features), which 2 decimals hide while still showing differences
+# far below the spread between seeds (0.1 to 2 FID). The other metrics are shown at the
+# resolution their analysis uses: colour errors in dE00 to 0.01 (one JND is about 1), ratios
+# and hit rates to 0.001, KID (about 0.03) to 1e-4, PSNR to 0.01 dB.
+PRECISION: dict[str, int] = {
+    "fid": 2, "kid": 4, "ssim": 3, "psnr": 2, "region_jnd": 3, "region": 2, "ref_gain": 2,
+    "palette_follow": 3, "palette": 2, "attention": 3, "g_": 4, "d_": 4,
+}
+DEFAULT_DECIMALS = 4
+
+
+def decimals(column: str) -> int:
+    """Decimals shown for a metric column (a `_sd` spread takes its metric's)."""
+    name = column[:-3] if column.endswith("_sd") else column
+    best = max((p for p in PRECISION if name.startswith(p)), key=len, default=None)
+    return PRECISION[best] if best is not None else DEFAULT_DECIMALS
+
+
 def metrics_table(profile: str, names=None, seeds=(0,), **filters) -> pd.DataFrame:
     """All metrics rows of the given runs (long format: one row per run, seed and metric)."""
     from ..evaluation.evaluate import read_metrics
@@ -189,3 +210,38 @@ def region_size_table(profile: str, names, seeds=(0,), n: int = 0) -> pd.DataFra
             label = f">= {r['area_from']:g} px" if not hi else f"{r['area_from']:g}-{hi} px"
             rows.append({"run": name, "seed": seed, "bin": label, **r})
     return pd.DataFrame(rows)
+
+
+# The headline: the main model beside the ablation arms at their own steps.
+HEADLINE_METRICS = ("region_de_self", "region_dl_self", "region_dc_self", "region_dh_self",
+                    "ref_gain_de_self", "palette_follow_cross", "fid_cross")
+
+
+def headline_table(df: pd.DataFrame, runs, metrics=HEADLINE_METRICS) -> pd.DataFrame:
+    """One row per run in `runs` order: each metric as "mean ± sd (over n seeds)" text at its
+    shown precision (`decimals`). `df` is a long metrics table (`metrics_table`)."""
+    summary = summarise(df, list(metrics)).set_index("run")
+    missing = [r for r in runs if r not in summary.index]
+    if missing:
+        raise ValueError(f"no metrics for run(s) {', '.join(missing)} in the table")
+    rows = []
+    for run in runs:
+        row = {"run": run, "seeds": int(summary.loc[run, "seeds"])}
+        for m in metrics:
+            if m not in summary.columns:
+                raise ValueError(f"no metric {m!r} in the table")
+            d = decimals(m)
+            mean, sd = summary.loc[run, m], summary.loc[run, m + "_sd"]
+            row[m] = f"{mean:.{d}f}" + ("" if pd.isna(sd) else f" ± {sd:.{d}f}")
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def save_headline(table: pd.DataFrame, results, prov: dict, note: str = "") -> Path:
+    """results/headline.md: the headline table as Markdown with its provenance."""
+    path = Path(results) / "headline.md"
+    lines = ["# Headline results", ""] + ([note, ""] if note else [])
+    lines += [table.to_markdown(index=False), "", "Provenance:", ""]
+    lines += [f"- {k}: {v}" for k, v in prov.items()]
+    path.write_text("\n".join(lines) + "\n")
+    return path
