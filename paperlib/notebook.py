@@ -3,7 +3,7 @@
 `setup(profile)` replaces the cell each notebook used to copy: the profile's config (with the
 notebook's overrides), the folder its tables and figures go to, and one line that says which
 profile ran. `show(table)` displays a table at the precision the reproduction holds
-(`paperlib.study.tables.PRECISION`), with a fixed id, so that re-executing a notebook on the same runs gives the
+(`paperlib.evaluation.evaluate.PRECISION`), with a fixed id, so that re-executing a notebook on the same runs gives the
 same output, character for character.
 """
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .config import Config, get_profile, override
-from .study.tables import decimals
+from .evaluation.evaluate import decimals
 
 def setup(profile: str | None = None, **overrides) -> tuple[Config, Path]:
     """The notebook's config and results folder; prints the profile line every notebook shows.
@@ -38,5 +38,7 @@ def show(table, table_id: str, **properties):
 
     numeric = [c for c in table.columns if pd.api.types.is_float_dtype(table[c])]
     styler = table.style.set_uuid(table_id)
-    styler = styler.format({c: f"{{:.{decimals(str(c))}f}}" for c in numeric}, na_rep="")
+    # a grouped table's columns are (metric, statistic) pairs: the metric sets the decimals
+    name = lambda c: str(c[0] if isinstance(c, tuple) else c)  # noqa: E731
+    styler = styler.format({c: f"{{:.{decimals(name(c))}f}}" for c in numeric}, na_rep="")
     return styler.set_properties(**properties) if properties else styler

@@ -3,6 +3,7 @@ import pandas as pd
 import pytest
 
 from paperlib import notebook
+from paperlib.evaluation import evaluate
 from paperlib.study import tables
 
 
@@ -24,9 +25,9 @@ def test_setup_rejects_an_unknown_field():
 @pytest.mark.parametrize("column,want", [("fid_cross", 2), ("fid_cross_sd", 2), ("kid_cross", 4),
                                          ("region_de_self", 2), ("region_jnd_share_self", 3),
                                          ("palette_follow_cross", 3), ("palette_cross", 2),
-                                         ("ssim_self", 3), ("unknown", tables.DEFAULT_DECIMALS)])
+                                         ("ssim_self", 3), ("unknown", evaluate.DEFAULT_DECIMALS)])
 def test_decimals_by_metric(column, want):
-    assert tables.decimals(column) == want
+    assert evaluate.decimals(column) == want
 
 
 def test_show_is_the_same_html_twice_at_the_metric_precision():
@@ -56,3 +57,11 @@ def test_headline_rows_in_order_with_mean_and_spread(tmp_path):
     path = tables.save_headline(t, tmp_path, {"profile": "mini"})
     text = path.read_text()
     assert path.name == "headline.md" and "11.00 ± 1.41" in text and "- profile: mini" in text
+
+
+def test_show_takes_a_grouped_tables_decimals_from_its_metric():
+    df = pd.DataFrame({"run": ["a", "a"], "region_de_self": [19.43271, 19.5], "kid_cross": [0.02301, 0.024]})
+    grouped = df.groupby("run").agg(["mean", "std"])
+    html = notebook.show(grouped, "g").to_html()
+    assert "19.47" in html and "19.466" not in html   # region_de at 2 decimals
+    assert "0.0235" in html                           # kid at 4
