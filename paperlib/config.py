@@ -16,7 +16,8 @@ from typing import Any
 
 @dataclass(frozen=True)
 class DataConfig:
-    dataset: str = "openmoji"  # "openmoji", "folder" (recursive image folder), "edges2shoes"
+    # "openmoji", "faces" (DiceBear avatars), "folder" (recursive image folder), "edges2shoes"
+    dataset: str = "openmoji"
     root: str = ""  # image root for "folder" / "edges2shoes"; unused for openmoji
     resolution: int = 256  # [C] 256x256 training images
     sketch_source: str = "line"  # openmoji only: "line" (artist's line art) or "xdog"
@@ -37,6 +38,13 @@ class DataConfig:
     no_reference_prob: float = 0.0  # [S 6.5] probability of a zero reference (0.1 = the 9:1 ratio)
     num_workers: int = 0  # DataLoader worker processes
     eval_limit: int = 0  # evaluate on at most this many test images (0: the whole split)
+    # The faces dataset (data/faces.py): DiceBear avatars whose colours are drawn independently
+    # of their shapes. The paper uses no such set; every value is [I].
+    faces_styles: tuple = ("adventurer", "micah", "open-peeps")  # [I] train and test styles
+    faces_unseen_style: str = "big-smile"  # [I] the test-unseen split's style, never trained on
+    faces_train_per_style: int = 2700  # [I] seeds 0..N-1 of each style: 8,100 training faces
+    faces_test_per_style: int = 300  # [I] 900 test faces: a tenth of each style, as test_fraction
+    faces_unseen: int = 1000  # [I] test-unseen faces, as many as test faces, rounded
 
 
 @dataclass(frozen=True)
@@ -150,7 +158,9 @@ def smoke() -> Config:
     return replace(
         c,
         profile="smoke",
-        data=replace(c.data, resolution=32, eval_limit=24),
+        # A tiny faces set (48 train, 24 test, 24 test-unseen) renders in seconds.
+        data=replace(c.data, resolution=32, eval_limit=24, faces_train_per_style=16,
+                     faces_test_per_style=8, faces_unseen=24),
         model=replace(c.model, width=0.25),
         loss=replace(c.loss, random_perceptual_weights=False),
         train=replace(c.train, batch_size=4, max_steps=4, precision="fp32", channels_last=False,
@@ -217,7 +227,7 @@ def override(config: Config, assignments: list[str] | dict[str, Any]) -> Config:
 
 
 CHOICES = {
-    "data.dataset": ("openmoji", "folder", "edges2shoes"),
+    "data.dataset": ("openmoji", "faces", "folder", "edges2shoes"),
     "data.sketch_source": ("line", "xdog"),
     "model.aggregation": ("scft", "add", "adain"),
     "model.init": ("normal", "kaiming"),
@@ -249,7 +259,30 @@ def check_config(config: Config) -> Config:
             raise ValueError(f"{key}={getattr(getattr(config, section), name)!r} must be at least 1")
     if config.model.width <= 0:
         raise ValueError(f"model.width={config.model.width!r} must be positive")
+    if config.data.dataset == "faces":
+        _check_faces(config)
     return config
+
+
+def _check_faces(config: Config) -> None:
+    """Counts that leave a split empty or the training split shorter than one batch, and
+    style names that dicebear-styles does not ship."""
+    d = config.data
+    for name in ("faces_train_per_style", "faces_test_per_style", "faces_unseen"):
+        value = getattr(d, name)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"data.{name}={value!r} must be at least 1")
+    if not d.faces_styles or len(set(d.faces_styles)) != len(d.faces_styles):
+        raise ValueError(f"data.faces_styles={d.faces_styles!r} must name one or more "
+                         f"distinct styles")
+    n_train = len(d.faces_styles) * d.faces_train_per_style
+    if n_train < config.train.batch_size:
+        raise ValueError(f"data.faces_train_per_style={d.faces_train_per_style} gives "
+                         f"{n_train} training faces ({len(d.faces_styles)} styles), fewer than "
+                         f"train.batch_size={config.train.batch_size}")
+    from .data.faces import check_styles  # reads the installed dicebear-styles
+
+    check_styles(d)
 
 
 def _split_assignment(text: str) -> tuple[str, str]:

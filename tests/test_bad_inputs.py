@@ -372,3 +372,57 @@ def test_the_pixel_limit_is_checked_from_the_header(tmp_path, monkeypatch):
     monkeypatch.setenv("PAPERLIB_MAX_PIXELS", "100")
     with pytest.raises(BadImageError, match="over the 100-pixel limit"):
         load_rgb(good_png(tmp_path / "small.png"))
+
+
+# ------------------------------------------------- the faces dataset: one error line each
+
+def _faces_args(command, tmp, *sets, dataset="faces"):
+    out = [command, "--profile", "smoke", "--dataset", dataset]
+    out += ["--run-dir", str(tmp / "run")] if command == "train" else []
+    for s in sets:
+        out += ["--set", s]
+    return out
+
+
+def _unwritable_cache(tmp, monkeypatch):
+    (tmp / "a-file").write_text("a file where the cache folder should go")
+    monkeypatch.setenv("PAPERLIB_CACHE", str(tmp / "a-file" / "cache"))
+
+
+def _no_dicebear(tmp, monkeypatch):
+    import sys
+
+    monkeypatch.setenv("PAPERLIB_CACHE", str(tmp / "cache"))
+    monkeypatch.setitem(sys.modules, "dicebear", None)  # import dicebear -> ImportError
+
+
+FACES_CASES = [
+    ("unknown dataset name", lambda t: _faces_args("train", t, dataset="face"), None,
+     ("data.dataset='face'", "faces")),
+    ("unknown style", lambda t: _faces_args("prepare-data", t, "data.faces_styles=adventurer,elves"),
+     None, ("'elves'", "unknown DiceBear style")),
+    ("test-unseen style also trained on", lambda t: _faces_args(
+        "train", t, "data.faces_unseen_style=micah"), None, ("'micah'", "would not be unseen")),
+    ("training split smaller than a batch", lambda t: _faces_args(
+        "train", t, "data.faces_train_per_style=1"), None,
+     ("data.faces_train_per_style=1", "train.batch_size=4")),
+    ("render cache cannot be written", lambda t: _faces_args("prepare-data", t),
+     _unwritable_cache, ("cannot write the faces render cache", "a-file")),
+    ("dicebear not installed", lambda t: _faces_args("prepare-data", t), _no_dicebear,
+     ("dicebear-core==10.7.0",)),
+]
+
+
+@pytest.mark.parametrize("what,build,setup,needles", FACES_CASES, ids=[c[0] for c in FACES_CASES])
+def test_faces_bad_input(what, build, setup, needles, tmp_path, capsys, monkeypatch):
+    if setup is not None:
+        setup(tmp_path, monkeypatch)
+    capsys.readouterr()
+    code = main(build(tmp_path))
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    errors = [line[line.index("error:"):] for line in err.splitlines() if "error:" in line]
+    assert code == 2 and len(errors) == 1, err[-2000:]
+    for needle in needles:
+        assert needle in errors[0], (needle, errors[0])
+    assert not (tmp_path / "run").exists()  # refused before anything was written

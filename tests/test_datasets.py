@@ -187,3 +187,8 @@ def test_edges2shoes(tmp_path):
 def test_unknown_dataset():
     with pytest.raises(ValueError, match="imagenet"):
         build_dataset(DataConfig(dataset="imagenet"), "train")
+
+
+def test_unknown_dataset_lists_faces():
+    with pytest.raises(ValueError, match=r"unknown data.dataset 'face'; use 'openmoji', 'faces'"):
+        build_dataset(DataConfig(dataset="face"), "train")

@@ -1,6 +1,8 @@
 """Datasets: item -> dict(image=(3,H,W) [-1,1], sketch=(1,H,W) +/-1, key=str).
 
 "openmoji": embedded, in memory as uint8 (see openmoji.py).
+"faces": DiceBear avatar faces, colours drawn independently of the shapes; in memory as uint8;
+  sketch = XDoG of the image [S 6.3]; splits train, test and test-unseen (see faces.py).
 "folder": any recursive image folder (CelebA img_align_celeba, ImageNet class folders,
   Danbooru crops, webtoon frames); sketch = XDoG of the image [S 6.3].
 "edges2shoes": pix2pix layout, each file is A|B side by side: left the edge map (the given
@@ -67,6 +69,26 @@ class OpenMojiDataset(Dataset):
         self.inks = openmoji.sketch_masks(data, cfg)[idx]  # (N,H,W) bool
         self.keys = [data.codes[i] for i in idx]
         self.skipped = list(data.skipped)
+
+    def __len__(self):
+        return len(self.keys)
+
+    def __getitem__(self, i):
+        return {"image": to_tensor(self.images[i]), "sketch": sketch_tensor(self.inks[i]),
+                "key": self.keys[i]}
+
+
+class FacesDataset(Dataset):
+    """DiceBear faces of one split, held in memory; items as OpenMojiDataset's."""
+
+    def __init__(self, cfg: DataConfig, split: str, limit: int | None = None):
+        from . import faces
+
+        data = faces.load_faces(cfg, split, limit=limit)
+        self.images = data.images  # (N,H,W,3) uint8
+        self.inks = faces.sketch_masks(data, cfg)  # (N,H,W) bool
+        self.keys = data.keys  # "style/seed"
+        self.skipped: list[str] = []  # every face renders; kept for the datasets' common surface
 
     def __len__(self):
         return len(self.keys)
@@ -154,12 +176,15 @@ class Edges2ShoesDataset(FolderDataset):
 
 
 def build_dataset(cfg: DataConfig, split: str, limit: int | None = None) -> Dataset:
-    """The dataset named by cfg.dataset; `limit` (OpenMoji only) renders just the first N SVGs."""
+    """The dataset named by cfg.dataset; `limit` renders just the first N OpenMoji SVGs, or at
+    most N faces per style of the faces split (tiny sets for tests)."""
     if cfg.dataset == "openmoji":
         return OpenMojiDataset(cfg, split, limit=limit)
+    if cfg.dataset == "faces":
+        return FacesDataset(cfg, split, limit=limit)
     if cfg.dataset == "folder":
         return FolderDataset(cfg, split)
     if cfg.dataset == "edges2shoes":
         return Edges2ShoesDataset(cfg, split)
-    raise ValueError(f"unknown data.dataset {cfg.dataset!r}; use 'openmoji', 'folder' or "
-                     f"'edges2shoes'")
+    raise ValueError(f"unknown data.dataset {cfg.dataset!r}; use 'openmoji', 'faces', 'folder' "
+                     f"or 'edges2shoes'")

@@ -6,13 +6,15 @@ from .datasets import build_dataset
 
 
 def prepare(config: Config) -> dict:
-    """Build (and cache) both splits, convert the FID weights; return the split counts."""
+    """Build (and cache) every split (faces: train, test, test-unseen), convert the FID weights;
+    return the split counts."""
     from ..evaluation import fid
 
+    splits = ("train", "test", "test-unseen") if config.data.dataset == "faces" else ("train", "test")
     counts = {}
-    for split in ("train", "test"):
+    for split in splits:
         counts[split] = len(build_dataset(config.data, split))
-    counts["total"] = counts["train"] + counts["test"]
+    counts["total"] = sum(counts[s] for s in splits)
     if config.data.dataset == "openmoji":
         from .openmoji import openmoji_counts
         counts.update({k: v for k, v in openmoji_counts(config.data).items() if k not in counts})
