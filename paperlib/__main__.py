@@ -1,4 +1,5 @@
-"""Command line: python -m paperlib {prepare-data,train,bench,evaluate,colorize,reproduce,screenshot}."""
+"""Command line: python -m paperlib {prepare-data,train,bench,evaluate,colorize,reproduce,screenshot,
+long-run,long-run-summary}."""
 from __future__ import annotations
 
 import argparse
@@ -103,6 +104,48 @@ def main(argv=None) -> int:
     sp.add_argument("--out", default=None, help="PNG path (default results/fig_try_it_screenshot.png)")
     sp.add_argument("--chromium", default="/usr/bin/chromium", help="the browser executable")
 
+    sp = sub.add_parser("long-run", help="one recipe for many more steps, seeds side by side, "
+                        "its reference use measured at every snapshot (for a GPU)",
+                        description="Train --profile with its schedule stretched to --steps (or "
+                        "to what fits --budget), seeds side by side, and measure every snapshot "
+                        "with evaluate.reference_use while it trains; see results/gpu/README.md.")
+    sp.add_argument("--work", default=None,
+                    help="folder for the run folders (checkpoints, snapshots; default "
+                         "runs/<profile>/long-run)")
+    sp.add_argument("--out", default=None, help="folder for the curves, logs, samples and "
+                    "meta.json (default: the --work folder)")
+    sp.add_argument("--profile", default="mini", help="the recipe (default mini)")
+    sp.add_argument("--seeds", type=int, nargs="+", default=[0, 1], metavar="SEED")
+    steps = sp.add_mutually_exclusive_group()
+    steps.add_argument("--steps", type=int, default=None,
+                       help="training steps of each run (default 8800, as in results/gpu)")
+    steps.add_argument("--budget", type=float, default=None, metavar="SECONDS",
+                       help="instead of --steps: time each seed's step on this device, then "
+                            "train as many steps as fit this many seconds")
+    sp.add_argument("--round", type=int, default=800, help="with --budget: the step count is a "
+                    "multiple of this")
+    sp.add_argument("--snapshots", type=int, default=8, help="snapshots over each run")
+    sp.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    sp.add_argument("--augment-on-device", action="store_true",
+                    help="build the augmented-self pair on the training device (for GPUs: the "
+                         "same random draws, not bit-identical arithmetic)")
+    sp.add_argument("--test-n", type=int, default=0,
+                    help="test images each snapshot is measured on (0: the whole split)")
+    sp.add_argument("--train-n", type=int, default=48,
+                    help="training images each snapshot is also measured on (0: none)")
+    sp.add_argument("--workers", type=int, default=0,
+                    help="worker processes (default two per seed: one trains, one measures)")
+    sp.add_argument("--no-samples", dest="samples", action="store_false",
+                    help="draw no sample grid")
+    sp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a field of the recipe, e.g. --set train.ema_decay=0.999")
+    sp = sub.add_parser("long-run-summary", help="table and plot of a long-run output folder")
+    sp.add_argument("folder", help="the --out folder of long-run")
+    sp.add_argument("--out-dir", default=None, help="where long_run_summary.{md,png} go "
+                    "(default the folder itself)")
+    sp.add_argument("--runs-root", default=None, help="where the repository's runs of the "
+                    "recipe are, for comparison (default runs/<profile>)")
+
     args = p.parse_args(argv)
     try:
         return _dispatch(args)
@@ -188,6 +231,23 @@ def _dispatch(args) -> int:
     elif args.cmd == "screenshot":
         from .tools.screenshot import take
         print(take(args.out, profile=args.profile, chromium=args.chromium))
+    elif args.cmd == "long-run":
+        from .study.reproduce import runs_dir
+        from .tools.long_run import LongRun, run
+        length = ({"steps": 0, "budget_seconds": args.budget} if args.budget is not None
+                  else {} if args.steps is None else {"steps": args.steps})
+        work = args.work or str(runs_dir(args.profile) / "long-run")
+        run(LongRun(out=args.out or work, work=work, profile=args.profile,
+                    seeds=tuple(args.seeds), **length,
+                    round_to=args.round, snapshots=args.snapshots, device=args.device,
+                    augment_on_device=args.augment_on_device, sets=tuple(args.set),
+                    test_n=args.test_n, train_n=args.train_n, workers=args.workers,
+                    samples=args.samples))
+    elif args.cmd == "long-run-summary":
+        from .tools.long_run_summary import summarise
+        text, md, png = summarise(args.folder, args.out_dir, args.runs_root)
+        print(text)
+        print(f"wrote {md} and {png}")
     elif args.cmd == "reproduce":
         from .study.reproduce import run_notebooks
         run_notebooks(profile=args.profile, only=args.only)

@@ -8,6 +8,7 @@ import pytest
 from PIL import Image
 
 from paperlib.__main__ import main
+from paperlib.training.snapshot import FINAL
 
 
 def run_cli(*args):
@@ -129,11 +130,11 @@ def test_colorize_bad_inputs_fail_clearly(trained, tmp_path, case, capsys):
 
 
 def test_colorize_bad_checkpoint_fails_clearly(tmp_path, capsys):
-    fake = tmp_path / "snapshot-final.pt"
+    fake = tmp_path / FINAL
     fake.write_text("garbage")
     assert main(["colorize", "--checkpoint", str(fake), "--sketch", "x.png",
                  "--out", str(tmp_path / "o.png")]) == 2
-    assert "snapshot-final.pt" in capsys.readouterr().err
+    assert FINAL in capsys.readouterr().err
 
 
 def test_bench_runs_and_reports_peaks(tmp_path):

@@ -25,7 +25,9 @@ from PIL import Image
 
 from paperlib.config import get_profile, override
 from paperlib.training.runlock import RunLock, RunLockedError
-from paperlib.training.loop import CheckpointError, train
+from paperlib.training.checkpoint import CheckpointError
+from paperlib.training.loop import train
+from paperlib.training.snapshot import FINAL
 
 REPO = Path(__file__).resolve().parents[1]
 STEPS = 24
@@ -226,7 +228,7 @@ def test_reproduce_killed_in_training_and_in_evaluation_resumes(tmp_path, reques
 
     root = _reproduce_root(tmp_path / "killed")
     runs = root / "runs" / "smoke"
-    finals = lambda: {p.parent.name for p in runs.glob("*/snapshot-final.pt")}  # noqa: E731
+    finals = lambda: {p.parent.name for p in runs.glob(f"*/{FINAL}")}  # noqa: E731
     # The pool starts with the two longest runs; the first 2nd checkpoint write kills all.
     assert _reproduce(root, "checkpoint-write@2") != 0
     assert not finals()
@@ -275,7 +277,7 @@ def _damage(kind: str, path: Path, images: Path, tmp: Path):
     elif kind == "an image's contents":
         path.write_bytes((images / "img00.png").read_bytes())
     elif kind == "a generator snapshot":
-        shutil.copy(path.parent / "snapshot-final.pt" if (path.parent / "snapshot-final.pt").exists()
+        shutil.copy(path.parent / FINAL if (path.parent / FINAL).exists()
                     else next(path.parent.glob("snapshot-*.pt")), path)
     elif kind == "another width's checkpoint":
         other = tmp / "other"

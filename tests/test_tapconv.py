@@ -131,7 +131,7 @@ def test_generator_weights_are_drawn_as_before_the_tap_layout(monkeypatch):
 def test_resumed_adam_moments_take_the_parameter_layout():
     """Moments saved in another layout (a checkpoint from before the tap layout) are re-laid
     out on resume; the fused Adam step then equals the step of a plain contiguous parameter."""
-    from paperlib.training.loop import match_state_layout
+    from paperlib.training.checkpoint import match_state_layout
 
     torch.manual_seed(0)
     values, grad = torch.randn(5, 6, 3, 3), torch.randn(5, 6, 3, 3)

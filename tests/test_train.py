@@ -8,6 +8,7 @@ import torch
 
 from paperlib.config import get_profile, override
 from paperlib.training.loop import NonFiniteLossError, lr_lambda, train
+from paperlib.training.snapshot import FINAL
 
 
 def folder_config(root, **sets):
@@ -33,15 +34,36 @@ def test_smoke_run_writes_the_run_folder(image_folder, tmp_path):
     for key in ("g_rec", "g_adv", "g_perc", "g_style", "g_tr", "d_total", "lr_g", "lr_d",
                 "images_per_sec"):
         assert all(torch.isfinite(torch.tensor(x[key])) for x in lines), key
-    assert (run / "checkpoint-latest.pt").exists() and (run / "snapshot-final.pt").exists()
+    assert (run / "checkpoint-latest.pt").exists() and (run / FINAL).exists()
     assert list((run / "samples").glob("step-*.png"))
+    # the checkpoint's keys are a file format: runs written by earlier code must still resume
+    blob = torch.load(run / "checkpoint-latest.pt", weights_only=False)
+    assert set(blob) == {"G", "D", "opt_g", "opt_d", "sched_g", "sched_d", "scaler", "rng", "step",
+                         "config", "G_ema"}
+
+
+def test_augmenting_on_the_device_takes_the_same_draws():
+    """prepare_batch(augment_on_device=True) only moves the images first: on the CPU the batch
+    is the same, and the generator is left at the same state."""
+    from paperlib.training.loop import prepare_batch
+
+    config = get_profile("smoke")
+    g = torch.Generator().manual_seed(0)
+    raw = {"image": torch.rand(4, 3, 32, 32, generator=g) * 2 - 1,
+           "sketch": torch.rand(4, 1, 32, 32, generator=g) * 2 - 1}
+    gens = [torch.Generator().manual_seed(1), torch.Generator().manual_seed(1)]
+    a = prepare_batch(raw, config, gens[0], torch.device("cpu"))
+    b = prepare_batch(raw, config, gens[1], torch.device("cpu"), augment_on_device=True)
+    assert a.keys() == b.keys() and {"sketch", "reference", "target"} <= a.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert torch.equal(gens[0].get_state(), gens[1].get_state())
 
 
 def test_resume_gives_exactly_the_uninterrupted_weights(image_folder, tmp_path):
     config = folder_config(image_folder, **{"train.max_steps": 6, "train.checkpoint_every": 100})
     train(config, tmp_path / "straight")
     train(config, tmp_path / "resumed", stop_at_step=3)
-    assert not (tmp_path / "resumed" / "snapshot-final.pt").exists()
+    assert not (tmp_path / "resumed" / FINAL).exists()
     train(config, tmp_path / "resumed")
     a = torch.load(tmp_path / "straight" / "checkpoint-latest.pt", weights_only=False)
     b = torch.load(tmp_path / "resumed" / "checkpoint-latest.pt", weights_only=False)
@@ -124,7 +146,7 @@ def test_ema_snapshot_is_the_average_and_resumes_bit_exactly(image_folder, tmp_p
     b = torch.load(tmp_path / "resumed" / "checkpoint-latest.pt", weights_only=False)
     for k in a["G_ema"]:
         assert torch.equal(a["G_ema"][k], b["G_ema"][k]), f"G_ema.{k} differs after resume"
-    snap = torch.load(tmp_path / "straight" / "snapshot-final.pt", weights_only=False)["generator"]
+    snap = torch.load(tmp_path / "straight" / FINAL, weights_only=False)["generator"]
     w = "enc_r.convs.0.weight"
     assert torch.equal(snap[w], a["G_ema"][w])
     assert not torch.equal(snap[w], a["G"][w])  # the average lags the raw weights

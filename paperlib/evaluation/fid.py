@@ -21,9 +21,6 @@ from unittest import mock
 
 import numpy as np
 import torch
-import torchvision
-from pytorch_fid import inception as pf_inception
-from pytorch_fid.fid_score import calculate_frechet_distance
 from tqdm import tqdm
 
 from ..paths import atomic_write, cache_root
@@ -109,6 +106,8 @@ def _module_name(tf_module: str) -> str:
 def _target_state_dict() -> dict[str, torch.Tensor]:
     """pytorch-fid's parameter names and shapes. The FID blocks only override forward(), so
     the keys are those of torchvision's Inception v3 with 1008 classes and no aux head."""
+    import torchvision
+
     net = torchvision.models.inception_v3(weights=None, aux_logits=False, num_classes=1008,
                                           init_weights=False)
     return net.state_dict()
@@ -220,6 +219,8 @@ def inception(device: str | torch.device = "cpu",
 
     pytorch-fid builds the FID network in fid_inception_v3(), which fetches the weights by
     URL; we let it build everything and only answer that one fetch with our state dict."""
+    from pytorch_fid import inception as pf_inception
+
     sd = fid_state_dict(weights)
 
     def _serve(url, *args, **kwargs):
@@ -288,6 +289,8 @@ def stats(acts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
     """pytorch-fid's Frechet distance between two Gaussians."""
+    from pytorch_fid.fid_score import calculate_frechet_distance
+
     with warnings.catch_warnings():  # pytorch-fid passes sqrtm's deprecated `disp` argument
         warnings.filterwarnings("ignore", message=".*`disp` argument", category=DeprecationWarning)
         return float(calculate_frechet_distance(mu1, sigma1, mu2, sigma2))

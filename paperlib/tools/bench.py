@@ -309,9 +309,9 @@ def breakdown(profile: str = "mini", sets: list[str] | None = None, steps: int =
     from torch.profiler import ProfilerActivity, profile as torch_profile
 
     from ..data.datasets import build_dataset
+    from ..training.checkpoint import checkpoint_state, rng_state
+    from ..training.loop import EpochBatches, batches_from, lr_lambda, prepare_batch, save_samples
     from ..training.snapshot import atomic_save, save_snapshot
-    from ..training.loop import (EpochBatches, _prepare, _save_samples, batches_from, checkpoint_state,
-                        lr_lambda, rng_state)
 
     config = override(get_profile(profile), list(sets or []) + ["train.device=cpu"])
     device = torch.device("cpu")
@@ -339,7 +339,7 @@ def breakdown(profile: str = "mini", sets: list[str] | None = None, steps: int =
             prof.__enter__()
             t_loop = time.perf_counter()
         t0 = time.perf_counter()
-        batch = _prepare(next(data), config, gen, device)
+        batch = prepare_batch(next(data), config, gen, device)
         if i >= warmup:
             t_data += time.perf_counter() - t0
         train_step(nets, config, batch, neg, device)
@@ -359,9 +359,9 @@ def breakdown(profile: str = "mini", sets: list[str] | None = None, steps: int =
         atomic_save(checkpoint_state(nets, *scheds, [rng_state({})], steps, config),
                     tmp / "checkpoint.pt")
         c1 = time.perf_counter()
-        save_snapshot(nets.G_ema or nets.G, config, 0, tmp / "snapshot.pt")
+        save_snapshot(nets.eval_generator, config, 0, tmp / "snapshot.pt")
         c2 = time.perf_counter()
-        _save_samples(nets.G_ema or nets.G, batch, tmp / "samples.png", config, device)
+        save_samples(nets.eval_generator, batch, tmp / "samples.png", config, device)
         c3 = time.perf_counter()
     io = {"checkpoint write (per step)": (c1 - c0) * 1e3 / t.checkpoint_every,
           "snapshot write (per step)": (c2 - c1) * 1e3 / t.snapshot_every if t.snapshot_every else 0.0,

@@ -10,6 +10,8 @@ their last bits, as they do between any two thread counts).
 a GPU, or `PAPERLIB_WORKERS=1`) it runs them in this process, one after the other; otherwise
 in a pool of spawned worker processes. Each worker dies with its parent (PR_SET_PDEATHSIG), so
 an interrupted notebook leaves no orphan holding a run folder's lock, and rerunning resumes.
+`run_in_workers` is that pool for any list of jobs (`python -m paperlib long-run` trains its
+seeds and measures their snapshots in it).
 """
 from __future__ import annotations
 
@@ -137,40 +139,68 @@ def ensure_runs(profile: str, jobs, *, evaluate=True, no_reference: bool = False
             _job(profile, name, seed, scored[name, seed], no_reference, progress)
         return paths
 
-    import multiprocessing
-
-    threads = threads_per_worker(workers)
     total = sum(steps.values())
-    bar = tqdm(total=total, desc=f"{len(todo)} runs, {workers} at a time x {threads} thread(s)",
+    bar = tqdm(total=total, desc=f"{len(todo)} runs, {workers} at a time x "
+                                 f"{threads_per_worker(workers)} thread(s)",
                unit="step", dynamic_ncols=True, **({} if progress else {"disable": True}))
-    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                               initializer=_init_worker, initargs=(threads,))
-    futures: dict = {}
+    # The bar was drawn when it was made: the first timed redraw is REFRESH_SECONDS later.
+    shown = [time.monotonic()]
+
+    def redraw(finished: int, any_ended: bool) -> None:
+        # Redrawn every REFRESH_SECONDS or when a run ends: a notebook keeps every redraw of
+        # the bar in its saved output, and a reproduction runs for tens of minutes.
+        if any_ended or time.monotonic() - shown[0] >= REFRESH_SECONDS:
+            bar.n = sum(min(steps[j], _steps_done(run_path(profile, *j))) for j in todo)
+            bar.set_postfix_str(f"{finished}/{len(todo)} runs done", refresh=False)
+            bar.refresh()
+            shown[0] = time.monotonic()
+
     try:
-        futures = {pool.submit(_job, profile, n, s, scored[n, s], no_reference): (n, s) for n, s in todo}
-        # The bar was drawn when it was made: the first timed redraw is REFRESH_SECONDS later
-        # (starting from 0 redrew it at the first 5 s poll, one redraw more than promised).
-        pending, shown = set(futures), time.monotonic()
-        while pending:
-            done, pending = wait(pending, timeout=5, return_when=FIRST_EXCEPTION)
-            # Redrawn every REFRESH_SECONDS or when a run ends: a notebook keeps every redraw
-            # of the bar in its saved output, and a reproduction runs for tens of minutes.
-            if done or time.monotonic() - shown >= REFRESH_SECONDS:
-                bar.n = sum(min(steps[j], _steps_done(run_path(profile, *j))) for j in todo)
-                bar.set_postfix_str(f"{len(futures) - len(pending)}/{len(futures)} runs done",
-                                    refresh=False)
-                bar.refresh()
-                shown = time.monotonic()
-            for f in done:
-                if f.exception() is not None:
-                    name, seed = futures[f]
-                    raise RuntimeError(f"run {name} seed {seed} failed: {f.exception()}") from f.exception()
+        run_in_workers(_job, [(profile, n, s, scored[n, s], no_reference) for n, s in todo],
+                       workers, name=lambda job: f"run {job[1]} seed {job[2]}", on_poll=redraw)
     finally:
         bar.close()
+    return paths
+
+
+def run_in_workers(fn, jobs: list[tuple], workers: int, *, name=str, on_poll=None) -> list:
+    """fn(*job) for every job, `workers` at a time, each worker on its share of the cores;
+    returns the results in the order of `jobs`. With one worker the jobs run here, one after
+    the other; otherwise in spawned processes that die with this one, taking jobs in order
+    (a job that waits for an earlier one's output cannot starve it). `fn` must be importable
+    by name (a module-level function).
+
+    A failing job stops the pool: the jobs in flight are killed (run folders resume on the next
+    call) and RuntimeError("<name(job)> failed: <its error>") is raised. While waiting,
+    on_poll(jobs finished, whether any finished since the last call) is called every few
+    seconds.
+    """
+    if workers <= 1:
+        return [fn(*job) for job in jobs]
+    import multiprocessing
+
+    workers = min(workers, len(jobs))
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_init_worker, initargs=(threads_per_worker(workers),))
+    futures: dict = {}
+    try:
+        futures = {pool.submit(fn, *job): i for i, job in enumerate(jobs)}
+        pending = set(futures)
+        while pending:
+            done, pending = wait(pending, timeout=5, return_when=FIRST_EXCEPTION)
+            if on_poll is not None:
+                on_poll(len(futures) - len(pending), bool(done))
+            for f in done:
+                if f.exception() is not None:
+                    raise RuntimeError(f"{name(jobs[futures[f]])} failed: {f.exception()}") \
+                        from f.exception()
+    finally:
         # On error the other workers are killed: their runs resume from the last checkpoint.
         if any(not f.done() for f in futures):
             for proc in list((getattr(pool, "_processes", None) or {}).values()):
                 proc.kill()
         pool.shutdown(wait=True, cancel_futures=True)
-    return paths
-
+    results = [None] * len(jobs)
+    for f, i in futures.items():
+        results[i] = f.result()
+    return results

@@ -1,7 +1,7 @@
 """Evaluation snapshots (generator only) and atomic file writes.
 
 Resume state (networks, optimisers, schedulers, RNG, step) lives in the run folder's
-`checkpoint-latest.pt` and is written by `paperlib.training.loop`; what evaluation, colorize and the
+`checkpoint-latest.pt` (`paperlib.training.checkpoint`); what evaluation, colorize and the
 notebooks load is the much smaller generator snapshot kept apart from it.
 """
 from __future__ import annotations

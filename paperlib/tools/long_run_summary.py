@@ -1,61 +1,64 @@
-"""Summarise what results/gpu/long_run_command.sh brought back: a markdown table and a plot.
+"""`python -m paperlib long-run-summary FOLDER`: a markdown table and a plot of what
+`python -m paperlib long-run` wrote into FOLDER (curves-seed*.jsonl, stats-seed*.jsonl, meta.json).
 
-    python results/gpu/summarise.py FOLDER [--out-dir results/gpu] [--runs-root runs/mini]
-
-FOLDER holds curves-seed*.jsonl, stats-seed*.jsonl and meta.json (the command's $OUT).
-Writes <out-dir>/long_run_summary.md and <out-dir>/long_run_summary.png (FOLDER may be
-read-only). Pure python + pandas + matplotlib; paperlib is not imported.
-
-The curves are evaluate.reference_use at every snapshot: region dE00 with the image's own
-(augmented) reference ('self'), its lightness / chroma / hue split, ref_gain_de_self,
-palette_follow_cross and the attention hit rate, on the whole test split (and on the first
-48 training images, notebook 02's setting, dashed). For comparison, the repository's own
-1,000- and 3,000-step runs are read from <runs-root>/scft-triplet[-3x]-seed*/metrics.jsonl
-(full test split) when present.
+Writes long_run_summary.md and long_run_summary.png into --out-dir (default FOLDER). The curves
+are evaluate.reference_use at every snapshot: region dE00 with the image's own augmented
+reference ('self'), its lightness / chroma / hue split, ref_gain_de_self, palette_follow_cross
+and the attention hit rate, on the test split (and dashed, on the first training images). For
+comparison, the repository's own equal-recipe runs (REPO_RUNS: 1,000 and 3,000 steps) are read
+from their metrics.jsonl under --runs-root (default runs/<profile>) when they are there; a
+log-linear fit through the final values of the schedules says how many steps the target needs.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import math
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-TARGET = 12.0
+TARGET = 12.0  # region dE00 (self) on the test split that the reproduction aims at
 METRICS = [("region_de_self", "region dE00 (self)"), ("region_dl_self", "|dL*|"),
            ("region_dc_self", "|dC*|"), ("region_dh_self", "|dH*|"),
            ("ref_gain_de_self", "gain dE00"), ("palette_follow_cross", "palette ratio"),
            ("attention_hit_rate", "hit rate")]
-# the repository's CPU runs compared with, read from their metrics.jsonl when present
+# the repository's CPU runs of the same recipe, compared with when their folders are present
 REPO_RUNS = [("scft-triplet", 0), ("scft-triplet", 1), ("scft-triplet-3x", 0), ("scft-triplet-3x", 1)]
+SUMMARY_MD, SUMMARY_PNG = "long_run_summary.md", "long_run_summary.png"
 
 
 def read_jsonl(path: Path) -> list[dict]:
+    """The JSON lines of a file; [] if it is missing. A bad line is a ValueError naming it."""
     if not path.exists():
         return []
     rows = []
-    for line in path.read_text().splitlines():
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
         try:
             rows.append(json.loads(line))
-        except ValueError:
-            pass  # a line torn by a kill
+        except ValueError as e:
+            raise ValueError(f"{path}: line {number} is not valid JSON ({e.msg})") from None
     return rows
 
 
-def load(folder: Path):
+def _seed_of(path: Path) -> int:
+    return int(path.stem.split("seed")[-1])
+
+
+def load(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """(curves, training stats, meta.json) of a long-run output folder."""
+    if not folder.is_dir():
+        raise FileNotFoundError(f"no long-run output folder at {folder}")
     curves, stats = [], []
     for p in sorted(folder.glob("curves-seed*.jsonl")):
-        seed = int(p.stem.split("seed")[-1])
-        curves += [{**r, "seed": r.get("seed", seed)} for r in read_jsonl(p)]
+        curves += [{**r, "seed": r.get("seed", _seed_of(p))} for r in read_jsonl(p)]
     for p in sorted(folder.glob("stats-seed*.jsonl")):
-        seed = int(p.stem.split("seed")[-1])
-        stats += [{**r, "seed": seed} for r in read_jsonl(p)]
+        stats += [{**r, "seed": _seed_of(p)} for r in read_jsonl(p)]
+    if not curves and not stats:
+        raise FileNotFoundError(f"{folder} holds no curves-seed*.jsonl or stats-seed*.jsonl: "
+                                f"is it the --out folder of python -m paperlib long-run?")
     meta = json.loads((folder / "meta.json").read_text()) if (folder / "meta.json").exists() else {}
     c = pd.DataFrame(curves)
     if not c.empty:
@@ -64,16 +67,23 @@ def load(folder: Path):
     return c, pd.DataFrame(stats), meta
 
 
+def profile_of(meta: dict) -> str:
+    for entry in meta.get("runs", {}).values():
+        return entry.get("config", {}).get("profile", "mini")
+    return "mini"
+
+
 def repo_runs(runs_root: Path) -> pd.DataFrame:
-    """Final region dE00 (self, full test split) of the repository's 1x and 3x runs."""
+    """Final region dE00 (self, test split) of the repository's 1x and 3x runs, where present."""
+    from ..evaluation.evaluate import read_metrics
+
     rows = []
     for name, seed in REPO_RUNS:
-        found = [r for r in read_jsonl(runs_root / f"{name}-seed{seed}" / "metrics.jsonl")
-                 if r.get("metric") == "region_de_self" and r.get("split") == "test"
-                 and r.get("reference") == "image"]
+        found = [r for r in read_metrics(runs_root / f"{name}-seed{seed}")
+                 if r["metric"] == "region_de_self"]
         if found:
             rows.append({"run": name, "seed": seed, "step": found[-1]["step"],
-                         "region_de_self": found[-1]["value"], "source": "metrics.jsonl"})
+                         "region_de_self": found[-1]["value"]})
     return pd.DataFrame(rows)
 
 
@@ -82,8 +92,10 @@ def fmt(x, d=2) -> str:
 
 
 def markdown(c: pd.DataFrame, s: pd.DataFrame, meta: dict, ref: pd.DataFrame) -> str:
-    out = ["# Long `mini` run on one GPU: does region dE00 (self) reach 12?", ""]
     runs = meta.get("runs", {})
+    on_gpu = any(e.get("runner", {}).get("gpu") for e in runs.values())
+    out = [f"# Long `{profile_of(meta)}` run{' on one GPU' if on_gpu else ''}: does region "
+           f"dE00 (self) reach {TARGET:g}?", ""]
     if runs:
         out += ["| seed | N (planned) | last snapshot | finished | ms/step (calibrated) | "
                 "ms/step (stats.jsonl, median) | train s | GPU | torch |",
@@ -100,7 +112,7 @@ def markdown(c: pd.DataFrame, s: pd.DataFrame, meta: dict, ref: pd.DataFrame) ->
                        f"{fmt(r.get('train_seconds'), 0)} | {r.get('gpu')} | {r.get('torch')} |")
         out.append("")
     if c.empty:
-        return "\n".join(out + ["(no curve rows)"])
+        return "\n".join(out + ["(no curve rows)"]) + "\n"
     test = c[c["split"] == "test"]
     n_test = int(test["n"].max()) if not test.empty else 0
     out += [f"## Reference use at every snapshot, test split (n = {n_test}, eval seed 0)", "",
@@ -111,7 +123,6 @@ def markdown(c: pd.DataFrame, s: pd.DataFrame, meta: dict, ref: pd.DataFrame) ->
             fmt(r[m], 3 if m in ("palette_follow_cross", "attention_hit_rate") else 2)
             for m, _ in METRICS) + " |")
     out.append("")
-    # last snapshot per seed, and the mean over seeds
     last = test.sort_values("step").groupby("seed").tail(1)
     out += ["## Last snapshot", "", "| seed | step | region dE00 | reaches 12? | gain | "
             "palette ratio | hit rate |", "|---|---|---|---|---|---|---|"]
@@ -121,9 +132,9 @@ def markdown(c: pd.DataFrame, s: pd.DataFrame, meta: dict, ref: pd.DataFrame) ->
                    f"{fmt(r['ref_gain_de_self'])} | {fmt(r['palette_follow_cross'], 3)} | "
                    f"{fmt(r['attention_hit_rate'], 3)} |")
     out.append("")
-    # How the final value moves with the length of the schedule: 1k, 3k (repository), N (here)
+    # How the final value moves with the length of the schedule: the repository's runs and this one
     pts = [(int(g["step"].iloc[0]), float(g["region_de_self"].mean()), f"{name} (repo)")
-           for name, g in ref.groupby("run")]
+           for name, g in (ref.groupby("run") if not ref.empty else [])]
     if last["step"].nunique() == 1:
         pts.append((int(last["step"].iloc[0]), float(last["region_de_self"].mean()), "this run"))
     else:
@@ -162,6 +173,8 @@ def markdown(c: pd.DataFrame, s: pd.DataFrame, meta: dict, ref: pd.DataFrame) ->
 
 
 def plot(c: pd.DataFrame, s: pd.DataFrame, ref: pd.DataFrame, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
     fig, axes = plt.subplots(2, 3, figsize=(15, 8.5))
     ax = axes.ravel()
     colors = {0: "tab:blue", 1: "tab:orange", 2: "tab:green", 3: "tab:red"}
@@ -213,23 +226,16 @@ def plot(c: pd.DataFrame, s: pd.DataFrame, ref: pd.DataFrame, path: Path) -> Non
     plt.close(fig)
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("folder", type=Path)
-    p.add_argument("--out-dir", type=Path, default=Path(__file__).resolve().parent)
-    p.add_argument("--runs-root", type=Path,
-                   default=Path(__file__).resolve().parents[2] / "runs" / "mini")
-    a = p.parse_args(argv)
-    c, s, meta = load(a.folder)
-    ref = repo_runs(a.runs_root)
+def summarise(folder, out_dir=None, runs_root=None) -> tuple[str, Path, Path]:
+    """Write the summary of a long-run folder; returns (markdown, .md path, .png path)."""
+    from ..study.reproduce import runs_dir
+
+    folder = Path(folder)
+    c, s, meta = load(folder)
+    out_dir = Path(out_dir) if out_dir else folder
+    ref = repo_runs(Path(runs_root) if runs_root else runs_dir(profile_of(meta)))
     text = markdown(c, s, meta, ref)
-    a.out_dir.mkdir(parents=True, exist_ok=True)
-    (a.out_dir / "long_run_summary.md").write_text(text)
-    plot(c, s, ref, a.out_dir / "long_run_summary.png")
-    print(text)
-    print(f"wrote {a.out_dir / 'long_run_summary.md'} and {a.out_dir / 'long_run_summary.png'}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / SUMMARY_MD).write_text(text)
+    plot(c, s, ref, out_dir / SUMMARY_PNG)
+    return text, out_dir / SUMMARY_MD, out_dir / SUMMARY_PNG
