@@ -107,6 +107,34 @@ def test_rerun_with_a_different_config_is_refused(image_folder, tmp_path):
         train(folder_config(image_folder, **{"model.aggregation": "add"}), tmp_path / "r")
 
 
+def test_a_run_from_before_a_config_field_was_added_still_resumes(image_folder, tmp_path):
+    """A run written by code whose config lacked a field (its config.json and checkpoint do
+    not name it) resumes from its checkpoint; a field it did set differently is still refused."""
+    cut = folder_config(image_folder, **{"train.max_steps": 2})
+    run = tmp_path / "old"
+    train(cut, run)
+    # as an older version of the code wrote them: no faces fields anywhere
+    config = json.loads((run / "config.json").read_text())
+    dropped = [k for k in config["data"] if k.startswith("faces_")]
+    assert dropped, "the test needs a field to drop"
+    for k in dropped:
+        del config["data"][k]
+    config["train"]["max_steps"] = folder_config(image_folder).train.max_steps
+    (run / "config.json").write_text(json.dumps(config))
+    from paperlib.training.checkpoint import CHECKPOINT
+    blob = torch.load(run / CHECKPOINT, weights_only=False)
+    blob["config"] = config
+    torch.save(blob, run / CHECKPOINT)
+    (run / FINAL).unlink()
+    train(folder_config(image_folder), run)
+    steps = [json.loads(x)["step"] for x in (run / "stats.jsonl").read_text().splitlines()]
+    assert (run / FINAL).exists() and steps[-1] == folder_config(image_folder).train.max_steps
+    config["data"]["resolution"] = 48
+    (run / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="different config.*data.resolution"):
+        train(folder_config(image_folder), run)
+
+
 def test_paper_profile_without_vgg19_says_where_to_put_it(tmp_path, monkeypatch, image_folder):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
     monkeypatch.delenv("PAPERLIB_VGG19", raising=False)

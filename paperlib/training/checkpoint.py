@@ -99,7 +99,8 @@ def read_checkpoint(path: Path, config: Config) -> dict:
     if not isinstance(blob, dict) or not _CHECKPOINT_KEYS <= set(blob):
         missing = sorted(_CHECKPOINT_KEYS - set(blob)) if isinstance(blob, dict) else ["all"]
         raise CheckpointError(f"{path} is not a training checkpoint (missing {', '.join(missing)})")
-    theirs, ours = json.loads(json.dumps(blob["config"])), json.loads(to_json(config))
+    ours = json.loads(to_json(config))
+    theirs = with_new_fields(json.loads(json.dumps(blob["config"])), ours)
     differences = _diff(theirs, ours)
     if differences:
         shown = "; ".join(d.replace(" -> ", " in the checkpoint, ", 1) + " in this run"
@@ -226,7 +227,7 @@ def write_or_check_config(config: Config, run_dir: Path) -> None:
     path = run_dir / "config.json"
     text = to_json(config)
     if path.exists():
-        old = json.loads(path.read_text())
+        old = with_new_fields(json.loads(path.read_text()), json.loads(text))
         if old != json.loads(text):
             raise ValueError(
                 f"{run_dir} already holds a run with a different config; resume it with the same "
@@ -234,6 +235,20 @@ def write_or_check_config(config: Config, run_dir: Path) -> None:
                 f"{_diff(old, json.loads(text))})")
         return
     atomic_write(path, lambda f: f.write((text + "\n").encode()))
+
+
+def with_new_fields(theirs: dict, ours: dict) -> dict:
+    """`theirs` (a config written by an earlier run) with the fields it lacks taken from `ours`:
+    a field added to the config since that run was written cannot have been set differently
+    by it, so a run from before (say, before the faces fields) still resumes. Fields that both
+    have are compared as they are."""
+    out = dict(theirs)
+    for k, v in ours.items():
+        if k not in out:
+            out[k] = v
+        elif isinstance(v, dict) and isinstance(out[k], dict):
+            out[k] = with_new_fields(out[k], v)
+    return out
 
 
 def _diff(a: dict, b: dict, prefix: str = "") -> list[str]:
