@@ -26,7 +26,7 @@ def main(argv=None) -> int:
         sp.add_argument("--profile", default=None, help="smoke, mini or paper (default: "
                         "$PAPERLIB_PROFILE or mini)")
         if dataset:
-            sp.add_argument("--dataset", default=None, help="openmoji, folder or edges2shoes")
+            sp.add_argument("--dataset", default=None, help="openmoji, faces, folder or edges2shoes")
             sp.add_argument("--root", default=None, help="image root for folder/edges2shoes")
         sp.add_argument("--set", action="append", metavar="KEY=VALUE",
                         help="override a config field, e.g. --set model.aggregation=add")

@@ -176,3 +176,18 @@ def test_read_metrics_refuses_a_filter_it_does_not_have(tmp_path):
         ev.read_metrics(run, no_refrence=True)
     with pytest.raises(ValueError, match="'limit'"):
         ev.read_metrics(run, limit=8)
+
+
+def test_real_statistics_key_names_the_faces_that_a_split_holds():
+    from dataclasses import replace
+
+    from paperlib.config import get_profile
+    from paperlib.evaluation.evaluate import real_stats_key
+
+    openmoji = get_profile("mini").data
+    key = real_stats_key(openmoji, "test", 445)
+    # openmoji keeps the key its cached statistics were stored under
+    assert set(key) == {"dataset", "root", "split", "resolution", "n", "sketch_source"}
+    faces = replace(openmoji, dataset="faces")
+    fewer = replace(faces, faces_test_per_style=100)
+    assert real_stats_key(faces, "test", 64) != real_stats_key(fewer, "test", 64)

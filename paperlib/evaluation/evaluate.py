@@ -195,6 +195,19 @@ def reference_or_memory(G, data_cfg, *, n: int = 0, seed: int = 0, split: str = 
     return rows
 
 
+def real_stats_key(data_cfg, split: str, n: int) -> dict:
+    """What the cached Inception statistics of the real images depend on."""
+    key = {"dataset": data_cfg.dataset, "root": data_cfg.root, "split": split,
+           "resolution": data_cfg.resolution, "n": n, "sketch_source": data_cfg.sketch_source}
+    if data_cfg.dataset == "faces":
+        # which faces a split holds depends on the styles and counts; other datasets keep the
+        # key they always had, so their cached statistics stay valid
+        key.update({k: getattr(data_cfg, k) for k in (
+            "faces_styles", "faces_unseen_style", "faces_train_per_style", "faces_test_per_style",
+            "faces_unseen")})
+    return key
+
+
 def evaluate(run_or_file, *, dataset: str | None = None, root: str | None = None,
              split: str = "test", limit: int = 0, no_reference: bool = False, seed: int = 0,
              batch_size: int = 32, device: str = "cpu", progress: bool = True) -> list[dict]:
@@ -213,8 +226,7 @@ def evaluate(run_or_file, *, dataset: str | None = None, root: str | None = None
     faults.point("evaluate")
 
     net = fid.inception(device)
-    real_key = {"dataset": data_cfg.dataset, "root": data_cfg.root, "split": split,
-                "resolution": data_cfg.resolution, "n": n, "sketch_source": data_cfg.sketch_source}
+    real_key = real_stats_key(data_cfg, split, n)
     real_acts = fid.reference_activations(
         real_key, lambda: fid.activations(out["image"], net, device=device, progress=progress))
     values: dict[str, float] = {}
