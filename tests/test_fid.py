@@ -70,15 +70,15 @@ def test_conversion_is_idempotent_and_checked(converted):
     mtime = converted.stat().st_mtime_ns
     assert fid.convert_fid_weights(converted) == converted
     assert converted.stat().st_mtime_ns == mtime
-    ts = dict(fid._load_torchscript().state_dict())
+    ts = dict(fid.load_torchscript().state_dict())
     missing = dict(ts)
     missing.pop("net.layers.mixed_4.tower_1.conv_3.mean")
     with pytest.raises(KeyError, match="unfilled"):
-        fid._convert(missing)
+        fid.convert_state(missing)
     unknown = dict(ts)
     unknown["net.layers.mixed_9.tower_3_conv.weight"] = unknown["net.layers.mixed_9.conv.weight"]
     with pytest.raises(KeyError, match="tower_3_conv"):
-        fid._convert(unknown)
+        fid.convert_state(unknown)
 
 
 def test_original_weights_preferred_and_compared(converted, tmp_path, monkeypatch):

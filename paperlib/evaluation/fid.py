@@ -117,7 +117,7 @@ def _skipped(key: str) -> bool:
     return key.startswith("fc.") or key.endswith("num_batches_tracked")
 
 
-def _convert(ts_state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def convert_state(ts_state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     target = _target_state_dict()
     out: dict[str, torch.Tensor] = {}
     for ts_key, value in ts_state.items():
@@ -163,12 +163,12 @@ def convert_fid_weights(dst: str | Path | None = None) -> Path:
     sha1 = hashlib.sha1(src.read_bytes()).hexdigest()
     if sha1 != TORCHSCRIPT_SHA1:
         raise ValueError(f"{src} has sha1 {sha1}, expected {TORCHSCRIPT_SHA1}")
-    state = _convert(dict(_load_torchscript(src).state_dict()))
+    state = convert_state(dict(load_torchscript(src).state_dict()))
     atomic_write(dst, lambda f: torch.save(state, f))
     return dst
 
 
-def _load_torchscript(path: Path | None = None) -> torch.jit.ScriptModule:
+def load_torchscript(path: Path | None = None) -> torch.jit.ScriptModule:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # torch.jit.load deprecation notice
         return torch.jit.load(str(path or torchscript_path()), map_location="cpu").eval()
@@ -181,7 +181,7 @@ def torchscript_features(x01: torch.Tensor) -> torch.Tensor:
     x = torch.nn.functional.interpolate(x01, size=(299, 299), mode="bilinear",
                                         align_corners=False)
     with torch.no_grad():
-        return _load_torchscript().to(x01.dtype)(2 * x - 1)  # (N, 2048)
+        return load_torchscript().to(x01.dtype)(2 * x - 1)  # (N, 2048)
 
 
 def fid_state_dict(weights: str | Path | None = None) -> dict[str, torch.Tensor]:
