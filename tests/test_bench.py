@@ -68,3 +68,14 @@ def test_fid_rows_time_both_memory_orders_and_agree():
                                          "FID Inception features, NCHW"]
     assert all(r["images_per_sec"] > 0 for r in rows)
     assert rows[0]["max_feature_difference"] < 1e-4  # the same arithmetic in another order
+
+
+# The last commit of the flat layout (one package, no subpackages): its step worker imports
+# `paperlib.train` and `paperlib.bench`, which the worker script falls back to.
+FLAT_LAYOUT_COMMIT = "39a9c92"
+
+
+def test_compare_still_times_a_commit_of_the_flat_layout():
+    result = bench.compare(FLAT_LAYOUT_COMMIT, "smoke", rounds=1, warmup=0, steps=1)
+    assert set(result["seconds"]) == {"now", FLAT_LAYOUT_COMMIT}
+    assert all(v[0] > 0 for v in result["seconds"].values())
