@@ -234,7 +234,8 @@ def inception(device: str | torch.device = "cpu",
                                          use_fid_inception=True)
     # Channels-last is the same arithmetic in another memory order (features agree to ~1e-5 in
     # float32, exactly up to summation order in float64) and runs 1.5x faster on CPU
-    # (oneDNN's NHWC convolutions; measured on a 2-core AMD EPYC, 8.3 -> 12.9 images/s).
+    # (oneDNN's NHWC convolutions; `python -m paperlib bench --fid` measures both layouts, and
+    # results/bench_fid.txt holds the committed measurement with its CPU).
     return model.eval().to(device, memory_format=torch.channels_last)
 
 
