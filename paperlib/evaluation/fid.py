@@ -233,7 +233,7 @@ def inception(device: str | torch.device = "cpu",
                                          resize_input=True, normalize_input=True,
                                          use_fid_inception=True)
     # Channels-last is the same arithmetic in another memory order (features agree to ~1e-5 in
-    # float32, exactly up to summation order in float64) and runs 1.5x faster on CPU
+    # float32, exactly up to summation order in float64) and runs faster on CPU
     # (oneDNN's NHWC convolutions; `python -m paperlib bench --fid` measures both layouts, and
     # results/bench_fid.txt holds the committed measurement with its CPU).
     return model.eval().to(device, memory_format=torch.channels_last)
