@@ -317,5 +317,5 @@ def format_table(rows: list[dict]) -> str:
             f"n={r0['n']} | step {r0['step']} | reference: {r0['reference']} | "
             f"FID net: {r0['fid_network']} | perceptual: {r0['perceptual_network']} | "
             f"commit {r0['git_commit']}")
-    lines = [head] + [f"  {r['metric']:24s} {r['value']:.4f}" for r in rows]
+    lines = [head] + [f"  {r['metric']:24s} {r['value']:.{decimals(r['metric'])}f}" for r in rows]
     return "\n".join(lines)
