@@ -1,13 +1,12 @@
 """The strict notebook check (`make check-notebooks`) ignores exactly the noise it should.
 
-Each case writes a one-cell notebook whose stored outputs are made here, copies the notebooks'
-conftest beside it, and runs strict `pytest --nbval` with the project's sanitizer on it. The
+Each case writes a one-cell notebook whose stored outputs are made here and runs strict
+`pytest --nbval` on it with the project's sanitizer and its nbcheck plugin (as pyproject loads it). The
 cell prints what a reproduction prints: a number, a commit hash, a duration, an object's
 address, a pandas Styler table (random id), and a progress bar on stderr."""
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -47,18 +46,21 @@ def stored_outputs(fid: str) -> list:
 
 
 def strict_check(tmp_path: Path, fid: str, bar: bool = True,
-                 sanitizer: Path = ROOT / "tests" / "nbval_sanitize.cfg") -> subprocess.CompletedProcess:
+                 sanitizer: Path = ROOT / "tests" / "nbval_sanitize.cfg",
+                 plugin: str = "paperlib.tools.nbcheck") -> subprocess.CompletedProcess:
     nb = nbformat.v4.new_notebook()
     cell = nbformat.v4.new_code_cell(CELL.format(bar=bar), execution_count=1)
     cell.outputs = stored_outputs(fid)
     nb.cells = [cell]
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nbformat.write(nb, tmp_path / "case.ipynb")
-    shutil.copyfile(ROOT / "notebooks" / "conftest.py", tmp_path / "conftest.py")
     (tmp_path / "pytest.ini").write_text("[pytest]\n")
+    # a copy beside the notebook: a path into the repository would make pytest take the
+    # repository's own configuration (and its plugins) instead of this folder's
+    (tmp_path / "sanitize.cfg").write_text(Path(sanitizer).read_text())
     return subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbval",
-         "--nbval-sanitize-with", str(sanitizer), "case.ipynb"],
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", plugin, "--nbval",
+         "--nbval-sanitize-with", "sanitize.cfg", "case.ipynb"],
         cwd=tmp_path, capture_output=True, text=True, timeout=300)
 
 
@@ -82,3 +84,10 @@ def test_without_the_sanitizer_the_noise_is_a_difference(tmp_path):
     (tmp_path / "empty.cfg").write_text("")
     done = strict_check(tmp_path, "107.37", sanitizer=tmp_path / "empty.cfg")
     assert done.returncode == 1, done.stdout + done.stderr
+
+
+def test_without_the_plugin_a_missing_stderr_is_a_difference(tmp_path):
+    """The stored side has a progress bar, the re-executed one none: only the plugin makes that
+    no difference (the sanitizer cannot add a stream that is missing)."""
+    done = strict_check(tmp_path, "107.37", bar=False, plugin="no:nbcheck_absent")
+    assert done.returncode == 1 and "stderr" in done.stdout, done.stdout + done.stderr

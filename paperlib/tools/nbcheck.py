@@ -9,7 +9,8 @@ are complete returns before it draws one, so a reproduction stores a bar that a 
 on the same runs does not. Everything on stdout and every rich output (tables as HTML and
 text, Markdown) is compared; images are not (nbval skips them without nbdime).
 
-`notebooks/conftest.py` installs `skip_stderr` as a pytest hook.
+This module is also a pytest plugin: `pyproject.toml` loads it (`addopts = -p ...`) for every
+pytest run in the repository, so a plain `pytest --nbval notebooks` compares the same way.
 """
 from __future__ import annotations
 
@@ -30,6 +31,11 @@ def skip_stderr(items) -> int:
             parent.skip_compare = tuple(keys) + missing
             changed.add(id(parent))
     return len(changed)
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """The pytest hook of this plugin: leave stderr out of nbval's comparison."""
+    skip_stderr(items)
 
 
 # The runs the notebooks read in the mini profile: every arm with seeds 0 and 1, the recipe
