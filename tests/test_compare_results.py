@@ -22,10 +22,20 @@ def test_identical_folders_differ_by_zero_and_a_missing_folder_is_named(tmp_path
     df = pd.DataFrame({"run": ["x"], "v": [1.5]})
     for d in ("a", "b"):
         (tmp_path / d).mkdir()
-        df.to_csv(tmp_path / d / "t.csv", index=False)
+        with open(tmp_path / d / "t.csv", "w") as f:  # as save_table writes them
+            f.write(f"# git commit: {d}\n")
+            df.to_csv(f, index=False)
     out = compare_dirs(tmp_path / "a", tmp_path / "b")
     assert list(out) == ["t"] and out["t"]["max_abs_diff"].tolist() == [0.0]
     with pytest.raises(FileNotFoundError, match="nope"):
         compare_dirs(tmp_path / "a", tmp_path / "nope")
     assert main([str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "r.md")]) == 0
     assert "## t" in (tmp_path / "r.md").read_text()
+
+
+def test_rows_of_one_seed_are_compared_with_the_same_seed():
+    a = pd.DataFrame({"run": ["x", "x"], "seed": [0, 1], "v": [1.0, 5.0]})
+    b = pd.DataFrame({"run": ["x", "x"], "seed": [1, 0], "v": [5.5, 1.0]})
+    t = compare_table(a, b).set_index("column")
+    assert t.loc["v", "max_abs_diff"] == pytest.approx(0.5) and t.loc["v", "rows"] == 2
+    assert "seed" not in t.index

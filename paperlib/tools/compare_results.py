@@ -20,9 +20,15 @@ import pandas as pd
 KEYS = ("run", "recipe", "claim", "metric", "notebook", "step", "size")
 
 
+# Numeric columns that name a row rather than measure it.
+NUMERIC_KEYS = ("seed", "step")
+
+
 def row_key(df: pd.DataFrame) -> list[str]:
-    """The columns that name a row: the leading non-numeric ones, else the known key names."""
+    """The columns that name a row: the non-numeric ones and the numeric ids (seed, step),
+    else the known key names."""
     keys = [c for c in df.columns if not pd.api.types.is_numeric_dtype(df[c])]
+    keys += [c for c in NUMERIC_KEYS if c in df.columns and c not in keys]
     return keys or [c for c in KEYS if c in df.columns]
 
 
@@ -67,7 +73,8 @@ def compare_dirs(a_dir: Path, b_dir: Path) -> dict[str, pd.DataFrame]:
     for pa in sorted(a_dir.glob("*.csv")):
         pb = b_dir / pa.name
         if pb.exists():
-            table = compare_table(pd.read_csv(pa), pd.read_csv(pb))
+            # the tables carry their provenance as leading "# key: value" lines
+            table = compare_table(pd.read_csv(pa, comment="#"), pd.read_csv(pb, comment="#"))
             if not table.empty:
                 out[pa.stem] = table
     return out
