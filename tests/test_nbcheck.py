@@ -3,7 +3,8 @@
 Each case writes a one-cell notebook whose stored outputs are made here and runs strict
 `pytest --nbval` on it with the project's sanitizer and its nbcheck plugin (as pyproject loads it). The
 cell prints what a reproduction prints: a number, a commit hash, a duration, an object's
-address, a pandas Styler table (random id), and a progress bar on stderr."""
+address, a path (absolute here, stored relative), a pandas Styler table (random id), and a
+progress bar on stderr."""
 from __future__ import annotations
 
 import re
@@ -21,6 +22,7 @@ CELL = """\
 import secrets, sys, pandas as pd
 print('FID 107.37 | commit ' + secrets.token_hex(4)[:7] + ' | took %.1f s' % (secrets.randbelow(900) / 10))
 print(object())
+print(repr(__import__('pathlib').Path.cwd() / 'runs' / 'mini'))
 if {bar}:
     sys.stderr.write('reference use: 100%|##########| 8/8 [00:28<00:00,  3.51it/s]\\n')
 pd.DataFrame({{'fid': [107.37]}}).style.set_properties(**{{'text-align': 'left'}})
@@ -35,7 +37,9 @@ def stored_outputs(fid: str) -> list:
     return [
         nbformat.v4.new_output("stream", name="stdout",
                                text=f"FID {fid} | commit 39a9c92 | took 61.2 s\n"
-                                    "<object object at 0x7f39bf6f3990>\n"),
+                                    "<object object at 0x7f39bf6f3990>\n"
+                                    # make reproduce stores paths relative to the repository
+                                    "PosixPath('runs/mini')\n"),
         nbformat.v4.new_output("stream", name="stderr",
                                text="\rreference use:   0%|          | 0/8 [00:00<?, ?it/s]"
                                     "\rreference use: 100%|##########| 8/8 [00:31<00:00,  3.86s/it]\n"),
