@@ -153,13 +153,16 @@ def test_two_gloo_processes_keep_identical_weights(image_folder, tmp_path):
         "c = override(get_profile('smoke'), {'data.dataset': 'folder', 'data.root': %r,\n"
         "    'data.test_fraction': 0.0, 'train.max_steps': 3, 'train.batch_size': 2})\n"
         "s = train(c, %r, progress=False)\n"
-        "print('DIGEST', s['weights_sha1'])\n" % (str(image_folder), str(run)))
+        # a file per rank: the two ranks share one stdout pipe, where their lines can interleave
+        "import os, pathlib\n"
+        "pathlib.Path(%r, 'digest-' + os.environ['RANK']).write_text(s['weights_sha1'])\n"
+        % (str(image_folder), str(run), str(tmp_path)))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1"}
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
                            "--master_port=29517", str(script)], env=env, capture_output=True,
                           text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    digests = [line.split()[1] for line in proc.stdout.splitlines() if line.startswith("DIGEST")]
+    digests = [(tmp_path / f"digest-{rank}").read_text() for rank in (0, 1)]
     assert len(digests) == 2 and digests[0] == digests[1], digests
     assert (run / "checkpoint-latest.pt").exists()
 
