@@ -56,7 +56,19 @@ def _validate(root: Path, rel_paths: list[str]) -> tuple[list[str], list[str]]:
     return good, bad
 
 
-class OpenMojiDataset(Dataset):
+class RenderedDataset(Dataset):
+    """Rendered colour images and their sketch masks held in memory: subclasses set
+    `images` (N,H,W,3 uint8), `inks` (N,H,W bool) and `keys`."""
+
+    def __len__(self):
+        return len(self.keys)
+
+    def __getitem__(self, i):
+        return {"image": to_tensor(self.images[i]), "sketch": sketch_tensor(self.inks[i]),
+                "key": self.keys[i]}
+
+
+class OpenMojiDataset(RenderedDataset):
     def __init__(self, cfg: DataConfig, split: str, limit: int | None = None):
         from . import openmoji
 
@@ -70,15 +82,8 @@ class OpenMojiDataset(Dataset):
         self.keys = [data.codes[i] for i in idx]
         self.skipped = list(data.skipped)
 
-    def __len__(self):
-        return len(self.keys)
 
-    def __getitem__(self, i):
-        return {"image": to_tensor(self.images[i]), "sketch": sketch_tensor(self.inks[i]),
-                "key": self.keys[i]}
-
-
-class FacesDataset(Dataset):
+class FacesDataset(RenderedDataset):
     """DiceBear faces of one split, held in memory; items as OpenMojiDataset's."""
 
     def __init__(self, cfg: DataConfig, split: str, limit: int | None = None):
@@ -89,13 +94,6 @@ class FacesDataset(Dataset):
         self.inks = faces.sketch_masks(data, cfg)  # (N,H,W) bool
         self.keys = data.keys  # "style/seed"
         self.skipped: list[str] = []  # every face renders; kept for the datasets' common surface
-
-    def __len__(self):
-        return len(self.keys)
-
-    def __getitem__(self, i):
-        return {"image": to_tensor(self.images[i]), "sketch": sketch_tensor(self.inks[i]),
-                "key": self.keys[i]}
 
 
 class FolderDataset(Dataset):
