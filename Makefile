@@ -4,6 +4,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PROFILE ?= mini
+# openmoji writes results/; faces writes results/faces/ (make reproduce DATASET=faces)
+DATASET ?= openmoji
 
 .PHONY: install reproduce test check-notebooks bench clean-cache
 
@@ -20,16 +22,23 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 reproduce: $(STAMP)
-	$(PY) -m paperlib reproduce --profile $(PROFILE)
+	$(PY) -m paperlib reproduce --profile $(PROFILE) --dataset $(DATASET)
 
+# The unit tests and the notebooks on OpenMoji, then the notebooks once more on a tiny faces set
+# (rendered at test time), both in the smoke profile.
+NBVAL_LAX := -m pytest -q --nbval-lax --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider
 test: $(STAMP)
-	PAPERLIB_PROFILE=smoke TQDM_DISABLE=1 $(PY) -m pytest -q --nbval-lax --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider
+	PAPERLIB_PROFILE=smoke PAPERLIB_DATASET=openmoji TQDM_DISABLE=1 $(PY) $(NBVAL_LAX)
+	PAPERLIB_PROFILE=smoke PAPERLIB_DATASET=faces TQDM_DISABLE=1 $(PY) $(NBVAL_LAX) notebooks
 
 # After a change that must not move results: re-execute every notebook in the mini profile on
 # the runs `make reproduce` left (nothing retrains) and compare each output with the stored one.
+# DATASET=faces checks the executed copies that `make reproduce DATASET=faces` keeps in
+# results/faces/notebooks/.
+NOTEBOOKS := $(if $(filter openmoji,$(DATASET)),notebooks,results/$(DATASET)/notebooks)
 check-notebooks: $(STAMP)
-	$(PY) -m paperlib.tools.nbcheck mini
-	PAPERLIB_PROFILE=mini $(PY) -m pytest -q --nbval --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider notebooks
+	$(PY) -m paperlib.tools.nbcheck mini $(DATASET)
+	PAPERLIB_PROFILE=mini PAPERLIB_DATASET=$(DATASET) $(PY) -m pytest -q --nbval --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider $(NOTEBOOKS)
 
 bench: $(STAMP)
 	$(PY) -m paperlib bench

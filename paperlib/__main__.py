@@ -98,6 +98,8 @@ def main(argv=None) -> int:
     sp = sub.add_parser("reproduce", help="run every notebook in order through papermill")
     sp.add_argument("--profile", default=None)
     sp.add_argument("--only", default=None, help="run only notebooks whose name contains this")
+    sp.add_argument("--dataset", default=None, help="openmoji or faces (default: "
+                    "$PAPERLIB_DATASET, else openmoji); faces writes results/faces/")
     sp = sub.add_parser("screenshot", help="screenshot notebook 08's widget in JupyterLab "
                         "(headless Chromium through playwright, the 'screenshot' extra)")
     sp.add_argument("--profile", default="mini", help="whose runs the notebook shows (default mini)")
@@ -250,7 +252,7 @@ def _dispatch(args) -> int:
         print(f"wrote {md} and {png}")
     elif args.cmd == "reproduce":
         from .study.reproduce import run_notebooks
-        run_notebooks(profile=args.profile, only=args.only)
+        run_notebooks(profile=args.profile, only=args.only, dataset=args.dataset)
     return 0
 
 

@@ -158,9 +158,10 @@ def smoke() -> Config:
     return replace(
         c,
         profile="smoke",
-        # A tiny faces set (48 train, 24 test, 24 test-unseen) renders in seconds.
+        # A tiny faces set (48 train, 90 test, 24 test-unseen) renders in seconds; 90 test
+        # faces, so that notebook 08's test-image indices (up to 89) exist on both datasets.
         data=replace(c.data, resolution=32, eval_limit=24, faces_train_per_style=16,
-                     faces_test_per_style=8, faces_unseen=24),
+                     faces_test_per_style=30, faces_unseen=24),
         model=replace(c.model, width=0.25),
         loss=replace(c.loss, random_perceptual_weights=False),
         train=replace(c.train, batch_size=4, max_steps=4, precision="fp32", channels_last=False,
@@ -169,6 +170,10 @@ def smoke() -> Config:
 
 
 PROFILES = {"paper": paper, "mini": mini, "smoke": smoke}
+# The datasets the registry's runs, the notebooks and `make reproduce` cover; each gets its own
+# runs/ and results/ folders (paperlib.study.reproduce). "folder" and "edges2shoes" are for
+# training on one's own images and are not part of the study.
+STUDY_DATASETS = ("openmoji", "faces")
 
 
 def get_profile(name: str | None = None) -> Config:
@@ -177,6 +182,15 @@ def get_profile(name: str | None = None) -> Config:
     if name not in PROFILES:
         raise ValueError(f"unknown profile {name!r}; choose one of {sorted(PROFILES)}")
     return PROFILES[name]()
+
+
+def get_dataset(name: str | None = None) -> str:
+    """A study dataset by name; None reads PAPERLIB_DATASET (default "openmoji"). The dataset
+    travels as the profile does, so that worker processes and notebooks agree on it."""
+    name = name or os.environ.get("PAPERLIB_DATASET") or "openmoji"
+    if name not in STUDY_DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; choose one of {list(STUDY_DATASETS)}")
+    return name
 
 
 # ------------------------------------------------------------------------- overrides and JSON

@@ -1,30 +1,38 @@
 """The set-up every notebook starts with, and how its tables are shown.
 
-`setup(profile)` replaces the cell each notebook used to copy: the profile's config (with the
-notebook's overrides), the folder its tables and figures go to, and one line that says which
-profile ran. `show(table)` displays a table at the precision the reproduction holds
+`setup(profile, dataset)` replaces the cell each notebook used to copy: the profile's config on
+the dataset (with the notebook's overrides), the folder its tables and figures go to, and one
+line that says which profile and dataset ran. `show(table)` displays a table at the precision the reproduction holds
 (`paperlib.evaluation.evaluate.PRECISION`), with a fixed id, so that re-executing a notebook on the same runs gives the
 same output, character for character.
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
-from .config import Config, get_profile, override
+from .config import Config, get_dataset, get_profile, override
 from .evaluation.evaluate import decimals
 
-def setup(profile: str | None = None, **overrides) -> tuple[Config, Path]:
-    """The notebook's config and results folder; prints the profile line every notebook shows.
 
-    `profile` None means $PAPERLIB_PROFILE, else mini. Keyword overrides name config fields
-    with `__` for the dot (`data__dataset='openmoji'`); they are applied after the line is
-    printed, which shows the profile's own values."""
+def setup(profile: str | None = None, dataset: str | None = None, **overrides) -> tuple[Config, Path]:
+    """The notebook's config and results folder; prints the line every notebook shows.
+
+    `profile` None means $PAPERLIB_PROFILE, else mini; `dataset` None means $PAPERLIB_DATASET,
+    else openmoji. The dataset is then exported as $PAPERLIB_DATASET, so that every registry
+    call of the notebook (and the worker processes it starts) reads and writes that dataset's
+    runs. Keyword overrides name config fields with `__` for the dot (`data__resolution=64`);
+    they are applied after the line is printed, which shows the profile's own values."""
     from .study.reproduce import results_dir
 
     config = get_profile(profile)
-    results = results_dir(config.profile)
-    print(f"profile={config.profile}  resolution={config.data.resolution}  width={config.model.width}  "
-          f"steps={config.train.max_steps}  batch={config.train.batch_size}  precision={config.train.precision}")
+    dataset = get_dataset(dataset)
+    os.environ["PAPERLIB_DATASET"] = dataset
+    config = override(config, {"data.dataset": dataset})
+    results = results_dir(config.profile, dataset)
+    print(f"profile={config.profile}  dataset={dataset}  resolution={config.data.resolution}  "
+          f"width={config.model.width}  steps={config.train.max_steps}  "
+          f"batch={config.train.batch_size}  precision={config.train.precision}")
     if overrides:
         config = override(config, {k.replace("__", "."): v for k, v in overrides.items()})
     return config, results

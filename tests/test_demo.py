@@ -237,7 +237,7 @@ def test_missing_arms_are_listed_with_the_command_that_trains_them(monkeypatch, 
     from paperlib.training.snapshot import FINAL
 
     monkeypatch.setattr(experiments, "run_path",
-                        lambda profile, name, seed=0: tmp_path / profile / f"{name}-seed{seed}")
+                        lambda profile, name, seed=0, dataset=None: tmp_path / profile / f"{name}-seed{seed}")
     c = experiments.run_config("smoke", "scft-triplet", 0)
     (tmp_path / "smoke" / "scft-triplet-seed0").mkdir(parents=True)
     save_snapshot(Generator(c.model), c, 4, tmp_path / "smoke" / "scft-triplet-seed0" / FINAL)

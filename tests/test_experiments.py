@@ -1,4 +1,5 @@
 import pytest
+import pandas as pd
 
 from paperlib.config import get_profile
 from paperlib.study.claims import verdict
@@ -54,10 +55,21 @@ def test_train_command_gives_the_registry_config():
         assert cmd[-1] == f"runs/smoke/{name}-seed1"
 
 
+def test_train_command_on_faces_names_the_dataset_and_its_runs_folder(monkeypatch):
+    from paperlib.config import override
+    from paperlib.study.registry import run_config, train_command
+
+    monkeypatch.delenv("PAPERLIB_DATASET", raising=False)
+    cmd = train_command("smoke", "add", seed=0, dataset="faces").split()
+    sets = [cmd[i + 1] for i, a in enumerate(cmd) if a == "--set"]
+    assert "data.dataset=faces" in sets and cmd[-1] == "runs/smoke-faces/add-seed0"
+    assert override(run_config("smoke", "scft-triplet", 0), sets) == run_config("smoke", "add", 0, "faces")
+
+
 def test_is_trained_follows_the_final_snapshot(tmp_path, monkeypatch):
     from paperlib.study import registry as experiments
 
-    monkeypatch.setattr(experiments, "runs_dir", lambda profile: tmp_path / profile)
+    monkeypatch.setattr(experiments, "runs_dir", lambda profile, dataset=None: tmp_path / profile)
     assert not experiments.is_trained("smoke", "add", 3)
     run = tmp_path / "smoke" / "add-seed3"
     run.mkdir(parents=True)
@@ -81,7 +93,7 @@ def test_split_gap_table_scores_both_splits_on_equal_counts(tmp_path, image_fold
     c = override(get_profile("smoke"), {"data.dataset": "folder", "data.root": str(image_folder),
                                         "data.test_fraction": 0.25, "train.max_steps": 2})
     train(c, run, progress=False)
-    monkeypatch.setattr(tables, "run_path", lambda profile, name, seed: run)
+    monkeypatch.setattr(tables, "run_path", lambda profile, name, seed, dataset=None: run)
     table = tables.split_gap_table("smoke", ["scft-triplet"], seeds=[0])
     n_test = len(build_dataset(c.data, "test"))
     assert 0 < n_test < len(build_dataset(c.data, "train"))
@@ -106,7 +118,7 @@ def test_no_reference_claim_averages_the_seeds_like_the_table_beside_it(monkeypa
 
     fid = {("0", False): 110.0, ("0", True): 140.0, ("1", False): 120.0, ("1", True): 150.0,
            ("2", False): 500.0}  # seed 2 lacks its zero-reference evaluation
-    monkeypatch.setattr(claims, "run_path", lambda profile, name, seed: f"{name}-seed{seed}")
+    monkeypatch.setattr(claims, "run_path", lambda profile, name, seed, dataset=None: f"{name}-seed{seed}")
     monkeypatch.setattr(evaluate, "read_metrics", lambda run, no_reference=False: (
         [{"metric": "fid_cross", "value": fid[(run[-1], no_reference)]}]
         if (run[-1], no_reference) in fid else []))
@@ -123,7 +135,7 @@ def test_ensure_evaluated_selects_rows_by_filters_and_passes_the_rest_to_evaluat
     from paperlib.evaluation import evaluate
     from paperlib.study import registry
 
-    monkeypatch.setattr(registry, "run_path", lambda profile, name, seed: tmp_path)
+    monkeypatch.setattr(registry, "run_path", lambda profile, name, seed, dataset=None: tmp_path)
     calls = []
     monkeypatch.setattr(evaluate, "evaluate", lambda run, **kw: calls.append(kw) or [{"metric": "x"}])
     rows = registry.ensure_evaluated("smoke", "add", 0, no_reference=True, progress=False, limit=8)
@@ -137,3 +149,26 @@ def test_every_arm_is_a_run_with_a_label_and_a_notebook():
     assert ARMS[0] == MAIN and ARMS == list(ARM_LABELS)
     assert set(ARMS) <= set(RUNS) and set(TRAINED_BY) == set(ARMS)
     assert len(set(ARM_LABELS.values())) == len(ARMS)  # a label names one arm
+
+
+def test_claims_by_dataset_puts_the_verdicts_side_by_side_and_says_where_they_differ(monkeypatch):
+    from paperlib.study import claims
+    from paperlib.study.published import CLAIMS
+
+    verdicts = {"openmoji": {k: "held" for k in CLAIMS}, "faces": {k: "held" for k in CLAIMS}}
+    verdicts["faces"]["table1"] = "did not hold"
+    ran = {"openmoji", "faces"}
+    monkeypatch.setattr(claims, "metrics_table", lambda profile, names, seeds, dataset: (
+        pd.DataFrame([{"run": "add"}]) if dataset in ran else pd.DataFrame()))
+    monkeypatch.setattr(claims, "claims", lambda profile, seeds, dataset: pd.DataFrame(
+        [(k, CLAIMS[k], f"{dataset} numbers", v) for k, v in verdicts[dataset].items()],
+        columns=["claim", "paper", "ours", "verdict"]))
+    t = claims.by_dataset("mini", (0, 1)).set_index("claim")
+    assert list(t.columns) == ["paper", "ours (openmoji)", "verdict (openmoji)", "ours (faces)",
+                               "verdict (faces)", "datasets agree"]
+    assert t.loc["table1", "datasets agree"] == "no: the verdicts differ"
+    assert t.loc["fig1", "datasets agree"] == "yes" and t.loc["fig1", "ours (faces)"] == "faces numbers"
+    ran.discard("faces")
+    t = claims.by_dataset("mini", (0, 1)).set_index("claim")
+    assert (t["verdict (faces)"] == "not run (make reproduce DATASET=faces)").all()
+    assert (t["datasets agree"] == "one dataset run").all()

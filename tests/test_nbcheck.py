@@ -95,3 +95,28 @@ def test_without_the_plugin_a_missing_stderr_is_a_difference(tmp_path):
     no difference (the sanitizer cannot add a stream that is missing)."""
     done = strict_check(tmp_path, "107.37", bar=False, plugin="no:nbcheck_absent")
     assert done.returncode == 1 and "stderr" in done.stdout, done.stdout + done.stderr
+
+
+def test_the_guard_names_the_missing_runs_of_the_dataset_checked(monkeypatch, tmp_path, capsys):
+    """Before strict nbval re-executes the faces notebooks, the guard lists the faces runs that
+    are not complete and says which command makes them."""
+    from paperlib.study import reproduce
+    from paperlib.tools import nbcheck
+    from paperlib.training.snapshot import FINAL
+
+    monkeypatch.setattr(reproduce, "repo_root", lambda: tmp_path)
+    monkeypatch.setenv("PAPERLIB_DATASET", "openmoji")
+    everything = nbcheck.missing_runs("mini", "faces")
+    assert len(everything) == len(nbcheck.REQUIRED["mini"]) and "add seed 0" in everything
+    for name, seed in nbcheck.REQUIRED["mini"]:
+        if (name, seed) != ("add", 1):
+            (tmp_path / "runs" / "mini-faces" / f"{name}-seed{seed}").mkdir(parents=True)
+            (tmp_path / "runs" / "mini-faces" / f"{name}-seed{seed}" / FINAL).write_bytes(b"")
+    assert nbcheck.missing_runs("mini", "faces") == ["add seed 1"]
+    assert nbcheck.main(["mini", "faces"]) == 1
+    err = capsys.readouterr().err
+    assert "runs/mini-faces" in err and "add seed 1" in err and "make reproduce DATASET=faces" in err
+    # the OpenMoji runs are another folder: all of them missing there
+    assert len(nbcheck.missing_runs("mini", "openmoji")) == len(nbcheck.REQUIRED["mini"])
+    with pytest.raises(ValueError, match="unknown dataset 'shoes'"):
+        nbcheck.missing_runs("mini", "shoes")

@@ -8,13 +8,66 @@ from paperlib.study import tables
 
 
 def test_setup_prints_the_profile_line_and_applies_overrides(capsys, tmp_path, monkeypatch):
-    config, results = notebook.setup("smoke", data__dataset="folder", train__max_steps=7)
+    monkeypatch.setenv("PAPERLIB_DATASET", "openmoji")  # restored after the test: setup exports it
+    config, results = notebook.setup("smoke", data__resolution=64, train__max_steps=7)
     line = capsys.readouterr().out.strip()
-    assert line.startswith("profile=smoke  resolution=")
+    assert line.startswith("profile=smoke  dataset=openmoji  resolution=32")
     # the line shows the profile's own steps, the config carries the override
     assert f"steps={notebook.get_profile('smoke').train.max_steps}" in line
-    assert config.train.max_steps == 7 and config.data.dataset == "folder"
+    assert config.train.max_steps == 7 and config.data.resolution == 64
     assert results.is_dir()
+
+
+def test_setup_on_faces_exports_the_dataset_for_the_registry(capsys, monkeypatch):
+    """After setup(dataset='faces') every registry call of the notebook (and of its worker
+    processes, which inherit the environment) reads and writes the faces runs."""
+    from paperlib.study import registry, reproduce
+
+    monkeypatch.setenv("PAPERLIB_DATASET", "openmoji")
+    config, results = notebook.setup("smoke", "faces")
+    assert "dataset=faces" in capsys.readouterr().out
+    assert config.data.dataset == "faces"
+    assert results == reproduce.repo_root() / "runs" / "smoke-faces" / "results"
+    assert registry.run_path("smoke", "add", 1).parent.name == "smoke-faces"
+    assert registry.run_config("smoke", "add", 1).data.dataset == "faces"
+    # an explicit dataset wins over the exported one
+    assert registry.run_path("smoke", "add", 1, "openmoji").parent.name == "smoke"
+
+
+def test_setup_names_an_unknown_dataset(monkeypatch):
+    monkeypatch.setenv("PAPERLIB_DATASET", "openmoji")
+    with pytest.raises(ValueError, match="unknown dataset 'celeba'.*openmoji.*faces"):
+        notebook.setup("smoke", "celeba")
+    monkeypatch.setenv("PAPERLIB_DATASET", "emoji")
+    with pytest.raises(ValueError, match="unknown dataset 'emoji'"):
+        notebook.setup("smoke")
+
+
+@pytest.mark.parametrize("profile,dataset,results,runs", [
+    ("mini", "openmoji", "results", "runs/mini"),
+    ("mini", "faces", "results/faces", "runs/mini-faces"),
+    ("paper", "openmoji", "results/paper", "runs/paper"),
+    ("paper", "faces", "results/paper/faces", "runs/paper-faces"),
+    ("smoke", "faces", "runs/smoke-faces/results", "runs/smoke-faces"),
+])
+def test_each_dataset_has_its_own_runs_and_results(profile, dataset, results, runs, monkeypatch, tmp_path):
+    from paperlib.study import reproduce
+
+    monkeypatch.setattr(reproduce, "repo_root", lambda: tmp_path)
+    assert reproduce.results_dir(profile, dataset) == tmp_path / results
+    assert reproduce.runs_dir(profile, dataset) == tmp_path / runs
+
+
+def test_executed_notebooks_are_kept_per_dataset(monkeypatch, tmp_path):
+    """mini on OpenMoji writes over the committed notebook; mini on faces keeps its own copy
+    in results/faces/notebooks/; other profiles keep none."""
+    from paperlib.study import reproduce
+
+    monkeypatch.setattr(reproduce, "repo_root", lambda: tmp_path)
+    nb = tmp_path / "notebooks" / "02_training.ipynb"
+    assert reproduce.executed_notebook(nb, "mini", "openmoji") == nb
+    assert reproduce.executed_notebook(nb, "mini", "faces") == tmp_path / "results/faces/notebooks/02_training.ipynb"
+    assert reproduce.executed_notebook(nb, "smoke", "faces") is None
 
 
 def test_setup_rejects_an_unknown_field():

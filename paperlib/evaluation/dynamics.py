@@ -86,24 +86,26 @@ def training_seconds(run_dir) -> float:
     return total
 
 
-def _run_curves(profile: str, names, seed: int, split: str, n: int, progress: bool):
+def _run_curves(profile: str, names, seed: int, split: str, n: int, progress: bool,
+                dataset: str | None):
     """(name, run folder, curve) for each named run that has snapshots."""
     from ..study.registry import run_path
 
     for name in names:
-        path = run_path(profile, name, seed)
+        path = run_path(profile, name, seed, dataset)
         curve = reference_use_curve(path, split=split, n=n, progress=progress)
         if not curve.empty:
             yield name, path, curve
 
 
 def recipe_table(profile: str, names, seed: int = 0, split: str = "train", n: int = 48,
-                 progress: bool = True) -> pd.DataFrame:
-    """Each recipe's reference use at its last snapshot, with its steps and training minutes."""
+                 progress: bool = True, *, dataset: str | None = None) -> pd.DataFrame:
+    """Each recipe's reference use at its last snapshot, with its steps and training minutes
+    (`dataset` None: $PAPERLIB_DATASET, else openmoji; as in `curves`)."""
     from ..study.registry import RUNS
 
     rows = []
-    for name, path, curve in _run_curves(profile, names, seed, split, n, progress):
+    for name, path, curve in _run_curves(profile, names, seed, split, n, progress, dataset):
         last = curve.iloc[-1]
         rows.append({"recipe": name, "what": RUNS[name][0], "steps": int(last["step"]),
                      "train_minutes": training_seconds(path) / 60,
@@ -115,11 +117,11 @@ def recipe_table(profile: str, names, seed: int = 0, split: str = "train", n: in
 
 
 def curves(profile: str, names, seed: int = 0, split: str = "train", n: int = 48,
-           progress: bool = True) -> pd.DataFrame:
+           progress: bool = True, *, dataset: str | None = None) -> pd.DataFrame:
     """Long table (run, step, minutes, metric, value) of several runs' reference-use curves;
     minutes is the training time at that step, scaled from the run's total."""
     frames = []
-    for name, path, df in _run_curves(profile, names, seed, split, n, progress):
+    for name, path, df in _run_curves(profile, names, seed, split, n, progress, dataset):
         total_steps = json.loads((path / "config.json").read_text())["train"]["max_steps"]
         minutes = training_seconds(path) / 60
         df = df.assign(run=name, minutes=df["step"] / max(total_steps, 1) * minutes)

@@ -9,18 +9,20 @@ from .registry import MAIN, load_config, run_path
 from .tables import example_batch, metrics_table, outputs, summarise
 
 
-def attention_accuracy(profile: str, names, seeds=(0,), n: int = 64) -> pd.DataFrame:
+def attention_accuracy(profile: str, names, seeds=(0,), n: int = 64, *,
+                       dataset: str | None = None) -> pd.DataFrame:
     """Top-1 attention on the true correspondence over n augmented-self test images."""
     from ..evaluation.metrics import attention_hit_rate
 
     rows = []
     for name in names:
         for seed in seeds:
-            if not (run_path(profile, name, seed) / FINAL).exists():
+            if not (run_path(profile, name, seed, dataset) / FINAL).exists():
                 continue
-            config = load_config(run_path(profile, name, seed))
+            config = load_config(run_path(profile, name, seed, dataset))
             batch = example_batch(config, n=n, seed=0)
-            _, aux = outputs(profile, [name], batch, seed, return_attention=True)[name]
+            _, aux = outputs(profile, [name], batch, seed, return_attention=True,
+                             dataset=dataset)[name]
             rows.append({"run": name, "seed": seed,
                          "hit_rate": attention_hit_rate(aux["attention"], batch["corr"],
                                                         batch["corr_mask"]),
@@ -40,14 +42,14 @@ def verdict(better: float, worse: float, spread: float, lower_is_better: bool = 
     return "held"
 
 
-def claims(profile: str, seeds=(0, 1)) -> pd.DataFrame:
+def claims(profile: str, seeds=(0, 1), *, dataset: str | None = None) -> pd.DataFrame:
     """Each claim of the paper (paper.CLAIMS) against our runs, with the evidence as numbers.
 
     "inside the seed spread" means the gap is no larger than the larger standard deviation
     between seeds of the two arms compared: not evidence either way."""
     from .published import CLAIMS
 
-    df = metrics_table(profile, None, seeds)
+    df = metrics_table(profile, None, seeds, dataset=dataset)
     df = df[df["reference"] == "image"] if not df.empty else df
     s = summarise(df, ["fid_cross", "region_de_self", "palette_cross", "ssim_self",
                        "ref_gain_de_self", "palette_follow_cross"]).set_index("run")
@@ -99,7 +101,8 @@ def claims(profile: str, seeds=(0, 1)) -> pd.DataFrame:
                  f"FID triplet {get('scft-triplet', 'fid_cross'):.2f}, L1 {get('scft-l1', 'fid_cross'):.2f}, "
                  f"none {get('scft-none', 'fid_cross'):.2f}",
                  f"triplet best: {triplet}; L1 worse than none: {l1_vs_none}"))
-    acc = attention_accuracy(profile, ["scft-triplet", "scft-l1", "scft-none"], seeds)
+    acc = attention_accuracy(profile, ["scft-triplet", "scft-l1", "scft-none"], seeds,
+                             dataset=dataset)
     if not acc.empty:
         m = acc.groupby("run")["hit_rate"].agg(["mean", "std"]).fillna(0.0)
         chance = float(acc["chance"].iloc[0])
@@ -110,7 +113,7 @@ def claims(profile: str, seeds=(0, 1)) -> pd.DataFrame:
                      "attention top-1 on the true cell: " + ", ".join(
                          f"{r} {v:.3f}" for r, v in m["mean"].items()) + f"; chance {chance:.3f}",
                      verdict(trip, max(none, chance), spread, lower_is_better=False)))
-    noref = read_metrics_pair(profile, seeds)
+    noref = read_metrics_pair(profile, seeds, dataset=dataset)
     if noref:
         rows.append(("fig5", CLAIMS["fig5"],
                      f"no-reference model (mean of {noref['seeds']} seeds): FID with zero reference "
@@ -120,7 +123,36 @@ def claims(profile: str, seeds=(0, 1)) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["claim", "paper", "ours", "verdict"])
 
 
-def read_metrics_pair(profile: str, seeds=(0,)) -> dict:
+def by_dataset(profile: str, seeds=(0, 1), datasets=None) -> pd.DataFrame:
+    """`claims` on each study dataset side by side: one row per claim, an `ours` and a
+    `verdict` column per dataset, and `datasets agree` saying whether the verdicts are the
+    same. A dataset whose runs have no metrics yet gets "not run" and the command that runs it.
+    """
+    from ..config import STUDY_DATASETS
+    from .published import CLAIMS
+
+    datasets = list(datasets or STUDY_DATASETS)
+    out = pd.DataFrame({"claim": list(CLAIMS), "paper": list(CLAIMS.values())})
+    ran = []
+    for d in datasets:
+        if metrics_table(profile, None, seeds, dataset=d).empty:
+            command = "make reproduce" + ("" if d == "openmoji" else f" DATASET={d}")
+            out[f"ours ({d})"] = ""
+            out[f"verdict ({d})"] = f"not run ({command})"
+            continue
+        ran.append(d)
+        table = claims(profile, seeds, dataset=d).set_index("claim")
+        out[f"ours ({d})"] = out["claim"].map(table["ours"]).fillna("")
+        out[f"verdict ({d})"] = out["claim"].map(table["verdict"]).fillna("not measured")
+    if len(ran) < 2:
+        out["datasets agree"] = "one dataset run" if ran else "none run"
+    else:
+        same = out[[f"verdict ({d})" for d in ran]].nunique(axis=1) == 1
+        out["datasets agree"] = same.map({True: "yes", False: "no: the verdicts differ"})
+    return out
+
+
+def read_metrics_pair(profile: str, seeds=(0,), *, dataset: str | None = None) -> dict:
     """FID (cross references) of the no-reference model with an image reference and with a
     zero-filled one, each the mean over the seeds that have both (as the full model's FID beside
     it is), and how many seeds that is; {} when no seed has both."""
@@ -130,7 +162,8 @@ def read_metrics_pair(profile: str, seeds=(0,)) -> dict:
     for seed in seeds:
         pair = {}
         for ref, flag in (("image", False), ("zero", True)):
-            rows = [r for r in read_metrics(run_path(profile, "scft-noref", seed), no_reference=flag)
+            rows = [r for r in read_metrics(run_path(profile, "scft-noref", seed, dataset),
+                                                no_reference=flag)
                     if r["metric"] == "fid_cross"]
             if rows:
                 pair[ref] = rows[0]["value"]

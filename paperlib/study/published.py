@@ -15,6 +15,17 @@ TABLE1_FID = {
                      "Yumi's Cells": 49.29, "Edges2Shoes": 78.32},
 }
 
+# How the tables name our datasets beside the paper's.
+OUR_DATASETS = {"openmoji": "OpenMoji (ours)", "faces": "DiceBear faces (ours)"}
+
+
+def ours_label(dataset: str) -> str:
+    """The column name of our numbers beside the paper's (Table 1) for a study dataset."""
+    if dataset not in OUR_DATASETS:
+        raise ValueError(f"no label for dataset {dataset!r}; known: {sorted(OUR_DATASETS)}")
+    return OUR_DATASETS[dataset]
+
+
 CLAIMS = {
     "fig1": "each part of the sketch takes the colour of the corresponding part of the reference: "
             "different references give differently coloured outputs (Fig. 1)",

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..config import Config, get_profile, override, paper
+from ..config import Config, get_dataset, get_profile, override, paper
 from .reproduce import runs_dir
 
 # name -> (what it reproduces, overrides)
@@ -78,56 +78,61 @@ TRAINED_BY = {MAIN: "02", "add": "03", "adain": "03", "scft-triplet": "02", "scf
 RECIPES = ["recipe-paper-objective", "recipe-l1-triplet", "scft-triplet"]
 
 
-def run_overrides(profile: str, name: str, dataset: str = "openmoji") -> dict:
-    """The overrides that make registry run `name` from `profile` (callables evaluated)."""
+def run_overrides(profile: str, name: str, dataset: str | None = None) -> dict:
+    """The overrides that make registry run `name` from `profile` (callables evaluated).
+    `dataset` None means $PAPERLIB_DATASET, else openmoji (config.get_dataset), here and below."""
     if name not in RUNS:
         raise ValueError(f"unknown run {name!r}; known: {sorted(RUNS)}")
-    c = override(get_profile(profile), {"data.dataset": dataset})
+    c = override(get_profile(profile), {"data.dataset": get_dataset(dataset)})
     sets = RUNS[name][1]
     return dict(sets(c) if callable(sets) else sets)
 
 
-def run_config(profile: str, name: str, seed: int = 0, dataset: str = "openmoji") -> Config:
-    c = override(get_profile(profile), {"data.dataset": dataset})
+def run_config(profile: str, name: str, seed: int = 0, dataset: str | None = None) -> Config:
+    c = override(get_profile(profile), {"data.dataset": get_dataset(dataset)})
     c = override(c, run_overrides(profile, name, dataset))
     return override(c, {"train.seed": seed})
 
 
-def train_command(profile: str, name: str, seed: int = 0) -> str:
+def train_command(profile: str, name: str, seed: int = 0, dataset: str | None = None) -> str:
     """The command line that trains registry run `name` exactly as `run_config` makes it."""
-    sets = run_overrides(profile, name)
+    dataset = get_dataset(dataset)
+    sets = ({} if dataset == "openmoji" else {"data.dataset": dataset}) | run_overrides(profile, name, dataset)
     args = "".join(f" --set {k}={v}" for k, v in sets.items())
+    folder = runs_dir(profile, dataset).name
     return (f"python -m paperlib train --profile {profile}{args} --set train.seed={seed} "
-            f"--run-dir runs/{profile}/{name}-seed{seed}")
+            f"--run-dir runs/{folder}/{name}-seed{seed}")
 
 
-def run_path(profile: str, name: str, seed: int = 0) -> Path:
-    return runs_dir(profile) / f"{name}-seed{seed}"
+def run_path(profile: str, name: str, seed: int = 0, dataset: str | None = None) -> Path:
+    return runs_dir(profile, dataset) / f"{name}-seed{seed}"
 
 
-def is_trained(profile: str, name: str, seed: int = 0) -> bool:
+def is_trained(profile: str, name: str, seed: int = 0, dataset: str | None = None) -> bool:
     """Whether registry run `name` has finished (its final snapshot exists)."""
     from ..training.loop import is_complete
 
-    return is_complete(run_path(profile, name, seed))
+    return is_complete(run_path(profile, name, seed, dataset))
 
 
-def ensure_trained(profile: str, name: str, seed: int = 0, progress: bool = True) -> Path:
+def ensure_trained(profile: str, name: str, seed: int = 0, progress: bool = True,
+                   dataset: str | None = None) -> Path:
     from ..training.loop import is_complete, train
 
-    path = run_path(profile, name, seed)
+    path = run_path(profile, name, seed, dataset)
     if not is_complete(path):
-        train(run_config(profile, name, seed), path, progress=progress)
+        train(run_config(profile, name, seed, dataset), path, progress=progress)
     return path
 
 
-def ensure_evaluated(profile: str, name: str, seed: int = 0, **kwargs) -> list[dict]:
+def ensure_evaluated(profile: str, name: str, seed: int = 0, dataset: str | None = None,
+                     **kwargs) -> list[dict]:
     """Evaluate a finished run unless its metrics.jsonl already covers its final snapshot.
     `kwargs` go to `evaluate.evaluate`; those that select rows (evaluate.METRIC_FILTERS) also
     decide which earlier rows count."""
     from ..evaluation.evaluate import METRIC_FILTERS, evaluate, read_metrics
 
-    path = run_path(profile, name, seed)
+    path = run_path(profile, name, seed, dataset)
     rows = read_metrics(path, **{k: v for k, v in kwargs.items() if k in METRIC_FILTERS})
     if rows:
         return rows

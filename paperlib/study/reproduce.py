@@ -13,24 +13,42 @@ import sys
 import time
 from pathlib import Path
 
+from ..config import get_dataset
 from ..paths import atomic_write, repo_root
 
 
-def runs_dir(profile: str) -> Path:
-    return repo_root() / "runs" / profile
+def runs_dir(profile: str, dataset: str | None = None) -> Path:
+    """runs/<profile> for OpenMoji, runs/<profile>-<dataset> for another study dataset;
+    `dataset` None means $PAPERLIB_DATASET, else openmoji (config.get_dataset)."""
+    dataset = get_dataset(dataset)
+    return repo_root() / "runs" / (profile if dataset == "openmoji" else f"{profile}-{dataset}")
 
 
-def results_dir(profile: str) -> Path:
-    """mini writes the committed results/; paper writes results/paper; smoke never touches results/."""
+def results_dir(profile: str, dataset: str | None = None) -> Path:
+    """mini writes the committed results/ (OpenMoji) and results/faces/; paper writes
+    results/paper[/faces]; smoke never touches results/ (it writes beside its runs)."""
+    dataset = get_dataset(dataset)
     root = repo_root()
-    if profile == "mini":
-        d = root / "results"
-    elif profile == "smoke":
-        d = root / "runs" / "smoke" / "results"
+    if profile == "smoke":
+        d = runs_dir(profile, dataset) / "results"
     else:
-        d = root / "results" / profile
+        d = root / "results" if profile == "mini" else root / "results" / profile
+        if dataset != "openmoji":
+            d = d / dataset
     d.mkdir(parents=True, exist_ok=True)
     return d
+
+
+def executed_notebook(nb: Path, profile: str, dataset: str | None = None) -> Path | None:
+    """Where `make reproduce` keeps notebook `nb` with its outputs: over the committed notebook
+    for mini on OpenMoji, in results/faces/notebooks/ for mini on faces; None for the other
+    profiles, whose executed copies stay in .executed/ only."""
+    if profile != "mini":
+        return None
+    dataset = get_dataset(dataset)
+    if dataset == "openmoji":
+        return nb
+    return results_dir(profile, dataset) / "notebooks" / nb.name
 
 
 def notebooks(only: str | None = None) -> list[Path]:
@@ -61,30 +79,38 @@ def update_times(text: str, notebook: str, profile: str, minutes: float) -> str:
     return "".join("\t".join(r) + "\n" for r in [TIMES_HEADER] + sorted(rows.values()))
 
 
-def run_notebooks(profile: str | None = None, only: str | None = None) -> None:
-    """Execute the notebooks headless in order with papermill, in the profile given."""
+def run_notebooks(profile: str | None = None, only: str | None = None,
+                  dataset: str | None = None) -> None:
+    """Execute the notebooks headless in order with papermill, in the profile and on the
+    dataset given."""
     profile = profile or os.environ.get("PAPERLIB_PROFILE", "mini")
-    env = {**os.environ, "PAPERLIB_PROFILE": profile}
+    dataset = get_dataset(dataset)
+    env = {**os.environ, "PAPERLIB_PROFILE": profile, "PAPERLIB_DATASET": dataset}
     out_dir = repo_root() / ".executed"
-    out_dir.mkdir(exist_ok=True)
+    if dataset != "openmoji":
+        out_dir = out_dir / dataset
+    out_dir.mkdir(parents=True, exist_ok=True)
     books = notebooks(only)
     if not books:
         raise FileNotFoundError(f"no notebooks matching {only!r} in {repo_root() / 'notebooks'}")
-    log = results_dir(profile) / "reproduce_times.tsv"
+    log = results_dir(profile, dataset) / "reproduce_times.tsv"
     for nb in books:
-        print(f"== {nb.name} (profile {profile})", flush=True)
+        print(f"== {nb.name} (profile {profile}, dataset {dataset})", flush=True)
         t0 = time.time()
         out = out_dir / nb.name
-        # The profile travels through the environment, not `-p`: an injected parameter cell
-        # would pin the profile inside the committed notebook and defeat the smoke checks.
+        # The profile and dataset travel through the environment, not `-p`: an injected
+        # parameter cell would pin them inside the committed notebook and defeat the smoke checks.
         cmd = [sys.executable, "-m", "papermill", str(nb), str(out), "--cwd", str(nb.parent),
                "--kernel", "python3", "--log-output", "--no-progress-bar"]
         proc = subprocess.run(cmd, env=env)
         if proc.returncode != 0:
             raise RuntimeError(f"{nb.name} failed (papermill exit {proc.returncode}); the executed "
                                f"copy with the error is {out}")
-        if profile == "mini":
-            nb.write_text(relativise(out.read_text(), repo_root()))
+        keep = executed_notebook(nb, profile, dataset)
+        if keep is not None:
+            keep.parent.mkdir(parents=True, exist_ok=True)
+            text = relativise(out.read_text(), repo_root())
+            atomic_write(keep, lambda f: f.write(text.encode()))
         minutes = (time.time() - t0) / 60
         text = update_times(log.read_text() if log.exists() else "", nb.name, profile, minutes)
         atomic_write(log, lambda f: f.write(text.encode()))

@@ -14,14 +14,16 @@ from ..evaluation.evaluate import decimals
 from .registry import ARMS, run_path
 
 
-def metrics_table(profile: str, names=None, seeds=(0,), **filters) -> pd.DataFrame:
-    """All metrics rows of the given runs (long format: one row per run, seed and metric)."""
+def metrics_table(profile: str, names=None, seeds=(0,), *, dataset: str | None = None,
+                  **filters) -> pd.DataFrame:
+    """All metrics rows of the given runs (long format: one row per run, seed and metric).
+    `dataset` None means $PAPERLIB_DATASET, else openmoji, here and in the tables below."""
     from ..evaluation.evaluate import read_metrics
 
     frames = []
     for name in names or ARMS:
         for seed in seeds:
-            rows = read_metrics(run_path(profile, name, seed), **filters)
+            rows = read_metrics(run_path(profile, name, seed, dataset), **filters)
             for r in rows:
                 frames.append({"run": name, "seed": seed, **r})
     return pd.DataFrame(frames)
@@ -63,7 +65,7 @@ def example_batch(config: Config, n: int = 4, seed: int = 0, split: str = "test"
 
 
 def outputs(profile: str, names, batch: dict, seed: int = 0, reference: str = "reference",
-            return_attention: bool = False) -> dict:
+            return_attention: bool = False, *, dataset: str | None = None) -> dict:
     """Each named run's output on `batch`; reference is a batch key or "zero"."""
     import torch
 
@@ -71,7 +73,7 @@ def outputs(profile: str, names, batch: dict, seed: int = 0, reference: str = "r
 
     result = {}
     for name in names:
-        G, _, _ = load_generator(run_path(profile, name, seed))
+        G, _, _ = load_generator(run_path(profile, name, seed, dataset))
         ref = None if reference == "zero" else batch[reference]
         with torch.no_grad():
             out, aux = G(batch["sketch"], ref, return_attention=return_attention)
@@ -107,7 +109,8 @@ def save_table(table: pd.DataFrame, name: str, results, prov: dict, note: str = 
     return results / f"{name}.md"
 
 
-def precision_report(profile: str, main_run: str, batch: dict, seed: int = 0) -> pd.DataFrame:
+def precision_report(profile: str, main_run: str, batch: dict, seed: int = 0, *,
+                     dataset: str | None = None) -> pd.DataFrame:
     """Does bf16 cost quality? (1) the main model's outputs in bf16 vs float32 on `batch`;
     (2) the short float32 and bf16 runs' losses over their last quarter of log lines."""
     import torch
@@ -115,7 +118,7 @@ def precision_report(profile: str, main_run: str, batch: dict, seed: int = 0) ->
     from ..training.snapshot import load_generator
     from ..training.stats import read_stats
 
-    G, _, _ = load_generator(run_path(profile, main_run, seed))
+    G, _, _ = load_generator(run_path(profile, main_run, seed, dataset))
     with torch.no_grad():
         ref32, _ = G(batch["sketch"], batch["reference"])
         with torch.autocast("cpu", dtype=torch.bfloat16):
@@ -125,7 +128,7 @@ def precision_report(profile: str, main_run: str, batch: dict, seed: int = 0) ->
             ("outputs: max |bf16 - fp32|", float(diff.max())),
             ("outputs: PSNR bf16 vs fp32 (dB)",
              float(10 * torch.log10(4 / (diff ** 2).mean().clamp(min=1e-12))))]
-    stats = {p: read_stats(run_path(profile, f"short-{p}", seed)) for p in ("fp32", "bf16")}
+    stats = {p: read_stats(run_path(profile, f"short-{p}", seed, dataset)) for p in ("fp32", "bf16")}
     for term in ("g_rec", "g_tr", "g_perc", "g_style", "g_adv", "d_total"):
         for p, lines in stats.items():
             tail = lines[-max(1, len(lines) // 4):]
@@ -135,13 +138,13 @@ def precision_report(profile: str, main_run: str, batch: dict, seed: int = 0) ->
     return pd.DataFrame(rows, columns=["quantity", "value"])
 
 
-def _final_generators(profile: str, names, seeds):
+def _final_generators(profile: str, names, seeds, dataset: str | None):
     """(name, seed, generator, config, step) of each run's final snapshot, one at a time."""
     from ..training.snapshot import load_generator
 
     for name in names:
         for seed in seeds:
-            G, cfg, step = load_generator(run_path(profile, name, seed))
+            G, cfg, step = load_generator(run_path(profile, name, seed, dataset))
             yield name, seed, G, cfg, step
 
 
@@ -149,7 +152,8 @@ SPLIT_GAP_METRICS = ("region_de_self", "region_dl_self", "region_dc_self", "regi
                      "ref_gain_de_self", "palette_follow_cross")
 
 
-def split_gap_table(profile: str, names, seeds=(0,), n: int = 0) -> pd.DataFrame:
+def split_gap_table(profile: str, names, seeds=(0,), n: int = 0, *,
+                    dataset: str | None = None) -> pd.DataFrame:
     """evaluate.reference_use of each run's final snapshot on training images and on test
     images, the first n of each split (n = 0: as many as the test split holds, so both rows
     average the same number of images). One row per run, seed and split. Whether a model
@@ -159,7 +163,7 @@ def split_gap_table(profile: str, names, seeds=(0,), n: int = 0) -> pd.DataFrame
     from ..evaluation.evaluate import reference_use
 
     rows = []
-    for name, seed, G, cfg, step in _final_generators(profile, names, seeds):
+    for name, seed, G, cfg, step in _final_generators(profile, names, seeds, dataset):
         m = n or len(build_dataset(cfg.data, "test"))
         for split in ("train", "test"):
             values = reference_use(G, cfg.data, n=m, split=split)
@@ -168,23 +172,25 @@ def split_gap_table(profile: str, names, seeds=(0,), n: int = 0) -> pd.DataFrame
     return pd.DataFrame(rows)
 
 
-def memory_table(profile: str, names, seeds=(0,), n: int = 0) -> pd.DataFrame:
+def memory_table(profile: str, names, seeds=(0,), n: int = 0, *,
+                 dataset: str | None = None) -> pd.DataFrame:
     """evaluate.reference_or_memory of each run's final snapshot (test split): one row per
     run, seed and comparison."""
     from ..evaluation.evaluate import reference_or_memory
 
     return pd.DataFrame([{"run": name, "seed": seed, "step": step, **r}
-                         for name, seed, G, cfg, step in _final_generators(profile, names, seeds)
+                         for name, seed, G, cfg, step in _final_generators(profile, names, seeds, dataset)
                          for r in reference_or_memory(G, cfg.data, n=n)])
 
 
-def region_size_table(profile: str, names, seeds=(0,), n: int = 0) -> pd.DataFrame:
+def region_size_table(profile: str, names, seeds=(0,), n: int = 0, *,
+                      dataset: str | None = None) -> pd.DataFrame:
     """evaluate.region_size_bins for each run and seed (final snapshots, test split): one row
     per run, seed and region-area bin, with a readable `bin` label."""
     from ..evaluation.evaluate import region_size_bins
 
     rows = []
-    for name, seed, G, cfg, _ in _final_generators(profile, names, seeds):
+    for name, seed, G, cfg, _ in _final_generators(profile, names, seeds, dataset):
         for r in region_size_bins(G, cfg.data, n=n):
             hi = "" if r["area_to"] == float("inf") else f"{r['area_to']:g}"
             label = f">= {r['area_from']:g} px" if not hi else f"{r['area_from']:g}-{hi} px"

@@ -82,19 +82,20 @@ def one_line(text) -> str:
     return " ".join(str(text).split())
 
 
-def arm_status(profile: str, seed: int = 0, names=tuple(ARMS)):
-    """(trained: name -> run folder, missing: [MissingArm]) for the registry's arms."""
+def arm_status(profile: str, seed: int = 0, names=tuple(ARMS), dataset: str | None = None):
+    """(trained: name -> run folder, missing: [MissingArm]) for the registry's arms on
+    `dataset` (None: $PAPERLIB_DATASET, else openmoji)."""
     from ..training.loop import is_complete
 
     trained, missing = {}, []
     for name in names:
-        path = registry.run_path(profile, name, seed)
+        path = registry.run_path(profile, name, seed, dataset)
         if is_complete(path):
             trained[name] = path
             continue
         reason = f"training incomplete (no {FINAL})" if path.exists() else "not trained"
         missing.append(MissingArm(name, ARM_LABELS.get(name, name), reason,
-                                  registry.train_command(profile, name, seed), TRAINED_BY.get(name, "")))
+                                  registry.train_command(profile, name, seed, dataset), TRAINED_BY.get(name, "")))
     return trained, missing
 
 
@@ -149,20 +150,22 @@ class Demo:
         self._set_sketch_image(*self._test_sketch(sketch_index, "line"), centre=True)
 
     @classmethod
-    def from_runs(cls, profile: str, seed: int = 0, **kwargs) -> "Demo":
-        """Every complete arm of `profile` (seed `seed`) and the profile's test split; arms
-        not trained are listed in `missing`, never trained here."""
-        from ..config import get_profile
+    def from_runs(cls, profile: str, seed: int = 0, dataset: str | None = None, **kwargs) -> "Demo":
+        """Every complete arm of `profile` (seed `seed`) on `dataset` (None: $PAPERLIB_DATASET,
+        else openmoji) and that dataset's test split; arms not trained are listed in
+        `missing`, never trained here."""
+        from ..config import get_dataset, get_profile, override
         from ..paths import repo_root
         from ..study.reproduce import results_dir
         from ..training.snapshot import load_generator
 
-        config = get_profile(profile)
-        trained, missing = arm_status(profile, seed)
+        dataset = get_dataset(dataset)
+        config = override(get_profile(profile), {"data.dataset": dataset})
+        trained, missing = arm_status(profile, seed, dataset=dataset)
         arms = {name: load_generator(path)[0] for name, path in trained.items()}
         root = repo_root()
         kwargs.setdefault("root", root)
-        kwargs.setdefault("save_path", results_dir(profile).relative_to(root) / "try_it_output.png")
+        kwargs.setdefault("save_path", results_dir(profile, dataset).relative_to(root) / "try_it_output.png")
         return cls(arms, config.data, load_test_images(config.data), missing=missing,
                    profile=profile, **kwargs)
 

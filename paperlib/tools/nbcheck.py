@@ -47,9 +47,10 @@ REQUIRED = {"mini": sorted({(n, s) for n in ("scft-triplet", "scft-triplet-3x", 
                                                 ("short-bf16", 0)})}
 
 
-def missing_runs(profile: str = "mini") -> list[str]:
-    """The runs a strict check of `profile`'s notebooks reads whose training is not complete:
-    nbval re-executes the notebooks, and a missing run would start training instead."""
+def missing_runs(profile: str = "mini", dataset: str | None = None) -> list[str]:
+    """The runs a strict check of `profile`'s notebooks on `dataset` (None: $PAPERLIB_DATASET,
+    else openmoji) reads whose training is not complete: nbval re-executes the notebooks, and
+    a missing run would start training instead."""
     from ..study.registry import RUNS, run_path
     from ..training.snapshot import FINAL
 
@@ -60,18 +61,23 @@ def missing_runs(profile: str = "mini") -> list[str]:
     if unknown:
         raise ValueError(f"runs not in the registry: {', '.join(unknown)}")
     return [f"{name} seed {seed}" for name, seed in REQUIRED[profile]
-            if not (run_path(profile, name, seed) / FINAL).exists()]
+            if not (run_path(profile, name, seed, dataset) / FINAL).exists()]
 
 
 def main(argv=None) -> int:
     """Exit 0 when every run the check reads is complete, else 1 with a message naming them."""
     import sys
 
-    profile = (argv if argv is not None else sys.argv[1:] or ["mini"])[0]
-    missing = missing_runs(profile)
+    from ..study.reproduce import runs_dir
+
+    args = list(argv if argv is not None else sys.argv[1:]) or ["mini"]
+    profile, dataset = args[0], (args[1] if len(args) > 1 else None)
+    missing = missing_runs(profile, dataset)
     if missing:
-        print(f"check-notebooks needs the runs that `make reproduce` leaves in runs/{profile}; "
-              f"not complete: {', '.join(missing)}. Run `make reproduce` first.", file=sys.stderr)
+        folder = runs_dir(profile, dataset).relative_to(runs_dir(profile, dataset).parent.parent)
+        again = "make reproduce" + (f" DATASET={dataset}" if dataset and dataset != "openmoji" else "")
+        print(f"check-notebooks needs the runs that `{again}` leaves in {folder}; "
+              f"not complete: {', '.join(missing)}. Run `{again}` first.", file=sys.stderr)
         return 1
     return 0
 
