@@ -35,6 +35,10 @@ class DataConfig:
     color_jitter: float = 50.0  # [S 6.3] a(I): one U[-50, 50] offset per RGB channel (0-255 scale)
     tps_grid: int = 3  # [C] TPS control points per side
     tps_scale: float = 0.25  # [C] control-point displacement U(-s, s) of the image size
+    # [I] opt-in, not in the paper: a(I) also rotates hue by one U[-h, h] degree angle per image
+    # (the a*b* plane in CIELAB, lightness and chroma kept), since per-channel RGB offsets alone
+    # hardly change hue; 0 = off, the paper's a() exactly (and the same random stream)
+    hue_rotation: float = 0.0
     no_reference_prob: float = 0.0  # [S 6.5] probability of a zero reference (0.1 = the 9:1 ratio)
     num_workers: int = 0  # DataLoader worker processes
     eval_limit: int = 0  # evaluate on at most this many test images (0: the whole split)
@@ -49,7 +53,9 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    aggregation: str = "scft"  # [S 6.1] "scft" (ours), "add" (a) or "adain" (b)
+    # [S 6.1] "scft" (ours), "add" (a) or "adain" (b); [I] opt-in "sga": stop-gradient
+    # attention of Li et al. (ECCV 2022), not in the paper, for comparison (core/model.py)
+    aggregation: str = "scft"
     width: float = 1.0  # channel multiplier; 1.0 is Table 2 exactly [S], < 1 for CPU profiles
     encoder_channels: tuple = (16, 16, 32, 32, 64, 64, 128, 128, 256, 256)  # [S Table 2]
     encoder_strides: tuple = (1, 1, 2, 1, 2, 1, 2, 1, 2, 1)  # [S Table 2]
@@ -243,7 +249,7 @@ def override(config: Config, assignments: list[str] | dict[str, Any]) -> Config:
 CHOICES = {
     "data.dataset": ("openmoji", "faces", "folder", "edges2shoes"),
     "data.sketch_source": ("line", "xdog"),
-    "model.aggregation": ("scft", "add", "adain"),
+    "model.aggregation": ("scft", "add", "adain", "sga"),
     "model.init": ("normal", "kaiming"),
     "loss.correspondence_loss": ("triplet", "l1", "none"),
     "train.precision": ("fp32", "bf16", "fp16"),
@@ -273,6 +279,14 @@ def check_config(config: Config) -> Config:
             raise ValueError(f"{key}={getattr(getattr(config, section), name)!r} must be at least 1")
     if config.model.width <= 0:
         raise ValueError(f"model.width={config.model.width!r} must be positive")
+    if config.model.aggregation == "sga" and config.loss.correspondence_loss == "l1":
+        raise ValueError("model.aggregation='sga' with loss.correspondence_loss='l1': the "
+                         "stop-gradient attention map is detached, so the L1 loss on it would "
+                         "train nothing; use 'triplet' or 'none'")
+    hue = config.data.hue_rotation
+    if isinstance(hue, bool) or not isinstance(hue, (int, float)) or not 0 <= hue <= 180:
+        raise ValueError(f"data.hue_rotation={hue!r} must be a number of degrees in [0, 180] "
+                         f"(0 = off; 180 already covers the whole hue circle)")
     if config.data.dataset == "faces":
         _check_faces(config)
     return config

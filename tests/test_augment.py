@@ -1,4 +1,6 @@
 """Augmented-self reference: a(), the TPS warp, its correspondence, zero references, determinism."""
+import math
+
 import pytest
 import torch
 
@@ -104,3 +106,77 @@ def test_same_seed_same_batch():
 def test_rejects_non_square():
     with pytest.raises(ValueError, match="square"):
         augmented_self(torch.zeros(1, 3, 32, 64), DataConfig(), torch.Generator())
+
+
+# --- the opt-in hue rotation of a() (data.hue_rotation) ----------------------------------
+
+
+def test_hue_rotation_off_keeps_the_papers_a_and_random_stream():
+    """At the default hue_rotation = 0 the batch is the paper's a() and s() drawn exactly as
+    before the option existed: the same draws, in the same order, and no extra one."""
+    from paperlib.core.augment import random_tps, warp
+
+    assert DataConfig().hue_rotation == 0.0
+    img = torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(2)) * 2 - 1
+    cfg = DataConfig(no_reference_prob=0.5)
+    gen = torch.Generator().manual_seed(11)
+    out = augmented_self(img, cfg, gen)
+    # The pre-option code path written out: offsets, TPS displacements, coin flips.
+    ref_gen = torch.Generator().manual_seed(11)
+    offset = (torch.rand(4, 3, 1, 1, generator=ref_gen) * 2 - 1) * (50.0 / 127.5)
+    target = (img + offset).clamp(-1, 1)
+    params, src = random_tps(4, cfg, ref_gen)
+    has_ref = torch.rand(4, generator=ref_gen) >= 0.5
+    reference = torch.where(has_ref.view(4, 1, 1, 1), warp(target, params, src), 0.0)
+    assert torch.equal(out["target"], target)
+    assert torch.equal(out["reference"], reference)
+    assert torch.equal(out["has_reference"], has_ref)
+    assert torch.equal(gen.get_state(), ref_gen.get_state())
+
+
+def _hue_of(image):
+    """Hue angle in degrees (B, H, W) of images in [-1, 1]."""
+    from paperlib.core.color import srgb_to_lab
+
+    lab = srgb_to_lab((image.double() + 1) / 2)
+    return torch.rad2deg(torch.atan2(lab[:, 2], lab[:, 1]))
+
+
+def _wrapped(deg):
+    return (deg + 180) % 360 - 180
+
+
+def _ring_colour(b):
+    """(b, 3, 16, 16) one flat colour, L* 60, chroma 30, hue 0: in gamut at every hue."""
+    from paperlib.core.color import lab_to_srgb
+
+    lab = torch.tensor([60.0, 30.0, 0.0], dtype=torch.float64).view(1, 3, 1, 1)
+    return (lab_to_srgb(lab).float() * 2 - 1).expand(b, 3, 16, 16).contiguous()
+
+
+def test_hue_rotation_turns_target_and_reference_alike_by_the_drawn_angle():
+    img = _ring_colour(6)
+    cfg = DataConfig(color_jitter=0.0, tps_scale=0.0, hue_rotation=90.0)  # a() is the rotation
+    out = augmented_self(img, cfg, torch.Generator().manual_seed(4))
+    # The angles as drawn: the (zero-width) offsets first, then one angle per image.
+    g = torch.Generator().manual_seed(4)
+    torch.rand(6, 3, 1, 1, generator=g)
+    angles = (torch.rand(6, generator=g) * 2 - 1) * 90.0  # (6,)
+    turned = _wrapped(_hue_of(out["target"]) - _hue_of(img))  # (6, 16, 16)
+    assert (turned - angles.view(6, 1, 1).double()).abs().max() < 0.5
+    assert angles.abs().max() > 30  # the check above is not of near-zero angles
+    # The reference is s(a(I)): with an identity warp it shows the same turned colours.
+    assert (out["reference"] - out["target"]).abs().max() < 1e-4
+
+
+def test_hue_rotation_angles_stay_in_range_and_cover_the_circle():
+    img = _ring_colour(1).expand(2000, 3, 16, 16)[:, :, :1, :1]  # (2000, 3, 1, 1)
+    narrow = color_shift(img, DataConfig(color_jitter=0.0, hue_rotation=30.0),
+                         torch.Generator().manual_seed(0))
+    d = _wrapped(_hue_of(narrow) - _hue_of(img)).flatten()
+    assert d.abs().max() <= 30.5 and d.abs().max() > 29
+    full = color_shift(img, DataConfig(color_jitter=0.0, hue_rotation=180.0),
+                       torch.Generator().manual_seed(0))
+    d = torch.deg2rad(_wrapped(_hue_of(full) - _hue_of(img)).flatten())
+    assert abs(d.cos().mean()) < 0.06 and abs(d.sin().mean()) < 0.06
+    assert d.min() < math.radians(-170) and d.max() > math.radians(170)

@@ -46,3 +46,29 @@ def test_profile_from_environment(monkeypatch):
     assert get_profile().profile == "smoke"
     monkeypatch.delenv("PAPERLIB_PROFILE")
     assert get_profile().profile == "mini"
+
+
+def test_the_opt_in_options_are_off_in_every_profile():
+    from paperlib.config import PROFILES, check_config
+
+    for name, build in PROFILES.items():
+        c = build()
+        assert c.data.hue_rotation == 0.0 and c.model.aggregation == "scft", name
+        check_config(c)
+
+
+@pytest.mark.parametrize("value", [-1.0, 181.0, float("nan")])
+def test_hue_rotation_out_of_range_is_refused(value):
+    from paperlib.config import check_config
+
+    with pytest.raises(ValueError) as e:
+        check_config(override(smoke(), {"data.hue_rotation": value}))
+    assert "data.hue_rotation" in str(e.value) and repr(value) in str(e.value)
+
+
+def test_hue_rotation_in_range_is_accepted_and_parsed():
+    from paperlib.config import check_config
+
+    for text in ("0", "30", "180"):
+        c = check_config(override(smoke(), [f"data.hue_rotation={text}"]))
+        assert c.data.hue_rotation == float(text)

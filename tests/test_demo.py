@@ -324,3 +324,14 @@ def test_screenshot_command_names_what_is_missing(capsys):
     assert main(["screenshot", "--chromium", "/nonexistent/chromium"]) == 2
     err = capsys.readouterr().err
     assert "/nonexistent/chromium" in err or "playwright is not installed" in err
+
+
+def test_an_sga_arm_is_the_default_main_arm_and_shows_its_attention():
+    """Without the registry's main arms, an arm with an attention map (SCFT or the opt-in
+    stop-gradient attention "sga") is shown, not the first arm."""
+    torch.manual_seed(0)
+    sga = Generator(override(get_profile("smoke"), {"model.aggregation": "sga"}).model).eval()
+    d = Demo({"add": StandIn("add"), "my-sga": sga}, DATA, sample_images(), reference_index=1)
+    assert d.main == "my-sga"
+    att = d.view().attention
+    assert att is not None and att.shape == d.view().reference.shape

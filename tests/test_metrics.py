@@ -215,3 +215,86 @@ def test_region_error_by_size_refuses_bad_input():
         region_error_by_size([1.0, 2.0], [[0, 0, 0]], [5.0, 6.0])
     with pytest.raises(ValueError, match="edges must increase"):
         region_error_by_size([1.0], [[0, 0, 0]], [5.0], edges=(0, 10, 10))
+
+
+# --- chroma_transfer ---------------------------------------------------------------------
+
+
+def coloured_ab(n=400, seed=0):
+    """(n, 2) target (a*, b*) spread over the plane, every chroma above 15."""
+    rng = np.random.default_rng(seed)
+    angle = rng.uniform(0, 2 * np.pi, n)
+    chroma = rng.uniform(15, 60, n)
+    return np.stack([chroma * np.cos(angle), chroma * np.sin(angle)], axis=1)
+
+
+def rotation(deg):
+    t = np.deg2rad(deg)
+    return np.array([[np.cos(t), -np.sin(t)], [np.sin(t), np.cos(t)]])
+
+
+def test_chroma_transfer_identity_and_rotation():
+    tgt = coloured_ab()
+    m, c = metrics.chroma_transfer(tgt, tgt)
+    np.testing.assert_allclose(m, np.eye(2), atol=1e-10)
+    np.testing.assert_allclose(c, 0.0, atol=1e-9)
+    r = rotation(35.0)
+    m, c = metrics.chroma_transfer(tgt @ r.T, tgt)  # each output (a*, b*) = R @ target's
+    np.testing.assert_allclose(m, r, atol=1e-10)
+    np.testing.assert_allclose(c, 0.0, atol=1e-9)
+    # images (H, W, 2) are accepted as well as pixel lists
+    m, _ = metrics.chroma_transfer((tgt @ r.T).reshape(20, 20, 2), tgt.reshape(20, 20, 2))
+    np.testing.assert_allclose(m, r, atol=1e-10)
+
+
+def test_chroma_transfer_constant_output_a_gives_a_zero_first_row():
+    tgt = coloured_ab()
+    out = tgt.copy()
+    out[:, 0] = 7.0  # the output's a* ignores the target
+    m, c = metrics.chroma_transfer(out, tgt)
+    np.testing.assert_allclose(m[0], [0.0, 0.0], atol=1e-10)
+    np.testing.assert_allclose(m[1], [0.0, 1.0], atol=1e-10)
+    assert c[0] == pytest.approx(7.0)
+
+
+def test_chroma_transfer_ignores_pixels_below_the_chroma_threshold():
+    tgt = coloured_ab()
+    rng = np.random.default_rng(1)
+    grey = rng.uniform(-6, 6, (300, 2))  # chroma below 10 (at most 6 * sqrt(2))
+    junk = rng.uniform(-80, 80, (300, 2))  # outputs there say nothing about the fit
+    m, c = metrics.chroma_transfer(np.concatenate([tgt, junk]), np.concatenate([tgt, grey]))
+    np.testing.assert_allclose(m, np.eye(2), atol=1e-10)
+    # with the threshold at 0 the same pixels do count and spoil the identity
+    m0, _ = metrics.chroma_transfer(np.concatenate([tgt, junk]), np.concatenate([tgt, grey]),
+                                    min_chroma=0.0)
+    assert np.abs(m0 - np.eye(2)).max() > 0.01
+
+
+def test_chroma_transfer_refuses_too_few_or_degenerate_pixels():
+    tgt = coloured_ab(5)
+    with pytest.raises(ValueError, match="5 pixels of the target have chroma above 10"):
+        metrics.chroma_transfer(tgt, tgt)
+    line = np.stack([np.linspace(20, 50, 40), np.linspace(20, 50, 40)], axis=1)  # one hue line
+    with pytest.raises(ValueError, match="one line"):
+        metrics.chroma_transfer(line, line)
+    with pytest.raises(ValueError, match="equal shape"):
+        metrics.chroma_transfer(coloured_ab(10), coloured_ab(12))
+
+
+def test_chroma_transfer_batch_on_images():
+    from paperlib.core.color import lab_to_srgb, rotate_hue
+
+    # Flat patches of L* 60, chroma 30 at 16 hues (in the sRGB gamut at every rotation).
+    h = torch.arange(16, dtype=torch.float64) * (2 * math.pi / 16)
+    lab = torch.stack([torch.full_like(h, 60.0), 30 * h.cos(), 30 * h.sin()]).view(1, 3, 4, 4)
+    target = (lab_to_srgb(lab).repeat_interleave(4, -1).repeat_interleave(4, -2) * 2 - 1)
+    target = target.float().expand(2, 3, 16, 16).contiguous()  # (2, 3, 16, 16)
+    same = metrics.chroma_transfer_batch(target, target)
+    np.testing.assert_allclose(same["matrix"], np.eye(2), atol=1e-9)
+    assert same["n_pixels"] == 2 * 16 * 16
+    turned = rotate_hue(target, torch.tensor([40.0, 40.0]))
+    got = metrics.chroma_transfer_batch(turned, target)
+    # our torch Lab and skimage's differ in the 4th decimal of the constants
+    np.testing.assert_allclose(got["matrix"], rotation(40.0), atol=0.02)
+    with pytest.raises(ValueError, match="equal shape"):
+        metrics.chroma_transfer_batch(target, target[:1])

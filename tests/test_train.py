@@ -42,6 +42,18 @@ def test_smoke_run_writes_the_run_folder(image_folder, tmp_path):
                          "config", "G_ema"}
 
 
+def test_smoke_run_with_the_opt_in_sga_and_hue_rotation(image_folder, tmp_path):
+    """The stop-gradient attention trains with the triplet loss, on hue-rotated references."""
+    run = tmp_path / "run"
+    summary = train(folder_config(image_folder, **{"model.aggregation": "sga",
+                                                   "data.hue_rotation": 30.0}), run)
+    assert summary["done"] and summary["step"] == 4
+    lines = [json.loads(x) for x in (run / "stats.jsonl").read_text().splitlines()]
+    assert all(x["g_tr"] > 0 and torch.isfinite(torch.tensor(x["g_total"])) for x in lines)
+    saved = json.loads((run / "config.json").read_text())
+    assert saved["model"]["aggregation"] == "sga" and saved["data"]["hue_rotation"] == 30.0
+
+
 def test_augmenting_on_the_device_takes_the_same_draws():
     """prepare_batch(augment_on_device=True) only moves the images first: on the CPU the batch
     is the same, and the generator is left at the same state."""

@@ -1,7 +1,8 @@
 """The augmented-self reference [P 3.1, S 6.3]: reference = s(a(I)), target = a(I).
 
 a(): one U[-color_jitter, color_jitter] offset per RGB channel per image (0-255 scale) [S],
-     clipped to the valid range [I].
+     clipped to the valid range [I]. Opt-in, not in the paper [I]: with data.hue_rotation = h
+     > 0, then one U[-h, h] degree rotation per image of the CIELAB a*b* plane (color.py).
 s(): a random thin-plate-spline warp [P]; a tps_grid x tps_grid lattice of control points on
      [-1, 1]^2, each displaced by U(-tps_scale, tps_scale) of the image size [C]. The image
      spans 2 units in grid_sample's normalised coordinates, so the displacement drawn is
@@ -19,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from ..config import DataConfig
+from .color import rotate_hue
 
 FINE = 4  # reference search grid = FINE x the feature grid per side
 
@@ -81,10 +83,19 @@ def random_tps(batch: int, cfg: DataConfig, generator: torch.Generator, device=N
 
 
 def color_shift(image: torch.Tensor, cfg: DataConfig, generator: torch.Generator) -> torch.Tensor:
-    """a(I): (B,3,H,W) in [-1,1] plus one U[-j, j]/127.5 offset per channel, clipped [S 6.3]."""
+    """a(I): (B,3,H,W) in [-1,1] plus one U[-j, j]/127.5 offset per channel, clipped [S 6.3].
+
+    With cfg.hue_rotation = h > 0 [I], each image's hue is then rotated by one angle drawn
+    from U[-h, h] degrees (after the offsets, so that the reference s(a(I)), made from the
+    result, carries the same colours). The angles are drawn from `generator` only when h > 0:
+    at h = 0 the random stream, and so every earlier run, is unchanged."""
     b = image.shape[0]
     offset = (torch.rand(b, 3, 1, 1, generator=generator) * 2 - 1) * (cfg.color_jitter / 127.5)
-    return (image + offset.to(image.device, image.dtype)).clamp(-1.0, 1.0)
+    out = (image + offset.to(image.device, image.dtype)).clamp(-1.0, 1.0)
+    if cfg.hue_rotation > 0:
+        degrees = (torch.rand(b, generator=generator) * 2 - 1) * cfg.hue_rotation  # (B,)
+        out = rotate_hue(out, degrees.to(image.device))
+    return out
 
 
 def warp(image: torch.Tensor, params: torch.Tensor, src: torch.Tensor) -> torch.Tensor:
@@ -126,7 +137,7 @@ def augmented_self(image: torch.Tensor, cfg: DataConfig, generator: torch.Genera
     """image (B,3,H,W) in [-1,1] -> reference, target (B,3,H,W), corr/corr_mask (B,P), has_reference (B,).
 
     Random draws, always in this order from `generator` (a CPU generator): colour offsets,
-    TPS displacements, no-reference coin flips.
+    hue angles (only when cfg.hue_rotation > 0), TPS displacements, no-reference coin flips.
     With probability cfg.no_reference_prob a sample's reference is the paper's "zero-filled
     image" [S 6.5], read as an all-zero tensor (mid grey in [-1,1] units, matching the
     Generator's reference=None), with corr_mask all False.

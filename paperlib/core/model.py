@@ -4,7 +4,8 @@ Layout of the generator G(I_s, I_r) [P 3.3, S 6.3]:
 
     E_s(sketch) -> 10 layer outputs -> pooled to (H/16, W/16) and concatenated -> v_s (B, C, h, w)
     E_r(ref)    -> 10 layer outputs -> pooled and concatenated                 -> v_r (B, C, h, w)
-    aggregation(v_s, v_r) -> v (SCFT [P Eq.2-4], or the ablations "add"/"adain" [S Fig. 2])
+    aggregation(v_s, v_r) -> v (SCFT [P Eq.2-4], the ablations "add"/"adain" [S Fig. 2], or
+                               the opt-in stop-gradient attention "sga" [I])
     4 residual blocks (992 channels at width 1) -> U-Net decoder with skips from E_s -> tanh RGB
 
 C = sum of the encoder widths = 992 at width 1 [S Table 2, P Eq.1].
@@ -19,6 +20,8 @@ Choices the paper leaves open, marked as in config.py:
   conv avoids the checkerboard of transposed convs). A final 3x3 conv to RGB and tanh follow.
 - [I] SCFT projections W_q, W_k, W_v are bias-free C x C matrices as written in Eq. 2 and the
   attention scale uses d = C.
+- [I] "sga" (stop-gradient attention, Li et al. ECCV 2022, not in the paper): see
+  StopGradAttention for its choices.
 - [I] "add": v = v_s + v_r with no projection; the paper says the reference representation is
   "simply added" and E_r is trained end to end, so it can shape v_r itself.
 - [I] "adain": channel statistics over the h*w positions, sigma = sqrt(var + 1e-5).
@@ -136,6 +139,58 @@ class SCFT(nn.Module):
         return v_s + out.to(v_s.dtype), aux
 
 
+class StopGradAttention(nn.Module):
+    """Stop-gradient attention (Li et al., ECCV 2022, "Eliminating Gradient Conflict in
+    Reference-based Line-Art Colorization", arXiv 2207.06095); an alternative to SCFT, not part
+    of the reproduced paper.
+
+    With X = v_s (B, P_s, C) and Y = v_r (B, P_r, C):
+        A = softmax(X Y^T / sqrt(C)) over reference positions, computed without gradient,
+        then each column of A divided by its sum (every reference position hands out a unit
+        total); X' = leaky_relu(W_q X), Y' = leaky_relu(W_v Y) with learned C x C linear maps
+        (with bias); Z = A Y' + X'. There is no query/key projection: the attention is built
+        from the raw features.
+
+    Choices of ours:
+    - [I] logits scaled by 1/sqrt(C), as in our SCFT: the features are not normalised and a
+      raw dot product of C-dimensional vectors saturates the softmax to one-hot rows.
+    - [I] the LeakyReLU slope is the model's leaky_slope (0.2, Table 2 [S]).
+    - [I] W_q and W_v carry a bias (nn.Linear's default); the method's description does not
+      say, and unlike SCFT's they are followed by a non-linearity, where a shift matters.
+    - [I] aux["query"] and aux["key"] are the raw flattened v_s and v_r (not detached), so the
+      triplet loss [P Eq. 5], whose S(q, k) = q . k / sqrt(C) is exactly the logit above,
+      supervises the features the attention is computed from: that is the only way a
+      correspondence loss reaches the encoders here, since A itself carries no gradient.
+      aux["attention"] (with return_attention=True) is the detached, column-normalised A.
+    """
+
+    COLUMN_EPS = 1e-9  # guards the column normalisation where a column's softmax mass underflows
+
+    def __init__(self, channels: int, leaky_slope: float = 0.2):
+        super().__init__()
+        self.d = channels
+        self.slope = leaky_slope
+        self.w_q = nn.Linear(channels, channels)
+        self.w_v = nn.Linear(channels, channels)
+
+    def forward(self, v_s: torch.Tensor, v_r: torch.Tensor, return_attention: bool = False):
+        b, c, h, w = v_s.shape
+        s = v_s.flatten(2).transpose(1, 2)  # (B, P_s, C), P index = row*w + col
+        r = v_r.flatten(2).transpose(1, 2)  # (B, P_r, C)
+        with torch.no_grad():
+            logits = s @ r.transpose(1, 2) / math.sqrt(self.d)  # (B, P_s, P_r)
+            attn = torch.softmax(logits.float(), dim=-1)  # rows sum to 1
+            attn = attn / (attn.sum(dim=-2, keepdim=True) + self.COLUMN_EPS)  # columns sum to 1
+        x = F.leaky_relu(self.w_q(s), self.slope)  # (B, P_s, C)
+        y = F.leaky_relu(self.w_v(r), self.slope)  # (B, P_r, C)
+        z = attn.to(y.dtype) @ y + x  # (B, P_s, C)
+        z = z.transpose(1, 2).reshape(b, c, h, w)  # (B, C, h, w)
+        aux = {"query": s, "key": r}
+        if return_attention:
+            aux["attention"] = attn
+        return z.to(v_s.dtype), aux
+
+
 class AddAggregation(nn.Module):
     """Ablation (a) [S Fig. 2a]: the reference representation added to the content features."""
 
@@ -153,14 +208,18 @@ class AdaINAggregation(nn.Module):
         return normed * torch.sqrt(var_r + ADAIN_EPS) + mu_r, {}
 
 
-def make_aggregation(name: str, channels: int) -> nn.Module:
+def make_aggregation(name: str, channels: int, leaky_slope: float = 0.2) -> nn.Module:
+    """The aggregation module by model.aggregation; leaky_slope is used by "sga" only."""
     if name == "scft":
         return SCFT(channels)
+    if name == "sga":
+        return StopGradAttention(channels, leaky_slope)
     if name == "add":
         return AddAggregation()
     if name == "adain":
         return AdaINAggregation()
-    raise ValueError(f"unknown model.aggregation {name!r}; choose 'scft', 'add' or 'adain'")
+    raise ValueError(f"unknown model.aggregation {name!r}; choose 'scft', 'sga', 'add' or "
+                     f"'adain'")
 
 
 # ---------------------------------------------------------------------- residual and decoder
@@ -213,7 +272,7 @@ class Generator(nn.Module):
         self.enc_s = Encoder(cfg, 1)
         self.enc_r = Encoder(cfg, 3)
         c = self.enc_s.out_channels
-        self.aggregation = make_aggregation(cfg.aggregation, c)
+        self.aggregation = make_aggregation(cfg.aggregation, c, cfg.leaky_slope)
         self.res_blocks = nn.Sequential(*[ResBlock(c) for _ in range(cfg.n_res_blocks)])
         # Skips: the last sketch-encoder layer of each resolution, coarse to fine.
         self.skip_index = self._last_layer_per_resolution(self.enc_s.strides)[::-1]

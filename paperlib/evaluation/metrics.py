@@ -9,6 +9,9 @@
   (dE00 saved by the right reference; palette distance to the own versus another reference).
 - palette_distance: for cross-reference pairs without ground truth, a sliced Wasserstein
   distance between the output's and the reference's Lab colour distributions [I].
+- chroma_transfer: the least-squares linear map from the ground truth's (a*, b*) to the
+  output's over coloured pixels; the identity when hue and chroma are carried over, a
+  rotation when hues come out turned, zero rows when the output ignores a direction [I].
 """
 from __future__ import annotations
 
@@ -332,3 +335,57 @@ def attention_hit_rate(attention, corr, corr_mask) -> float:
     correspondence (Fig. 14 made a number). attention (B,P,P), corr (B,P), corr_mask (B,P)."""
     hit = (attention.argmax(-1) == corr) & corr_mask
     return float(hit.sum() / corr_mask.sum().clamp(min=1))
+
+
+# --- how the output's chroma follows the target's ----------------------------------------
+
+CHROMA_MIN = 10.0  # [I] a target pixel counts as coloured above this chroma sqrt(a*^2 + b*^2)
+CHROMA_MIN_PIXELS = 16  # [I] fewer coloured pixels than this are too few for a stable fit
+
+
+def chroma_transfer(output_ab, target_ab, min_chroma: float = CHROMA_MIN,
+                    min_pixels: int = CHROMA_MIN_PIXELS) -> tuple[np.ndarray, np.ndarray]:
+    """How the output's (a*, b*) follows the target's: the least-squares fit
+    output_ab ~ M @ target_ab + c over the coloured pixels, returned as (M (2, 2), c (2,)).
+
+    output_ab, target_ab: arrays (..., 2) of the same shape, (a*, b*) of the same pixels
+    (e.g. (H, W, 2) or (n, 2)). Only pixels whose target chroma sqrt(a*^2 + b*^2) exceeds
+    min_chroma take part [I]: near-grey pixels have no hue to follow, and an output that is
+    right there says nothing about colour transfer. M[0] says how the output's a* follows the
+    target's a* and b*, M[1] the same for b*. Ideally M is the identity and c zero; a hue
+    turned by theta gives the rotation [[cos, -sin], [sin, cos]]; washed-out colours give
+    M = k I with k < 1; an output channel that ignores the target gives a zero row. ValueError
+    with fewer than min_pixels coloured pixels or when their target colours lie on one line
+    (M is then not determined)."""
+    out = np.asarray(output_ab, np.float64)
+    tgt = np.asarray(target_ab, np.float64)
+    if out.shape != tgt.shape or out.ndim < 1 or out.shape[-1] != 2:
+        raise ValueError(f"chroma_transfer: need two (..., 2) arrays of (a*, b*) of equal shape, "
+                         f"got {out.shape} and {tgt.shape}")
+    out, tgt = out.reshape(-1, 2), tgt.reshape(-1, 2)  # (n, 2)
+    coloured = np.hypot(tgt[:, 0], tgt[:, 1]) > min_chroma  # (n,)
+    n = int(coloured.sum())
+    if n < max(min_pixels, 3):
+        raise ValueError(f"chroma_transfer: {n} pixels of the target have chroma above "
+                         f"{min_chroma}, fewer than the {max(min_pixels, 3)} the fit needs")
+    design = np.concatenate([tgt[coloured], np.ones((n, 1))], axis=1)  # (n, 3): a*, b*, 1
+    coef, _, rank, _ = np.linalg.lstsq(design, out[coloured], rcond=None)  # (3, 2)
+    if rank < 3:
+        raise ValueError(f"chroma_transfer: the {n} coloured target pixels have (a*, b*) on one "
+                         f"line, so the 2x2 map is not determined")
+    return coef[:2].T, coef[2]
+
+
+def chroma_transfer_batch(output: torch.Tensor, target: torch.Tensor,
+                          min_chroma: float = CHROMA_MIN,
+                          min_pixels: int = CHROMA_MIN_PIXELS) -> dict:
+    """chroma_transfer over a batch of images (B, 3, H, W) in [-1, 1], the pixels of all
+    images pooled into one fit (converted to Lab with skimage's rgb2lab, sRGB D65, as
+    region_color_error does). Returns {"matrix": M (2, 2), "intercept": c (2,),
+    "n_pixels": the number of coloured target pixels fitted}."""
+    _check_pair(output, target, "chroma_transfer_batch")
+    out = np.concatenate([rgb2lab(_hwc(o))[..., 1:].reshape(-1, 2) for o in output])  # (B*H*W, 2)
+    tgt = np.concatenate([rgb2lab(_hwc(t))[..., 1:].reshape(-1, 2) for t in target])
+    m, c = chroma_transfer(out, tgt, min_chroma, min_pixels)
+    n = int((np.hypot(tgt[:, 0], tgt[:, 1]) > min_chroma).sum())
+    return {"matrix": m, "intercept": c, "n_pixels": n}

@@ -77,8 +77,8 @@ def colorize_tensors(G, sketch: torch.Tensor, reference: torch.Tensor | None = N
     Any H, W: both inputs are padded with white paper to a multiple of the encoders' total
     stride and the output is cropped back; at a multiple (e.g. the training size) this is
     exactly `G(sketch, reference)[0]`. With `return_aux` it returns (output, aux) where aux is
-    the generator's aux dict with the attention matrix (SCFT only) over the padded canvas's
-    feature grid, `padded_feature_grid(H, W, stride)` cells in row-major order.
+    the generator's aux dict with the attention matrix (SCFT and "sga" only) over the padded
+    canvas's feature grid, `padded_feature_grid(H, W, stride)` cells in row-major order.
     """
     if sketch.dim() != 4 or sketch.shape[1] != 1:
         raise ValueError(f"sketch must be (B, 1, H, W), got {tuple(sketch.shape)}")

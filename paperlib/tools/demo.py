@@ -365,8 +365,9 @@ class Demo:
         for name in (MAIN, "scft-triplet"):
             if name in self.arms:
                 return name
+        # An arm with an attention map to show: SCFT, or the opt-in stop-gradient attention.
         scft = [n for n, g in self.arms.items()
-                if getattr(getattr(g, "cfg", None), "aggregation", "") == "scft"]
+                if getattr(getattr(g, "cfg", None), "aggregation", "") in ("scft", "sga")]
         return (scft or list(self.arms) or [None])[0]
 
     def _index(self, index, which: str) -> int:

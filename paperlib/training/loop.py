@@ -128,6 +128,8 @@ def train_step(nets: Nets, config: Config, batch: dict, neg_gen: torch.Generator
                device: torch.device) -> dict[str, torch.Tensor]:
     """One D update and one G update from a single generator forward (no second forward)."""
     sketch, reference, target = batch["sketch"], batch["reference"], batch["target"]
+    # Only SCFT's L1 loss needs the map; "sga" + "l1" is refused by check_config (the
+    # stop-gradient map is detached) and its triplet loss uses aux["query"]/["key"] alone.
     need_attention = config.loss.correspondence_loss == "l1" and config.model.aggregation == "scft"
     # record_function names the phases for `python -m paperlib bench --breakdown` (no-ops unless
     # a profiler is running)
