@@ -25,10 +25,13 @@ reproduce: $(STAMP)
 	$(PY) -m paperlib reproduce --profile $(PROFILE) --dataset $(DATASET)
 
 # The unit tests and the notebooks on OpenMoji, then the notebooks once more on a tiny faces set
-# (rendered at test time), both in the smoke profile.
+# (rendered at test time), both in the smoke profile. The OpenMoji smoke runs (a few GB of
+# checkpoints, kept only as a cache for the next `make test`) are removed before the faces pass,
+# so that the suite never holds both on disk.
 NBVAL_LAX := -m pytest -q --nbval-lax --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider
 test: $(STAMP)
 	PAPERLIB_PROFILE=smoke PAPERLIB_DATASET=openmoji TQDM_DISABLE=1 $(PY) $(NBVAL_LAX)
+	rm -rf runs/smoke
 	PAPERLIB_PROFILE=smoke PAPERLIB_DATASET=faces TQDM_DISABLE=1 $(PY) $(NBVAL_LAX) notebooks
 
 # After a change that must not move results: re-execute every notebook in the mini profile on
