@@ -149,11 +149,13 @@ def data_rows(resolutions=(128, 256), workers=(0, 2), repeats: int = 3) -> list[
 _STEP_WORKER = r"""
 import json, sys, time, torch
 import paperlib
-try:  # the package's layout since it has subpackages
+# The flat layout first: in an exported commit of that layout, `paperlib.tools` does not exist
+# and an editable install's import hook would resolve it to the working tree's module instead.
+try:  # commits from before the subpackages, with one flat package
+    from paperlib import bench, train
+except ImportError:  # the package's layout since it has subpackages
     from paperlib.tools import bench
     from paperlib.training import loop as train
-except ImportError:  # commits from before, with one flat package
-    from paperlib import bench, train
 from paperlib.config import get_profile, override
 profile, sets, warmup, steps = json.loads(sys.argv[1])
 config = override(get_profile(profile), sets + ["train.device=cpu"])
