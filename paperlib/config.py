@@ -166,7 +166,8 @@ def smoke() -> Config:
         profile="smoke",
         # A tiny faces set (48 train, 90 test, 24 test-unseen) renders in seconds; 90 test
         # faces, so that notebook 08's test-image indices (up to 89) exist on both datasets.
-        data=replace(c.data, resolution=32, eval_limit=24, faces_train_per_style=16,
+        # 12 evaluation images: FID's Inception forward is most of a smoke evaluation's time.
+        data=replace(c.data, resolution=32, eval_limit=12, faces_train_per_style=16,
                      faces_test_per_style=30, faces_unseen=24),
         model=replace(c.model, width=0.25),
         loss=replace(c.loss, random_perceptual_weights=False),

@@ -110,6 +110,32 @@ def test_split_gap_table_scores_both_splits_on_equal_counts(tmp_path, image_fold
     assert list(tables.split_gap_table("smoke", ["scft-triplet"], seeds=[0], n=3)["n"]) == [3, 3]
 
 
+def test_region_size_table_scores_as_many_images_as_the_evaluation(tmp_path, image_folder,
+                                                                   monkeypatch):
+    """By default the run's eval_limit test images (the whole split with 0, as in mini); n
+    overrides it. The bins' region counts say how many images were scored."""
+    from paperlib.study import tables
+    from paperlib.config import override
+    from paperlib.evaluation.evaluate import region_size_bins
+    from paperlib.training.snapshot import load_generator
+    from paperlib.training.loop import train
+
+    run = tmp_path / "run"
+    c = override(get_profile("smoke"), {"data.dataset": "folder", "data.root": str(image_folder),
+                                        "data.test_fraction": 0.5, "train.max_steps": 1,
+                                        "data.eval_limit": 2})
+    train(c, run, progress=False)
+    monkeypatch.setattr(tables, "run_path", lambda profile, name, seed, dataset=None: run)
+    G, cfg, _ = load_generator(run)
+    count = lambda df: int(df["n_regions"].sum())  # noqa: E731
+    limited = tables.region_size_table("smoke", ["scft-triplet"], seeds=[0])
+    assert set(limited["run"]) == {"scft-triplet"} and limited["bin"].is_unique
+    assert count(limited) == sum(r["n_regions"] for r in region_size_bins(G, cfg.data, n=2))
+    whole = tables.region_size_table("smoke", ["scft-triplet"], seeds=[0], n=0)
+    assert count(whole) == sum(r["n_regions"] for r in region_size_bins(G, cfg.data, n=0))
+    assert count(whole) > count(limited)
+
+
 def test_no_reference_claim_averages_the_seeds_like_the_table_beside_it(monkeypatch):
     """fig5 puts the no-reference model's FIDs next to the full model's two-seed mean, so they
     are two-seed means too; a seed without both evaluations is left out, not half counted."""

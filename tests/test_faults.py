@@ -156,18 +156,21 @@ def test_sigkill_at_random_moments_and_mid_checkpoint_resumes_bit_exactly(images
 
 # ------------------------------------------------------- 2. SIGKILL during `make reproduce`
 
+NOTEBOOK = "06_no_reference.ipynb"
+
+
 def _reproduce_root(where: Path) -> Path:
-    """A minimal checkout for `reproduce --only 02`: its own runs/ and .executed/, this
-    checkout's package and notebook 02."""
+    """A minimal checkout for `reproduce --only 06`: its own runs/ and .executed/, this
+    checkout's package and notebook 06."""
     (where / "notebooks").mkdir(parents=True)
     shutil.copy(REPO / "pyproject.toml", where)
     (where / "paperlib").symlink_to(REPO / "paperlib", target_is_directory=True)
-    shutil.copy(REPO / "notebooks" / "02_training.ipynb", where / "notebooks")
+    shutil.copy(REPO / "notebooks" / NOTEBOOK, where / "notebooks")
     return where
 
 
 def _reproduce(root: Path, fault: str | None = None, timeout=600):
-    """Run `python -m paperlib reproduce --profile smoke --only 02` in `root`. With `fault`,
+    """Run `python -m paperlib reproduce --profile smoke --only 06` in `root`. With `fault`,
     the notebook's kernel kills itself at that point and the test then SIGKILLs the rest of
     the process tree, as a kill of `make reproduce` would. Returns the exit status."""
     # A marker of its own per attempt: a worker of an earlier attempt that outlives the kill
@@ -180,7 +183,7 @@ def _reproduce(root: Path, fault: str | None = None, timeout=600):
     log = root / "reproduce.log"  # a file, not a pipe: papermill logs every cell's output
     with open(log, "a") as out:
         proc = subprocess.Popen([sys.executable, "-m", "paperlib", "reproduce", "--profile",
-                                 "smoke", "--only", "02"], cwd=root, env=env(**extra),
+                                 "smoke", "--only", NOTEBOOK[:2]], cwd=root, env=env(**extra),
                                 start_new_session=True, stdout=out, stderr=out)
         if fault:
             hit = wait_for(marker.exists, timeout=timeout, proc=proc)
@@ -216,12 +219,13 @@ def _table(path: Path) -> pd.DataFrame:
 
 @pytest.mark.slow
 def test_reproduce_killed_in_training_and_in_evaluation_resumes(tmp_path, request):
-    """`reproduce --only 02` (smoke) SIGKILLed, process tree and all, while it trains and
-    again while it evaluates (notebook 02 trains its runs two at a time in worker processes,
-    `paperlib.training.parallel`); the third attempt finishes without retraining any finished run and
-    writes the tables of an uninterrupted reproduction. (Notebook 02 only: the full smoke
-    reproduction takes minutes per attempt.)"""
-    declare(request, "SIGKILL during `reproduce --only 02` (in training, in evaluation); "
+    """`reproduce --only 06` (smoke) SIGKILLed, process tree and all, while it trains and
+    again while it evaluates (notebook 06 trains its two runs at once in worker processes,
+    `paperlib.training.parallel`, and evaluates each with an image and a zero reference); the
+    third attempt finishes without retraining any finished run and writes the table of an
+    uninterrupted reproduction. (One notebook, the smallest that trains and evaluates in the
+    pool: the full smoke reproduction takes minutes per attempt.)"""
+    declare(request, "SIGKILL during `reproduce --only 06` (in training, in evaluation); "
             "tables equal to an uninterrupted run", 2)
     straight = _reproduce_root(tmp_path / "straight")
     _reproduce(straight)
@@ -229,7 +233,7 @@ def test_reproduce_killed_in_training_and_in_evaluation_resumes(tmp_path, reques
     root = _reproduce_root(tmp_path / "killed")
     runs = root / "runs" / "smoke"
     finals = lambda: {p.parent.name for p in runs.glob(f"*/{FINAL}")}  # noqa: E731
-    # The pool starts with the two longest runs; the first 2nd checkpoint write kills all.
+    # The pool starts both runs; the first 2nd checkpoint write kills all.
     assert _reproduce(root, "checkpoint-write@2") != 0
     assert not finals()
     assert _reproduce(root, "evaluate") != 0
@@ -242,13 +246,16 @@ def test_reproduce_killed_in_training_and_in_evaluation_resumes(tmp_path, reques
     assert {p: p.stat().st_mtime_ns for p in finished} == finished
 
     a, b = straight / "runs" / "smoke" / "results", root / "runs" / "smoke" / "results"
-    pd.testing.assert_frame_equal(_table(a / "precision_check.csv"), _table(b / "precision_check.csv"))
-    pd.testing.assert_frame_equal(_table(a / "table_recipe.csv"), _table(b / "table_recipe.csv"))
+    pd.testing.assert_frame_equal(_table(a / "table_no_reference.csv"),
+                                  _table(b / "table_no_reference.csv"))
     evaluated = sorted(p.parent.name for p in (straight / "runs" / "smoke").glob("*/metrics.jsonl"))
-    assert len(evaluated) == 4  # the main model and its equal-step counterpart, two seeds each
+    assert evaluated == ["scft-noref-seed0", "scft-noref-seed1"]
     for name in evaluated:
-        metrics = [{r["metric"]: r["value"] for r in map(json.loads, (d / "runs" / "smoke" / name /
-                   "metrics.jsonl").read_text().splitlines())} for d in (straight, root)]
+        metrics = [{(r["metric"], r["reference"]): r["value"]
+                    for r in map(json.loads, (d / "runs" / "smoke" / name /
+                                              "metrics.jsonl").read_text().splitlines())}
+                   for d in (straight, root)]
+        assert len(metrics[0]) > 10 and {ref for _, ref in metrics[0]} == {"image", "zero"}, name
         assert metrics[0] == metrics[1], name
 
 

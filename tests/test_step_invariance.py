@@ -9,8 +9,10 @@ the run is compared as an average, which a real change of the arithmetic (a drop
 wrong scale, a missing gradient) moves by far more than the 2% allowed.
 
 The run's 248-channel residual blocks are below the channel count where the residual
-convolutions switch to the tap-by-tap kernel (paperlib/tapconv.py), so the run is made twice:
-as it is, and with that kernel forced on.
+convolutions switch to the tap-by-tap kernel (paperlib/core/tapconv.py), so the run is made
+twice: as it is, for 100 steps, and with that kernel forced on, for the first 10 steps. The
+kernel's values and gradients equal conv2d's (tests/test_tapconv.py); what the short run adds
+is that the training step, taking it in every residual block, still computes the same losses.
 """
 import json
 import statistics
@@ -29,15 +31,15 @@ REFERENCE = Path(__file__).parent / "data" / "fp32_100_steps_losses.json"
 TERMS = ("g_rec", "g_tr", "g_total")
 
 
-def reference_config(root):
+def reference_config(root, steps=100):
     return override(get_profile("smoke"), {
         "data.dataset": "folder", "data.root": str(root), "data.test_fraction": 0.0,
-        "data.resolution": 64, "train.max_steps": 100, "train.channels_last": True,
+        "data.resolution": 64, "train.max_steps": steps, "train.channels_last": True,
         "train.log_every": 1, "train.checkpoint_every": 1000, "train.sample_every": 1000,
         "train.snapshot_every": 0})
 
 
-def run_losses(tmp: Path) -> dict:
+def run_losses(tmp: Path, steps=100) -> dict:
     from conftest import draw_shapes
 
     root = tmp / "images"
@@ -46,7 +48,7 @@ def run_losses(tmp: Path) -> dict:
     for i in range(16):
         Image.fromarray(draw_shapes(rng, 64)).save(root / f"img{i:02d}.png")
     run = tmp / "run"
-    train(reference_config(root), run, progress=False)
+    train(reference_config(root, steps), run, progress=False)
     rows = [json.loads(x) for x in (run / "stats.jsonl").read_text().splitlines()]
     return {"steps": [r["step"] for r in rows], **{k: [r[k] for r in rows] for k in TERMS}}
 
@@ -54,20 +56,26 @@ def run_losses(tmp: Path) -> dict:
 @pytest.mark.parametrize("residual_convs", ["oneDNN", "taps"])
 def test_a_100_step_fp32_run_gives_the_losses_of_the_step_before_its_speed_changes(
         tmp_path, monkeypatch, residual_convs):
+    steps = 100
     if residual_convs == "taps":
         monkeypatch.setattr(tapconv, "MIN_TAP_CHANNELS", 1)
+        steps = 10
     calls = []
     kernel = tapconv.tap_conv3x3
     monkeypatch.setattr(tapconv, "tap_conv3x3", lambda *a: calls.append(1) or kernel(*a))
     ref = json.loads(REFERENCE.read_text())
-    now = run_losses(tmp_path)
+    now = run_losses(tmp_path, steps)
     # the run took the kernel it names: 8 residual convolutions per forward
-    assert len(calls) >= (800 if residual_convs == "taps" else 0)
+    assert len(calls) >= (8 * steps if residual_convs == "taps" else 0)
     assert bool(calls) == (residual_convs == "taps")
-    assert now["steps"] == ref["steps"] == list(range(1, 101))
+    assert ref["steps"] == list(range(1, 101)) and now["steps"] == list(range(1, steps + 1))
     for k in TERMS:
         # steps 1 and 2: only rounding separates them
         assert now[k][:2] == pytest.approx(ref[k][:2], rel=1e-5, abs=1e-6), k
+        # up to step 10 the rounding grows to ~1e-3 (measured), far below a real change
+        assert now[k][:10] == pytest.approx(ref[k][:10], rel=2e-2), k
+    if steps < 100:
+        return
     for k in ("g_rec", "g_total"):
         late_now, late_ref = statistics.mean(now[k][50:]), statistics.mean(ref[k][50:])
         assert late_now == pytest.approx(late_ref, rel=0.02), k

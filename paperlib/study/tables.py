@@ -183,15 +183,16 @@ def memory_table(profile: str, names, seeds=(0,), n: int = 0, *,
                          for r in reference_or_memory(G, cfg.data, n=n)])
 
 
-def region_size_table(profile: str, names, seeds=(0,), n: int = 0, *,
+def region_size_table(profile: str, names, seeds=(0,), n: int | None = None, *,
                       dataset: str | None = None) -> pd.DataFrame:
     """evaluate.region_size_bins for each run and seed (final snapshots, test split): one row
-    per run, seed and region-area bin, with a readable `bin` label."""
+    per run, seed and region-area bin, with a readable `bin` label. On the first n test
+    images; None takes the run's data.eval_limit, as `evaluate` does (0: the whole split)."""
     from ..evaluation.evaluate import region_size_bins
 
     rows = []
     for name, seed, G, cfg, _ in _final_generators(profile, names, seeds, dataset):
-        for r in region_size_bins(G, cfg.data, n=n):
+        for r in region_size_bins(G, cfg.data, n=cfg.data.eval_limit if n is None else n):
             hi = "" if r["area_to"] == float("inf") else f"{r['area_to']:g}"
             label = f">= {r['area_from']:g} px" if not hi else f"{r['area_from']:g}-{hi} px"
             rows.append({"run": name, "seed": seed, "bin": label, **r})
