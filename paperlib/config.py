@@ -42,6 +42,7 @@ class DataConfig:
     no_reference_prob: float = 0.0  # [S 6.5] probability of a zero reference (0.1 = the 9:1 ratio)
     num_workers: int = 0  # DataLoader worker processes
     eval_limit: int = 0  # evaluate on at most this many test images (0: the whole split)
+    curve_images: int = 48  # [I] images per snapshot in the reference-use curves (no FID: cheap)
     # The faces dataset (data/faces.py): DiceBear avatars whose colours are drawn independently
     # of their shapes. The paper uses no such set; every value is [I].
     faces_styles: tuple = ("adventurer", "micah", "open-peeps")  # [I] train and test styles
@@ -167,7 +168,7 @@ def smoke() -> Config:
         # A tiny faces set (48 train, 90 test, 24 test-unseen) renders in seconds; 90 test
         # faces, so that notebook 08's test-image indices (up to 89) exist on both datasets.
         # 12 evaluation images: FID's Inception forward is most of a smoke evaluation's time.
-        data=replace(c.data, resolution=32, eval_limit=12, faces_train_per_style=16,
+        data=replace(c.data, resolution=32, eval_limit=12, curve_images=12, faces_train_per_style=16,
                      faces_test_per_style=30, faces_unseen=24),
         model=replace(c.model, width=0.25),
         loss=replace(c.loss, random_perceptual_weights=False),

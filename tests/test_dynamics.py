@@ -39,3 +39,19 @@ def test_curve_has_one_row_per_snapshot_and_is_cached(snap_run):
     # another split is measured separately, not read from the test rows
     train_rows = dynamics.reference_use_curve(snap_run, split="train", n=6, progress=False)
     assert len(train_rows) == 2 and len((snap_run / dynamics.CURVE_FILE).read_text().splitlines()) == 4
+
+
+def test_curve_scores_the_runs_curve_images_by_default(snap_run):
+    """n None takes the run's data.curve_images (12 in smoke); a run whose config.json predates
+    the field scores 48, as every curve did before it."""
+    import json
+
+    assert dynamics.curve_images(snap_run) == get_profile("smoke").data.curve_images == 12
+    df = dynamics.reference_use_curve(snap_run, split="test", progress=False)
+    rows = [json.loads(x) for x in (snap_run / dynamics.CURVE_FILE).read_text().splitlines()]
+    assert list(df["step"]) == [2, 4] and {r["n"] for r in rows} == {12}
+    cfg_path = snap_run / "config.json"
+    cfg = json.loads(cfg_path.read_text())
+    del cfg["data"]["curve_images"]
+    cfg_path.write_text(json.dumps(cfg))
+    assert dynamics.curve_images(snap_run) == 48 == get_profile("mini").data.curve_images

@@ -48,9 +48,16 @@ def _read_cache(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def reference_use_curve(run_dir, *, split: str = "test", n: int = 48, seed: int = 0,
+def curve_images(run_dir) -> int:
+    """data.curve_images of a run (48 for runs from before the field existed)."""
+    cfg = json.loads((Path(run_dir) / "config.json").read_text())
+    return int(cfg["data"].get("curve_images", 48))
+
+
+def reference_use_curve(run_dir, *, split: str = "test", n: int | None = None, seed: int = 0,
                         progress: bool = True) -> pd.DataFrame:
-    """One row per snapshot step: the reference-use metrics on the first n images of `split`."""
+    """One row per snapshot step: the reference-use metrics on the first n images of `split`
+    (None: the run's data.curve_images)."""
     from tqdm import tqdm
 
     from .evaluate import reference_use
@@ -58,6 +65,7 @@ def reference_use_curve(run_dir, *, split: str = "test", n: int = 48, seed: int 
     from ..training.snapshot import load_generator
 
     run_dir = Path(run_dir)
+    n = curve_images(run_dir) if n is None else n
     cache = run_dir / CURVE_FILE
     rows = _read_cache(cache)
     have = {(r["step"], r["split"], r["n"], r["eval_seed"]) for r in rows}
@@ -86,7 +94,7 @@ def training_seconds(run_dir) -> float:
     return total
 
 
-def _run_curves(profile: str, names, seed: int, split: str, n: int, progress: bool,
+def _run_curves(profile: str, names, seed: int, split: str, n: int | None, progress: bool,
                 dataset: str | None):
     """(name, run folder, curve) for each named run that has snapshots."""
     from ..study.registry import run_path
@@ -98,7 +106,7 @@ def _run_curves(profile: str, names, seed: int, split: str, n: int, progress: bo
             yield name, path, curve
 
 
-def recipe_table(profile: str, names, seed: int = 0, split: str = "train", n: int = 48,
+def recipe_table(profile: str, names, seed: int = 0, split: str = "train", n: int | None = None,
                  progress: bool = True, *, dataset: str | None = None) -> pd.DataFrame:
     """Each recipe's reference use at its last snapshot, with its steps and training minutes
     (`dataset` None: $PAPERLIB_DATASET, else openmoji; as in `curves`)."""
@@ -116,7 +124,7 @@ def recipe_table(profile: str, names, seed: int = 0, split: str = "train", n: in
     return pd.DataFrame(rows)
 
 
-def curves(profile: str, names, seed: int = 0, split: str = "train", n: int = 48,
+def curves(profile: str, names, seed: int = 0, split: str = "train", n: int | None = None,
            progress: bool = True, *, dataset: str | None = None) -> pd.DataFrame:
     """Long table (run, step, minutes, metric, value) of several runs' reference-use curves;
     minutes is the training time at that step, scaled from the run's total."""
@@ -130,12 +138,12 @@ def curves(profile: str, names, seed: int = 0, split: str = "train", n: int = 48
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
-def recipe_provenance(config, seed: int, n: int = 48) -> dict:
+def recipe_provenance(config, seed: int, n: int | None = None) -> dict:
     """What the recipe table depends on (the metrics come from reference_use, not metrics.jsonl)."""
     from .evaluate import git_commit
 
     return {"profile": config.profile, "dataset": config.data.dataset,
-            "split": f"train (first {n} images, fresh augmentations; never the test split)",
+            "split": f"train (first {config.data.curve_images if n is None else n} images, fresh augmentations; never the test split)",
             "resolution": config.data.resolution, "seed": seed, "eval seed": 0,
             "budget": "about the main run's training time per recipe (train_minutes)",
             "git commit": git_commit()}
