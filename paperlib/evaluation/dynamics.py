@@ -49,9 +49,12 @@ def _read_cache(path: Path) -> list[dict]:
 
 
 def curve_images(run_dir) -> int:
-    """data.curve_images of a run (48 for runs from before the field existed)."""
+    """data.curve_images of a run; a run from before the field existed scored the field's
+    default (48)."""
+    from ..config import DataConfig
+
     cfg = json.loads((Path(run_dir) / "config.json").read_text())
-    return int(cfg["data"].get("curve_images", 48))
+    return int(cfg["data"].get("curve_images", DataConfig.curve_images))
 
 
 def reference_use_curve(run_dir, *, split: str = "test", n: int | None = None, seed: int = 0,
@@ -142,8 +145,9 @@ def recipe_provenance(config, seed: int, n: int | None = None) -> dict:
     """What the recipe table depends on (the metrics come from reference_use, not metrics.jsonl)."""
     from .evaluate import git_commit
 
+    n = config.data.curve_images if n is None else n
     return {"profile": config.profile, "dataset": config.data.dataset,
-            "split": f"train (first {config.data.curve_images if n is None else n} images, fresh augmentations; never the test split)",
+            "split": f"train (first {n} images, fresh augmentations; never the test split)",
             "resolution": config.data.resolution, "seed": seed, "eval seed": 0,
             "budget": "about the main run's training time per recipe (train_minutes)",
             "git commit": git_commit()}
