@@ -1,5 +1,5 @@
 """Command line: python -m paperlib {prepare-data,train,bench,evaluate,colorize,reproduce,screenshot,
-long-run,long-run-summary}."""
+long-run,long-run-summary,hue-study,hue-study-summary}."""
 from __future__ import annotations
 
 import argparse
@@ -141,12 +141,43 @@ def main(argv=None) -> int:
                     help="draw no sample grid")
     sp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="override a field of the recipe, e.g. --set train.ema_decay=0.999")
+    sp.add_argument("--run", default="", help="start from this run of the experiment registry "
+                    "(its overrides of --profile; --set comes after them)")
+    sp.add_argument("--split", default="test", help="the split each snapshot is measured on "
+                    "(--test-n images of it; 'val' needs data.val_holdout > 0)")
+    sp.add_argument("--hue", action="store_true", help="also measure the hue probe "
+                    "(evaluate.hue_transfer: the 2x2 chroma map) at every snapshot")
     sp = sub.add_parser("long-run-summary", help="table and plot of a long-run output folder")
     sp.add_argument("folder", help="the --out folder of long-run")
     sp.add_argument("--out-dir", default=None, help="where long_run_summary.{md,png} go "
                     "(default the folder itself)")
     sp.add_argument("--runs-root", default=None, help="where the repository's runs of the "
                     "recipe are, for comparison (default runs/<profile>)")
+
+    sp = sub.add_parser("hue-study", help="the hue study: the registry's hue arms on each "
+                        "dataset side by side, every snapshot measured on the validation split",
+                        description="Train the hue arms of the experiment registry (or --arms) on "
+                        "each --datasets side by side and measure every snapshot on split 'val' "
+                        "(reference use and the hue probe's 2x2 chroma map); see "
+                        "paperlib/tools/hue_study.py.")
+    sp.add_argument("--work", default=None, help="folder of the study (default "
+                    "runs/<profile>/hue-study)")
+    sp.add_argument("--profile", default="mini")
+    sp.add_argument("--arms", nargs="+", default=[], help="registry runs (default the hue arms)")
+    sp.add_argument("--datasets", nargs="+", default=["openmoji", "faces"])
+    sp.add_argument("--seeds", type=int, nargs="+", default=[0], metavar="SEED")
+    sp.add_argument("--steps", type=int, default=0, help="steps of each run (default: the arm's own)")
+    sp.add_argument("--snapshots", type=int, default=6)
+    sp.add_argument("--val-n", type=int, default=256,
+                    help="validation images each snapshot is measured on (0: all held out)")
+    sp.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    sp.add_argument("--augment-on-device", action="store_true",
+                    help="build the augmented-self pairs on the training device (GPUs)")
+    sp = sub.add_parser("hue-study-summary", help="hue_study.{csv,md,png} of a hue-study folder")
+    sp.add_argument("work", help="the --work folder of hue-study")
+    sp.add_argument("--out-dir", default=None, help="where they go (default the folder itself)")
+    sp.add_argument("--best", type=int, default=0, metavar="K", help="print only the K levers "
+                    "that bring both chroma axes in soonest (hue_study.best_arms), one line")
 
     args = p.parse_args(argv)
     try:
@@ -244,12 +275,28 @@ def _dispatch(args) -> int:
                     round_to=args.round, snapshots=args.snapshots, device=args.device,
                     augment_on_device=args.augment_on_device, sets=tuple(args.set),
                     test_n=args.test_n, train_n=args.train_n, workers=args.workers,
-                    samples=args.samples))
+                    samples=args.samples, run=args.run, split=args.split, hue=args.hue))
     elif args.cmd == "long-run-summary":
         from .tools.long_run_summary import summarise
         text, md, png = summarise(args.folder, args.out_dir, args.runs_root)
         print(text)
         print(f"wrote {md} and {png}")
+    elif args.cmd == "hue-study":
+        from .study.reproduce import runs_dir
+        from .tools.hue_study import HueStudy, run as run_study
+        work = args.work or str(runs_dir(args.profile) / "hue-study")
+        run_study(HueStudy(work=work, arms=tuple(args.arms), datasets=tuple(args.datasets),
+                           seeds=tuple(args.seeds), profile=args.profile, steps=args.steps,
+                           snapshots=args.snapshots, val_n=args.val_n, device=args.device,
+                           augment_on_device=args.augment_on_device))
+        print(f"wrote {work}")
+    elif args.cmd == "hue-study-summary":
+        from .tools.hue_study import arm_table, best_arms, curve_rows, summarise
+        if args.best:
+            print(" ".join(best_arms(arm_table(curve_rows(args.work)), args.best)))
+        else:
+            for path in summarise(args.work, args.out_dir):
+                print(f"wrote {path}")
     elif args.cmd == "reproduce":
         from .study.reproduce import run_notebooks
         run_notebooks(profile=args.profile, only=args.only, dataset=args.dataset)

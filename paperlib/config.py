@@ -43,6 +43,10 @@ class DataConfig:
     num_workers: int = 0  # DataLoader worker processes
     eval_limit: int = 0  # evaluate on at most this many test images (0: the whole split)
     curve_images: int = 48  # [I] images per snapshot in the reference-use curves (no FID: cheap)
+    # [I] the last N images of the training split become split "val" and are not trained on;
+    # the hue study selects its levers there, never on the test split. 0 = no validation split
+    # (the profiles' runs train on the whole training split).
+    val_holdout: int = 0
     # The faces dataset (data/faces.py): DiceBear avatars whose colours are drawn independently
     # of their shapes. The paper uses no such set; every value is [I].
     faces_styles: tuple = ("adventurer", "micah", "open-peeps")  # [I] train and test styles
@@ -84,6 +88,10 @@ class LossConfig:
     # [C]/[I] the paper does not name its VGG layers; relu1_1..relu5_1 exist in VGG16 and VGG19
     perceptual_layers: tuple = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
     random_perceptual_weights: bool = False  # benchmarks only: untrained VGG, no weight file
+    # [I] opt-in, not in the paper: L1 between the output's and the ground truth's CIELAB
+    # (a*, b*), divided by 100, so that a red-green error costs what a yellow-blue one of the same
+    # perceived size does (RGB L1 weighs them by how the sRGB primaries happen to lie); 0 = off
+    lambda_ab: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -289,6 +297,12 @@ def check_config(config: Config) -> Config:
     if isinstance(hue, bool) or not isinstance(hue, (int, float)) or not 0 <= hue <= 180:
         raise ValueError(f"data.hue_rotation={hue!r} must be a number of degrees in [0, 180] "
                          f"(0 = off; 180 already covers the whole hue circle)")
+    held = config.data.val_holdout
+    if isinstance(held, bool) or not isinstance(held, int) or held < 0:
+        raise ValueError(f"data.val_holdout={held!r} must be a whole number of images, 0 or more")
+    ab = config.loss.lambda_ab
+    if isinstance(ab, bool) or not isinstance(ab, (int, float)) or ab < 0:
+        raise ValueError(f"loss.lambda_ab={ab!r} must be a number, 0 or more")
     if config.data.dataset == "faces":
         _check_faces(config)
     return config

@@ -2,7 +2,7 @@ import dataclasses
 
 import pytest
 
-from paperlib.config import from_dict, get_profile, mini, override, paper, smoke, to_dict
+from paperlib.config import check_config, from_dict, get_profile, mini, override, paper, smoke, to_dict
 
 
 def test_profiles_are_frozen_and_built_by_replace():
@@ -72,3 +72,10 @@ def test_hue_rotation_in_range_is_accepted_and_parsed():
     for text in ("0", "30", "180"):
         c = check_config(override(smoke(), [f"data.hue_rotation={text}"]))
         assert c.data.hue_rotation == float(text)
+
+
+@pytest.mark.parametrize("key,value", [("data.val_holdout", "-1"), ("data.val_holdout", "2.5"),
+                                       ("loss.lambda_ab", "-0.5")])
+def test_hue_study_fields_refuse_impossible_values(key, value):
+    with pytest.raises(ValueError, match=key.replace(".", r"\.")):
+        check_config(override(get_profile("smoke"), [f"{key}={value}"]))

@@ -1,4 +1,5 @@
 """Image loading edge cases and the three datasets (openmoji, folder, edges2shoes)."""
+from dataclasses import replace
 import warnings
 
 import numpy as np
@@ -192,3 +193,19 @@ def test_unknown_dataset():
 def test_unknown_dataset_lists_faces():
     with pytest.raises(ValueError, match=r"unknown data.dataset 'face'; use 'openmoji', 'faces'"):
         build_dataset(DataConfig(dataset="face"), "train")
+
+
+def test_a_validation_split_is_held_out_of_the_training_split(tmp_path):
+    _make_folder(tmp_path)
+    cfg = DataConfig(dataset="folder", root=str(tmp_path), resolution=32, test_fraction=0.3)
+    whole = build_dataset(cfg, "train")
+    held = replace(cfg, val_holdout=3)
+    train, val = build_dataset(held, "train"), build_dataset(held, "val")
+    assert len(train) == len(whole) - 3 and len(val) == 3
+    keys = [train[i]["key"] for i in range(len(train))] + [val[i]["key"] for i in range(len(val))]
+    assert keys == list(whole.rel_paths)  # disjoint, and together the whole training split
+    assert len(build_dataset(held, "test")) == len(build_dataset(cfg, "test"))  # untouched
+    with pytest.raises(ValueError, match="data.val_holdout > 0"):
+        build_dataset(cfg, "val")
+    with pytest.raises(ValueError, match=f"data.val_holdout={len(whole)} leaves no training"):
+        build_dataset(replace(cfg, val_holdout=len(whole)), "val")

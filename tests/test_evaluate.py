@@ -191,3 +191,19 @@ def test_real_statistics_key_names_the_faces_that_a_split_holds():
     faces = replace(openmoji, dataset="faces")
     fewer = replace(faces, faces_test_per_style=100)
     assert real_stats_key(faces, "test", 64) != real_stats_key(fewer, "test", 64)
+
+
+def test_the_hue_probe_gives_the_identity_for_a_copier_and_zero_for_memory(folder_config):
+    """With no warp and no jitter the reference is the ground truth: a model that copies it
+    carries both chroma axes over (the identity), whatever the turn; one constant colour
+    follows neither (a zero map)."""
+    data = override(folder_config, {"data.tps_scale": 0.0, "data.color_jitter": 0.0}).data
+    copier = ReferenceCopier().train()
+    r = ev.hue_transfer(copier, data, n=8, split="train")
+    m = np.array([[r["transfer_aa"], r["transfer_ab"]], [r["transfer_ba"], r["transfer_bb"]]])
+    np.testing.assert_allclose(m, np.eye(2), atol=0.02)
+    assert r["region_de_rot"] == pytest.approx(0, abs=0.05) and copier.training
+    constant = ev.hue_transfer(ConstantColour(), data, n=8, split="train")
+    for k in ("transfer_aa", "transfer_ab", "transfer_ba", "transfer_bb"):
+        assert constant[k] == pytest.approx(0, abs=1e-6)
+    assert constant["region_dh_rot"] > 5

@@ -1,7 +1,7 @@
 import pytest
 import pandas as pd
 
-from paperlib.config import get_profile
+from paperlib.config import get_profile, mini
 from paperlib.study.claims import verdict
 from paperlib.study.registry import RUNS, run_config
 from paperlib.paths import atomic_write
@@ -198,3 +198,16 @@ def test_claims_by_dataset_puts_the_verdicts_side_by_side_and_says_where_they_di
     t = claims.by_dataset("mini", (0, 1)).set_index("claim")
     assert (t["verdict (faces)"] == "not run (make reproduce DATASET=faces)").all()
     assert (t["datasets agree"] == "one dataset run").all()
+
+
+def test_each_hue_arm_is_the_base_arm_plus_its_one_lever():
+    from paperlib.study.registry import HUE_ARMS, HUE_VAL, MAIN, run_overrides
+
+    base = run_overrides("mini", "hue-base")
+    assert base == {**run_overrides("mini", MAIN), "data.val_holdout": HUE_VAL}
+    levers = {name: {k: v for k, v in run_overrides("mini", name).items() if base.get(k) != v}
+              for name in HUE_ARMS[1:]}
+    assert levers == {"hue-sga": {"model.aggregation": "sga"},
+                      "hue-rotation": {"data.hue_rotation": 180.0},
+                      "hue-ab": {"loss.lambda_ab": mini().loss.lambda_rec},
+                      "hue-lr": {"train.lr_g": 3 * mini().train.lr_g}}

@@ -172,3 +172,18 @@ def test_the_summary_of_a_folder_without_curves_fails_clearly(tmp_path, capsys):
     assert main(["long-run-summary", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert str(tmp_path) in err and "curves-seed*.jsonl" in err and "Traceback" not in err
+
+
+def test_a_registry_run_is_the_start_of_the_plan():
+    """--run takes the registry's overrides (dataset first, as the registry does), then the
+    plan's schedule, then --set."""
+    from paperlib.tools.long_run import LongRun, run_config
+
+    plan = LongRun(out="o", work="w", run="hue-sga", sets=("data.dataset=faces", "train.lr_g=0.0003"),
+                   split="val", hue=True)
+    c = run_config(plan, seed=1, steps=400)
+    assert (c.model.aggregation, c.data.dataset, c.data.val_holdout) == ("sga", "faces", 256)
+    assert (c.train.max_steps, c.train.snapshot_every, c.train.seed) == (400, 50, 1)
+    assert c.train.lr_g == 0.0003
+    with pytest.raises(ValueError, match="unknown run 'no-such-run'"):
+        run_config(LongRun(out="o", work="w", run="no-such-run"), seed=0, steps=400)

@@ -1,4 +1,5 @@
 """Losses on hand-made tensors with known answers."""
+import dataclasses
 import math
 
 import pytest
@@ -194,3 +195,34 @@ def test_generator_loss_target_features_carry_no_graph():
                           d_fake=torch.zeros(1), aux=aux, corr=corr, corr_mask=mask,
                           perceptual_net=Recorder())
     assert seen == [True, False]
+
+
+def test_the_chroma_term_weighs_hue_not_lightness():
+    from paperlib.core.color import srgb_to_lab
+
+    grey = torch.full((1, 3, 4, 4), 0.2)
+    assert losses.chroma_ab(grey, grey) == 0
+    # a lighter grey: lightness only, and greys have a* = b* = 0, so it costs nothing
+    assert losses.chroma_ab(torch.full_like(grey, 0.6), grey) == pytest.approx(0, abs=1e-4)
+    red = torch.tensor([0.8, -0.6, -0.6]).view(1, 3, 1, 1).expand(1, 3, 4, 4)
+    lab = srgb_to_lab((red + 1) / 2)[0, :, 0, 0]
+    expected = (lab[1].abs() + lab[2].abs()) / 2 / 100  # mean over the two channels
+    assert losses.chroma_ab(red, grey) == pytest.approx(float(expected), rel=1e-4)
+    fake = red.clone().requires_grad_(True)
+    losses.chroma_ab(fake, grey).backward()
+    assert fake.grad.abs().sum() > 0
+
+
+def test_the_chroma_term_enters_the_total_only_when_switched_on():
+    from paperlib.config import LossConfig
+
+    g = torch.Generator().manual_seed(0)
+    fake, target = torch.rand(2, 3, 8, 8, generator=g) * 2 - 1, torch.rand(2, 3, 8, 8, generator=g) * 2 - 1
+    common = dict(fake=fake, target=target, d_fake=None, aux={}, corr=None, corr_mask=None,
+                  perceptual_net=None)
+    base = LossConfig(lambda_perc=0, lambda_style=0, correspondence_loss="none")
+    total_off, terms_off = losses.generator_loss(base, **common)
+    assert "ab" not in terms_off
+    total_on, terms_on = losses.generator_loss(dataclasses.replace(base, lambda_ab=5.0), **common)
+    assert terms_on["ab"] == pytest.approx(float(losses.chroma_ab(fake, target)))
+    assert float(total_on - total_off) == pytest.approx(5.0 * float(terms_on["ab"]), rel=1e-5)

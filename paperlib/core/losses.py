@@ -23,6 +23,17 @@ def reconstruction(fake: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return F.l1_loss(fake.float(), target.float())
 
 
+def chroma_ab(fake: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """[I] mean |delta a*| + |delta b*| / 100 between two (B, 3, H, W) images in [-1, 1], in
+    CIELAB (core.color, float32): one unit of perceived chroma costs the same along red-green
+    and yellow-blue. Not in the paper; loss.lambda_ab switches it on."""
+    from .color import srgb_to_lab
+
+    ab_fake = srgb_to_lab((fake + 1.0) / 2.0)[:, 1:]  # (B, 2, H, W)
+    ab_target = srgb_to_lab((target.detach() + 1.0) / 2.0)[:, 1:]
+    return (ab_fake - ab_target).abs().mean() / 100.0
+
+
 def lsgan_d(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
     """LSGAN discriminator loss [S]: 0.5 * (E[(D(real) - 1)^2] + E[D(fake)^2])."""
     return 0.5 * (((real_logits.float() - 1.0) ** 2).mean() + (fake_logits.float() ** 2).mean())
@@ -115,7 +126,8 @@ def generator_loss(cfg, *, fake, target, d_fake, aux, corr, corr_mask, perceptua
                    generator=None):
     """Eq. 10: total = sum of lambda * term over rec, adv, perc, style, tr.
 
-    Returns (total, {"rec", "adv", "perc", "style", "tr"}) with the terms detached. `aux` is
+    Returns (total, {"rec", "adv", "perc", "style", "tr"}) with the terms detached, plus "ab"
+    (chroma_ab, [I]) when loss.lambda_ab > 0. `aux` is
     the generator's aux dict; without a "query" (add/AdaIN models) or with
     correspondence_loss "none" the tr term is 0. The "l1" variant needs aux["attention"].
     """
@@ -135,6 +147,8 @@ def generator_loss(cfg, *, fake, target, d_fake, aux, corr, corr_mask, perceptua
     terms["tr"] = _correspondence(cfg, aux or {}, corr, corr_mask, generator, fake)
     weights = {"rec": cfg.lambda_rec, "adv": cfg.lambda_adv, "perc": cfg.lambda_perc,
                "style": cfg.lambda_style, "tr": cfg.lambda_tr}
+    if cfg.lambda_ab > 0:  # off: no term, so the paper's runs log what they did
+        terms["ab"], weights["ab"] = chroma_ab(fake, target), cfg.lambda_ab
     total = sum(weights[k] * terms[k] for k in weights)
     return total, {k: v.detach() for k, v in terms.items()}
 

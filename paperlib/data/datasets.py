@@ -16,7 +16,7 @@ import os
 import warnings
 from pathlib import Path
 
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, Subset
 
 from ..config import DataConfig
 from .imageio import (IMAGE_EXTENSIONS, BadImageError, check_image_header, load_rgb,
@@ -175,7 +175,31 @@ class Edges2ShoesDataset(FolderDataset):
 
 def build_dataset(cfg: DataConfig, split: str, limit: int | None = None) -> Dataset:
     """The dataset named by cfg.dataset; `limit` renders just the first N OpenMoji SVGs, or at
-    most N faces per style of the faces split (tiny sets for tests)."""
+    most N faces per style of the faces split (tiny sets for tests).
+
+    With cfg.val_holdout = N > 0, split "val" is the last N images of the training split and
+    "train" the rest, so nothing selected on "val" has been trained on."""
+    if split == "val" or (split == "train" and cfg.val_holdout):
+        return holdout_split(cfg, split, limit)
+    return dataset_split(cfg, split, limit)
+
+
+def holdout_split(cfg: DataConfig, split: str, limit: int | None = None) -> Dataset:
+    """Split "train" or "val" of a training split cut in two by cfg.val_holdout."""
+    held = cfg.val_holdout
+    if not held:
+        raise ValueError(f"split 'val' needs data.val_holdout > 0 (images held out of the "
+                         f"training split of {cfg.dataset!r}); it is {held}")
+    full = dataset_split(cfg, "train", limit)
+    if held >= len(full):
+        raise ValueError(f"data.val_holdout={held} leaves no training images: the training split "
+                         f"of {cfg.dataset!r} has {len(full)}")
+    keep = len(full) - held
+    return Subset(full, range(keep) if split == "train" else range(keep, len(full)))
+
+
+def dataset_split(cfg: DataConfig, split: str, limit: int | None = None) -> Dataset:
+    """One split of the dataset named by cfg.dataset, as its module defines the splits."""
     if cfg.dataset == "openmoji":
         return OpenMojiDataset(cfg, split, limit=limit)
     if cfg.dataset == "faces":

@@ -58,12 +58,13 @@ def curve_images(run_dir) -> int:
 
 
 def reference_use_curve(run_dir, *, split: str = "test", n: int | None = None, seed: int = 0,
-                        progress: bool = True) -> pd.DataFrame:
+                        progress: bool = True, hue: bool = False) -> pd.DataFrame:
     """One row per snapshot step: the reference-use metrics on the first n images of `split`
-    (None: the run's data.curve_images)."""
+    (None: the run's data.curve_images); with hue=True also evaluate.hue_transfer's (the 2x2
+    chroma map and the errors under turned hues)."""
     from tqdm import tqdm
 
-    from .evaluate import reference_use
+    from .evaluate import hue_transfer, reference_use
     from ..paths import append_atomic
     from ..training.snapshot import load_generator
 
@@ -71,13 +72,15 @@ def reference_use_curve(run_dir, *, split: str = "test", n: int | None = None, s
     n = curve_images(run_dir) if n is None else n
     cache = run_dir / CURVE_FILE
     rows = _read_cache(cache)
-    have = {(r["step"], r["split"], r["n"], r["eval_seed"]) for r in rows}
+    have = {(r["step"], r["split"], r["n"], r["eval_seed"]) for r in rows
+            if not hue or "transfer_aa" in r}
     todo = [(s, p) for s, p in snapshots(run_dir) if (s, split, n, seed) not in have]
     for step, path in tqdm(todo, desc=f"reference use {run_dir.name}",
                            **({} if progress else {"disable": True})):
         G, config, _ = load_generator(path)
         row = {"step": step, "split": split, "n": n, "eval_seed": seed,
-               **reference_use(G, config.data, n=n, seed=seed, split=split)}
+               **reference_use(G, config.data, n=n, seed=seed, split=split),
+               **(hue_transfer(G, config.data, n=n, seed=seed, split=split) if hue else {})}
         append_atomic(cache, json.dumps(row) + "\n")  # no torn line if killed
         rows.append(row)
     df = pd.DataFrame([r for r in rows if (r["split"], r["n"], r["eval_seed"]) == (split, n, seed)])

@@ -163,6 +163,53 @@ def reference_use(G, data_cfg, *, n: int = 48, seed: int = 0, split: str = "test
     return {**reference_values(out), "attention_hit_rate": float(out["attention_hit_rate"])}
 
 
+# [I] The hue probe turns each image's colours (ground truth and reference alike) by one of
+# these angles in the CIELAB a*b* plane, in turn, so that no colour can be painted from memory.
+HUE_PROBE_ANGLES = (0.0, 90.0, 180.0, 270.0)
+
+
+@torch.no_grad()
+def hue_transfer(G, data_cfg, *, n: int = 48, seed: int = 0, split: str = "test",
+                 batch_size: int = 48) -> dict[str, float]:
+    """Whether the generator carries its reference's hue over, along both chroma axes.
+
+    The augmented-self pairs of the first n images of a split have their a(I) and s(a(I))
+    turned in hue together (image k by HUE_PROBE_ANGLES[k % 4], core.color.rotate_hue), so a
+    colour learnt from the sketch is as often wrong as right. Returned: the 2x2 map
+    metrics.chroma_transfer_batch fits from the turned ground truth's (a*, b*) to the output's,
+    as transfer_aa (a* from a*), transfer_ab (a* from b*), transfer_ba, transfer_bb (the
+    identity when hue follows the reference; NaN when too few pixels are coloured), and the
+    region colour error against the turned ground truth (region_de_rot, region_dh_rot). G runs
+    in eval mode; its mode is restored."""
+    from ..core.color import rotate_hue
+
+    ds = first_n(build_dataset(data_cfg, split), n)
+    items = [ds[i] for i in range(len(ds))]
+    image = torch.stack([it["image"] for it in items])  # (N,3,H,W)
+    sketch = torch.stack([it["sketch"] for it in items])  # (N,1,H,W)
+    aug = augment.augmented_self(image, replace(data_cfg, no_reference_prob=0.0),
+                                 torch.Generator().manual_seed(seed))
+    angles = torch.tensor([HUE_PROBE_ANGLES[k % len(HUE_PROBE_ANGLES)] for k in range(len(items))])
+    target, reference = rotate_hue(aug["target"], angles), rotate_hue(aug["reference"], angles)
+    device = next(G.parameters()).device
+    was_training = G.training
+    G.eval()
+    try:
+        out = torch.cat([G(sketch[s:s + batch_size].to(device),
+                           reference[s:s + batch_size].to(device))[0].float().cpu()
+                         for s in range(0, len(items), batch_size)])  # (N,3,H,W)
+    finally:
+        G.train(was_training)
+    try:
+        m = metrics.chroma_transfer_batch(out, target)["matrix"]  # (2, 2)
+    except ValueError:
+        m = np.full((2, 2), np.nan)
+    region = metrics.region_color_error(out, target, sketch)
+    return {"transfer_aa": float(m[0, 0]), "transfer_ab": float(m[0, 1]),
+            "transfer_ba": float(m[1, 0]), "transfer_bb": float(m[1, 1]),
+            "region_de_rot": float(region["mean_de"]), "region_dh_rot": float(region["mean_dh"])}
+
+
 def region_size_bins(G, data_cfg, *, n: int = 0, seed: int = 0, split: str = "test",
                      batch_size: int = 48) -> list[dict]:
     """metrics.region_error_by_size of the augmented-self outputs on the first n images of a

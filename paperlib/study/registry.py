@@ -36,15 +36,39 @@ RUNS: dict[str, tuple[str, dict]] = {
     # The main model: the same recipe with the schedule stretched to 3x. The ablation arms
     # are compared with `scft-triplet` at equal steps; this run is the reproduction's model.
     "scft-triplet-3x": ("the main model: the full method, 3x the steps (schedule and snapshots stretched)",
-                        lambda c: {"train.max_steps": 3 * c.train.max_steps,
-                                   "train.snapshot_every": 3 * c.train.snapshot_every,
-                                   "train.sample_every": 3 * c.train.sample_every}),
+                        lambda c: _three_times(c)),
     # bf16 must not cost quality: a short run in each precision, same seed and data order.
     "short-fp32": ("the full method, first quarter of the steps, float32",
                    lambda c: {"train.precision": "fp32", "train.max_steps": max(2, c.train.max_steps // 4)}),
     "short-bf16": ("the full method, first quarter of the steps, bf16 autocast",
                    lambda c: {"train.precision": "bf16", "train.max_steps": max(2, c.train.max_steps // 4)}),
+    # The hue study: the main model's recipe and steps, with HUE_VAL training images held out
+    # as split "val" (where the levers are compared), and one lever each. All [I].
+    "hue-base": ("hue study: the main model's recipe, training images held out for validation",
+                 lambda c: _hue_arm(c, {})),
+    "hue-sga": ("hue study: stop-gradient attention (Li et al., ECCV 2022) in place of SCFT",
+                lambda c: _hue_arm(c, {"model.aggregation": "sga"})),
+    "hue-rotation": ("hue study: a() also turns hue by U[-180, 180] degrees in CIELAB",
+                     lambda c: _hue_arm(c, {"data.hue_rotation": 180.0})),
+    "hue-ab": ("hue study: + L1 on CIELAB a*b* (loss.lambda_ab = lambda_rec)",
+               lambda c: _hue_arm(c, {"loss.lambda_ab": c.loss.lambda_rec})),
+    "hue-lr": ("hue study: 3x the generator's learning rate",
+               lambda c: _hue_arm(c, {"train.lr_g": 3 * c.train.lr_g})),
 }
+HUE_VAL = 256  # [I] images of the training split held out as the hue study's validation split
+HUE_ARMS = ["hue-base", "hue-sga", "hue-rotation", "hue-ab", "hue-lr"]
+
+
+def _three_times(c: Config) -> dict:
+    return {"train.max_steps": 3 * c.train.max_steps,
+            "train.snapshot_every": 3 * c.train.snapshot_every,
+            "train.sample_every": 3 * c.train.sample_every}
+
+
+def _hue_arm(c: Config, lever: dict) -> dict:
+    # a profile that evaluates on fewer images (smoke: tiny sets) holds out as few
+    held = min(HUE_VAL, c.data.eval_limit or HUE_VAL)
+    return {**_three_times(c), "data.val_holdout": held, **lever}
 
 
 def _paper_objective(c: Config) -> dict:

@@ -69,6 +69,9 @@ class LongRun:
     train_n: int = 48  # 0: no training-image curve
     workers: int = 0  # 0: two per seed (one trains, one measures)
     samples: bool = True
+    run: str = ""  # a run of the experiment registry: its overrides come before `sets`
+    split: str = "test"  # the split each snapshot is measured on ("val" needs data.val_holdout)
+    hue: bool = False  # also measure evaluate.hue_transfer at each snapshot
 
 
 def check(plan: LongRun) -> LongRun:
@@ -96,7 +99,14 @@ def run_config(plan: LongRun, seed: int, steps: int) -> Config:
     """The profile with its schedule stretched to `steps`: plan.snapshots snapshots, a
     checkpoint with each, one sample grid at the end; then plan.sets."""
     snapshot_every = max(1, steps // plan.snapshots)
-    c = override(get_profile(plan.profile), [
+    base = get_profile(plan.profile)
+    if plan.run:
+        from ..study.registry import run_overrides
+
+        dataset = dict(s.split("=", 1) for s in plan.sets).get("data.dataset")
+        base = override(base, {"data.dataset": dataset or base.data.dataset})
+        base = override(base, run_overrides(plan.profile, plan.run, base.data.dataset))
+    c = override(base, [
         f"train.device={plan.device}", f"train.seed={seed}", f"train.max_steps={steps}",
         f"train.snapshot_every={snapshot_every}", f"train.checkpoint_every={snapshot_every}",
         f"train.sample_every={steps}", *plan.sets])
@@ -161,9 +171,11 @@ def train_seed(config: Config, run_dir: str, augment_on_device: bool, log_file: 
     return info
 
 
-def measure_snapshots(run_dir: str, splits: list, log_file: str) -> int:
+def measure_snapshots(run_dir: str, splits: list, log_file: str, hue: bool = False,
+                      label: str = "") -> int:
     """Measure each snapshot of a run on each (split, n) as it appears, until the run is
-    complete and all of them are measured; returns the number of (snapshot, split) rows."""
+    complete and all of them are measured; returns the number of (snapshot, split) rows.
+    Log lines name the run by `label` (default its folder's name)."""
     from ..evaluation.dynamics import reference_use_curve, snapshots
     from ..training.loop import is_complete
 
@@ -171,12 +183,14 @@ def measure_snapshots(run_dir: str, splits: list, log_file: str) -> int:
     while True:
         finished = is_complete(run_dir)  # read before measuring: no snapshot can follow it
         for split, n in splits if snapshots(run_dir) else []:
-            curve = reference_use_curve(run_dir, split=split, n=n, progress=False)
+            curve = reference_use_curve(run_dir, split=split, n=n, progress=False, hue=hue)
             for _, r in curve.iloc[seen[split]:].iterrows():
-                log(log_file, "curve", f"{Path(run_dir).name} step {int(r['step']):6d} {split:5s} "
+                turned = (f", dH* {r['region_dh_self']:.2f}, a*<-a* {r['transfer_aa']:.2f}, "
+                          f"b*<-b* {r['transfer_bb']:.2f}" if hue else "")
+                log(log_file, "curve", f"{label or Path(run_dir).name} step {int(r['step']):6d} {split:5s} "
                     f"n={n}: region dE00 {r['region_de_self']:.2f}, gain "
                     f"{r['ref_gain_de_self']:.2f}, palette ratio {r['palette_follow_cross']:.3f}, "
-                    f"hit {r['attention_hit_rate']:.3f}")
+                    f"hit {r['attention_hit_rate']:.3f}{turned}")
             seen[split] = len(curve)
         if finished:
             return sum(seen.values())
@@ -224,7 +238,7 @@ def run(plan: LongRun) -> dict:
 
     configs = {s: run_config(plan, s, steps) for s in plan.seeds}
     first = configs[plan.seeds[0]]
-    splits = [("test", plan.test_n or len(build_dataset(first.data, "test")))]
+    splits = [(plan.split, plan.test_n or len(build_dataset(first.data, plan.split)))]
     if plan.train_n:
         splits.append(("train", plan.train_n))
     folders = {s: work / f"seed{s}" for s in plan.seeds}
@@ -232,7 +246,8 @@ def run(plan: LongRun) -> dict:
              for s in plan.seeds]
             # measurement jobs after the trainings: a worker that waits for snapshots never
             # holds up the training that writes them
-            + [("measure", s, str(folders[s]), splits, str(log_file)) for s in plan.seeds])
+            + [("measure", s, str(folders[s]), splits, str(log_file), plan.hue)
+               for s in plan.seeds])
     shown = [time.monotonic()]
 
     def progress(finished: int, _any_ended: bool) -> None:
@@ -250,7 +265,8 @@ def run(plan: LongRun) -> dict:
             "splits": splits, "t0": t0, "runs": {}}
     for s in plan.seeds:
         runner = {**trained[s], **({"sec_per_step": timing["sec_per_step"][s]} if timing else {})}
-        meta["runs"][str(s)] = collect(folders[s], s, out, splits, plan.samples, log_file, runner)
+        meta["runs"][str(s)] = collect(folders[s], s, out, splits, plan.samples, log_file, runner,
+                                       plan.hue)
     meta["finished_at_s"] = time.time() - t0
     text = json.dumps(meta, indent=1, default=str) + "\n"
     atomic_write(out / "meta.json", lambda f: f.write(text.encode()))
@@ -269,7 +285,7 @@ def _progress_line(seed: int, run_dir: Path) -> str:
 
 
 def collect(run_dir: Path, seed: int, out: Path, splits: list, samples: bool, log_file,
-            runner: dict) -> dict:
+            runner: dict, hue: bool = False) -> dict:
     """Copy a finished run's log and curves into `out`, draw its sample grid; meta.json's entry."""
     from ..evaluation.dynamics import reference_use_curve, snapshots
     from ..training.snapshot import FINAL
@@ -280,7 +296,8 @@ def collect(run_dir: Path, seed: int, out: Path, splits: list, samples: bool, lo
     found = snapshots(run_dir)
     rows = []
     for split, n in splits if found else []:
-        rows += reference_use_curve(run_dir, split=split, n=n, progress=False).to_dict("records")
+        rows += reference_use_curve(run_dir, split=split, n=n, progress=False,
+                                    hue=hue).to_dict("records")
     rows.sort(key=lambda r: (r["step"], r["split"]))
     text = "".join(json.dumps({**r, "seed": seed}) + "\n" for r in rows)
     (out / f"curves-seed{seed}.jsonl").write_text(text)

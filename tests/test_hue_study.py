@@ -1,0 +1,106 @@
+"""The hue study's plan, its jobs and its summary (paperlib.tools.hue_study)."""
+import json
+import math
+
+import pandas as pd
+import pytest
+
+from paperlib.tools import hue_study as hs
+
+
+def write_curve(work, dataset, arm, seed, rows, max_steps=300):
+    run = hs.run_folder(work, dataset, arm, seed)
+    run.mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps({"train": {"max_steps": max_steps}}))
+    lines = []
+    for step, dh, dc, aa, bb in rows:
+        lines.append(json.dumps({"step": step, "split": "val", "n": 8, "eval_seed": 0,
+                                 "region_de_self": dh + dc, "region_dc_self": dc,
+                                 "region_dh_self": dh, "ref_gain_de_self": 5.0,
+                                 "palette_follow_cross": 0.8, "transfer_aa": aa,
+                                 "transfer_ab": 0.0, "transfer_ba": 0.0, "transfer_bb": bb,
+                                 "region_de_rot": 20.0, "region_dh_rot": 15.0}))
+    # a row measured without the hue probe, and one on another split, are left out
+    lines.append(json.dumps({"step": 999, "split": "val", "n": 8, "eval_seed": 0}))
+    lines.append(json.dumps({"step": 998, "split": "test", "transfer_aa": 1.0}))
+    (run / "reference_use.jsonl").write_text("\n".join(lines) + "\n")
+
+
+@pytest.fixture
+def study(tmp_path):
+    # base: a washed-out start (small dH*, large dC*), then one axis only
+    write_curve(tmp_path, "faces", "hue-base", 0, [(100, 3, 30, 0.0, 0.0), (200, 14, 8, 0.1, 0.6),
+                                                   (300, 12, 6, 0.2, 0.7)])
+    write_curve(tmp_path, "faces", "hue-sga", 0, [(100, 12, 9, 0.3, 0.4), (200, 9, 7, 0.6, 0.7),
+                                                  (300, 7, 5, 0.8, 0.8)])
+    write_curve(tmp_path, "faces", "hue-lr", 0, [(100, 13, 9, 0.2, 0.6), (200, 11, 7, 0.4, 0.7),
+                                                 (300, 9, 6, 0.55, 0.75)])
+    write_curve(tmp_path, "faces", "hue-ab", 0, [(100, 15, 9, 0.0, 0.6), (200, 15, 7, 0.1, 0.7),
+                                                 (300, 14, 6, 0.3, 0.7)])
+    return tmp_path
+
+
+def test_the_first_steps_need_chroma_as_well_as_hue(study):
+    table = hs.arm_table(hs.curve_rows(study)).set_index("arm")
+    # the washed-out first snapshot of the base arm (dH* 3, dC* 30) does not count
+    assert math.isnan(table.loc["hue-base", "first_step_dh_below"])
+    assert math.isnan(table.loc["hue-base", "first_step_both_axes"])
+    assert table.loc["hue-sga", "first_step_dh_below"] == 200
+    assert table.loc["hue-sga", "first_step_both_axes"] == 200
+    assert table.loc["hue-lr", "first_step_both_axes"] == 300
+    assert table.loc["hue-sga", "steps"] == 300 and table.loc["hue-sga", "map_aa"] == 0.8
+
+
+def test_the_best_levers_bring_both_axes_in_soonest(study):
+    table = hs.arm_table(hs.curve_rows(study))
+    assert hs.best_arms(table, 2) == ["hue-sga", "hue-lr"]
+    assert hs.best_arms(table, 1) == ["hue-sga"]
+
+
+def test_the_summary_writes_its_table_and_figure(study, tmp_path):
+    csv, md, png = hs.summarise(study, tmp_path / "out")
+    df = pd.read_csv(csv)
+    assert len(df) == 12 and set(df["split"]) == {"val"}  # 4 arms x 3 snapshots, probe rows only
+    text = md.read_text()
+    assert "never the test split" in text and "| faces | hue-sga | 0 | 300 | 300 |" in text
+    assert png.stat().st_size > 10_000
+
+
+def test_a_folder_without_measurements_fails_clearly(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no measured snapshots under"):
+        hs.curve_rows(tmp_path)
+
+
+@pytest.mark.parametrize("field,value,message", [
+    ("arms", ("hue-nope",), "--arms hue-nope"), ("datasets", ("cats",), "--datasets cats"),
+    ("seeds", (0, 0), "--seeds 0 0"), ("steps", -1, "--steps -1"), ("snapshots", 0, "--snapshots 0")])
+def test_bad_plans_are_refused_naming_the_option(tmp_path, field, value, message):
+    from dataclasses import replace
+
+    with pytest.raises(ValueError, match=message):
+        hs.check(replace(hs.HueStudy(work=str(tmp_path)), **{field: value}))
+
+
+def test_the_study_trains_and_measures_every_arm_on_every_dataset(tmp_path, monkeypatch):
+    """The pool gets one training and one measuring job per (dataset, arm, seed), each arm's
+    config at the plan's steps and snapshots, measured on split val with the hue probe."""
+    seen = {}
+
+    def fake_pool(fn, jobs, workers, **kwargs):
+        seen["jobs"], seen["workers"] = jobs, workers
+        return [None] * len(jobs)
+
+    monkeypatch.setattr("paperlib.training.parallel.run_in_workers", fake_pool)
+    monkeypatch.setattr(hs, "summarise", lambda work: None)
+    plan = hs.HueStudy(work=str(tmp_path), arms=("hue-base", "hue-sga"), datasets=("faces",),
+                       seeds=(0, 1), profile="smoke", steps=40, snapshots=4, val_n=8)
+    hs.run(plan)
+    trains = [j for j in seen["jobs"] if j[0] == "train"]
+    measures = [j for j in seen["jobs"] if j[0] == "measure"]
+    assert len(trains) == len(measures) == 4 and seen["workers"] == 8
+    configs = {(j[1].model.aggregation, j[1].train.seed) for j in trains}
+    assert configs == {("scft", 0), ("scft", 1), ("sga", 0), ("sga", 1)}
+    assert all(j[1].train.max_steps == 40 and j[1].train.snapshot_every == 10 for j in trains)
+    assert all(j[1].data.dataset == "faces" and j[1].data.val_holdout > 0 for j in trains)
+    assert {j[1] for j in measures} == {j[2] for j in trains}
+    assert all(j[2] == [("val", 8)] and j[4] is True for j in measures)
