@@ -120,6 +120,14 @@ def claims(profile: str, seeds=(0, 1), *, dataset: str | None = None) -> pd.Data
                      f"{noref['zero']:.2f}, with a reference {noref['image']:.2f}; full model with "
                      f"a reference {get('scft-triplet', 'fid_cross'):.2f}",
                      "plausibility is a judgement: see fig_no_reference.png"))
+    if "sga" in s.index:
+        rows.append(("sga", CLAIMS["sga"],
+                     f"FID (cross ref.) SGA {get('sga', 'fid_cross'):.2f} vs SCFT "
+                     f"{get('scft-triplet', 'fid_cross'):.2f}; region dE2000 SGA "
+                     f"{get('sga', 'region_de_self'):.2f} vs SCFT "
+                     f"{get('scft-triplet', 'region_de_self'):.2f}",
+                     verdict(get("sga", "fid_cross"), get("scft-triplet", "fid_cross"),
+                             sd("sga", "scft-triplet", m="fid_cross"))))
     return pd.DataFrame(rows, columns=["claim", "paper", "ours", "verdict"])
 
 

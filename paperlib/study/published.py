@@ -36,6 +36,8 @@ CLAIMS = {
              "none (Fig. 17, a user study)",
     "fig14": "attention maps pick the corresponding region (Fig. 14)",
     "fig5": "zero-reference inputs still give plausible colouring (Fig. 5)",
+    # not this paper's claim: its successor's (Li et al., ECCV 2022), tested at our scale
+    "sga": "successor paper (Li et al. 2022): stop-gradient attention gives a lower FID than SCFT",
 }
 
 

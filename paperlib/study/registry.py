@@ -20,6 +20,8 @@ RUNS: dict[str, tuple[str, dict]] = {
             {"model.aggregation": "add", "loss.correspondence_loss": "none"}),
     "adain": ("aggregation (b) AdaIN [S Fig. 2b]",
               {"model.aggregation": "adain", "loss.correspondence_loss": "none"}),
+    "sga": ("aggregation (d): stop-gradient attention (Li et al., ECCV 2022), not in the paper; "
+            "triplet loss as SCFT", {"model.aggregation": "sga"}),
     "scft-l1": ("SCFT + L1 attention supervision [S Fig. 17], our reading",
                 {"loss.correspondence_loss": "l1"}),
     "scft-none": ("SCFT without correspondence supervision [S Fig. 17]",
@@ -32,7 +34,8 @@ RUNS: dict[str, tuple[str, dict]] = {
         "all five loss terms of Eq. 10, N(0, 0.02) init, no EMA; 2/5 of the steps (a step "
         "costs ~2.5x with the VGG and D)", lambda c: _paper_objective(c)),
     "recipe-l1-triplet": ("only L1 + triplet, N(0, 0.02) init, no EMA",
-                          lambda c: {"model.init": paper().model.init, "train.ema_decay": 0.0}),
+                          lambda c: {"model.init": paper().model.init, "train.ema_decay": 0.0,
+                                     "loss.lambda_ab": paper().loss.lambda_ab}),
     # The main model: the same recipe with the schedule stretched to 3x. The ablation arms
     # are compared with `scft-triplet` at equal steps; this run is the reproduction's model.
     "scft-triplet-3x": ("the main model: the full method, 3x the steps (schedule and snapshots stretched)",
@@ -68,7 +71,8 @@ def _three_times(c: Config) -> dict:
 def _hue_arm(c: Config, lever: dict) -> dict:
     # a profile that evaluates on fewer images (smoke: tiny sets) holds out as few
     held = min(HUE_VAL, c.data.eval_limit or HUE_VAL)
-    return {**_three_times(c), "data.val_holdout": held, **lever}
+    # the baseline is the recipe the study started from: no CIELAB term (mini adopted it after)
+    return {**_three_times(c), "data.val_holdout": held, "loss.lambda_ab": 0.0, **lever}
 
 
 def _paper_objective(c: Config) -> dict:
@@ -76,7 +80,8 @@ def _paper_objective(c: Config) -> dict:
     steps = max(2, c.train.max_steps * 2 // 5)
     return {"loss.lambda_adv": p.loss.lambda_adv, "loss.lambda_perc": p.loss.lambda_perc,
             "loss.lambda_style": p.loss.lambda_style, "model.init": p.model.init,
-            "train.ema_decay": p.train.ema_decay, "train.max_steps": steps,
+            "train.ema_decay": p.train.ema_decay, "loss.lambda_ab": p.loss.lambda_ab,
+            "train.max_steps": steps,
             "train.snapshot_every": max(1, steps // 8), "train.sample_every": max(1, steps // 2)}
 
 
@@ -90,6 +95,7 @@ ARM_LABELS = {
     MAIN: "main model: SCFT + triplet, 3x steps",
     "add": "(a) addition",
     "adain": "(b) AdaIN",
+    "sga": "(d) SGA, Li et al. 2022",
     "scft-triplet": "SCFT + triplet (full method)",
     "scft-l1": "SCFT + L1 attention loss",
     "scft-none": "SCFT, no correspondence loss",
@@ -97,7 +103,7 @@ ARM_LABELS = {
 }
 ARMS = list(ARM_LABELS)
 # The notebook of `make reproduce` that trains (and evaluates) each arm, both seeds.
-TRAINED_BY = {MAIN: "02", "add": "03", "adain": "03", "scft-triplet": "02", "scft-l1": "04",
+TRAINED_BY = {MAIN: "02", "add": "03", "adain": "03", "sga": "03", "scft-triplet": "02", "scft-l1": "04",
               "scft-none": "04", "scft-noref": "06"}
 RECIPES = ["recipe-paper-objective", "recipe-l1-triplet", "scft-triplet"]
 
