@@ -104,3 +104,16 @@ def test_the_study_trains_and_measures_every_arm_on_every_dataset(tmp_path, monk
     assert all(j[1].data.dataset == "faces" and j[1].data.val_holdout > 0 for j in trains)
     assert {j[1] for j in measures} == {j[2] for j in trains}
     assert all(j[2] == [("val", 8)] and j[4] is True for j in measures)
+
+
+def test_the_committed_gpu_study_summarises_to_its_committed_tables(tmp_path):
+    """results/gpu/hue-study holds each run's measurements; the summary rebuilt from them is
+    the one committed beside them, and its best levers are the ones phase 2 ran."""
+    from pathlib import Path
+
+    folder = Path(__file__).resolve().parents[1] / "results" / "gpu" / "hue-study"
+    csv, md, _ = hs.summarise(folder, tmp_path)
+    assert md.read_text() == (folder / hs.MD).read_text()
+    assert csv.read_text() == (folder / hs.CSV).read_text()
+    table = hs.arm_table(hs.curve_rows(folder))
+    assert hs.best_arms(table[table["seed"] == 0], 2) == ["hue-ab", "hue-rotation"]
