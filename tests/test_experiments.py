@@ -211,3 +211,29 @@ def test_each_hue_arm_is_the_base_arm_plus_its_one_lever():
                       "hue-rotation": {"data.hue_rotation": 180.0},
                       "hue-ab": {"loss.lambda_ab": mini().loss.lambda_rec},
                       "hue-lr": {"train.lr_g": 3 * mini().train.lr_g}}
+
+
+@pytest.mark.parametrize("sga_fid,expected", [(80.0, "held"), (99.0, "same direction, inside the seed spread"),
+                                              (120.0, "did not hold"), (None, None)])
+def test_the_sga_claim_compares_fid_with_scft_at_equal_steps(monkeypatch, sga_fid, expected):
+    """The successor paper's claim gets a row only where the SGA arm ran; its verdict reads the
+    FID gap against the larger seed spread of the two arms, as every claim does."""
+    from paperlib.study import claims
+
+    runs = {"scft-triplet": 100.0, "add": 110.0, "adain": 115.0}
+    if sga_fid is not None:
+        runs["sga"] = sga_fid
+    cols = ["fid_cross", "region_de_self", "palette_cross", "ssim_self", "ref_gain_de_self",
+            "palette_follow_cross"]
+    table = pd.DataFrame([{"run": r, **{c: v for c in cols}, **{c + "_sd": 2.0 for c in cols}}
+                          for r, v in runs.items()])
+    monkeypatch.setattr(claims, "metrics_table", lambda *a, **k: pd.DataFrame([{"reference": "image"}]))
+    monkeypatch.setattr(claims, "summarise", lambda df, metrics: table)
+    monkeypatch.setattr(claims, "attention_accuracy", lambda *a, **k: pd.DataFrame())
+    monkeypatch.setattr(claims, "read_metrics_pair", lambda *a, **k: {})
+    rows = claims.claims("mini", (0, 1)).set_index("claim")
+    if expected is None:
+        assert "sga" not in rows.index
+    else:
+        assert rows.loc["sga", "verdict"] == expected
+        assert f"SGA {sga_fid:.2f} vs SCFT 100.00" in rows.loc["sga", "ours"]
