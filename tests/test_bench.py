@@ -4,6 +4,7 @@ import pytest
 from paperlib.tools import bench
 
 
+@pytest.mark.bench
 def test_compare_times_an_exported_commit_beside_the_working_tree():
     """Two alternating rounds, each with two worker processes side by side (one export of the
     commit serves both checks)."""
@@ -29,6 +30,7 @@ def test_compare_names_a_commit_that_does_not_exist():
         bench.compare("no-such-commit", "smoke", rounds=1)
 
 
+@pytest.mark.bench
 def test_compare_refuses_a_field_the_old_commit_lacks():
     with pytest.raises(RuntimeError, match="unknown field"):
         bench.compare("HEAD", "smoke", rev_sets=["train.not_a_field=1"], rounds=1, warmup=0,
@@ -49,6 +51,7 @@ def test_breakdown_accounts_for_the_step(image_folder):
     assert "res_blocks" in bench.format_breakdown(b)
 
 
+@pytest.mark.bench
 def test_loop_times_the_step_the_command_and_the_notebook(image_folder):
     sets = [f"data.dataset=folder", f"data.root={image_folder}", "data.test_fraction=0.0",
             "train.log_every=1"]
@@ -72,6 +75,7 @@ def test_fid_rows_time_both_memory_orders_and_agree():
 FLAT_LAYOUT_COMMIT = "39a9c92"
 
 
+@pytest.mark.bench
 def test_compare_still_times_a_commit_of_the_flat_layout():
     result = bench.compare(FLAT_LAYOUT_COMMIT, "smoke", rounds=1, warmup=0, steps=1)
     assert set(result["seconds"]) == {"now", FLAT_LAYOUT_COMMIT}
