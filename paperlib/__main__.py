@@ -74,6 +74,8 @@ def main(argv=None) -> int:
     sp.add_argument("--checkpoint", required=True, help="run folder or snapshot file")
     sp.add_argument("--dataset", default=None)
     sp.add_argument("--root", default=None)
+    sp.add_argument("--sketch-source", default=None, choices=["line", "xdog"],
+                    help="OpenMoji's sketches: the artist's line art or XDoG (default: the run's)")
     sp.add_argument("--split", default="test")
     sp.add_argument("--limit", type=int, default=0, help="evaluate at most this many images")
     sp.add_argument("--no-reference", action="store_true", help="feed zero references")
@@ -253,7 +255,8 @@ def _dispatch(args) -> int:
                 json.dump(rows, f, indent=2)
     elif args.cmd == "evaluate":
         from .evaluation.evaluate import evaluate, format_table
-        rows = evaluate(args.checkpoint, dataset=args.dataset, root=args.root, split=args.split,
+        rows = evaluate(args.checkpoint, dataset=args.dataset, root=args.root,
+                        sketch_source=args.sketch_source, split=args.split,
                         limit=args.limit, no_reference=args.no_reference)
         print(format_table(rows))
     elif args.cmd == "colorize":

@@ -207,3 +207,59 @@ def test_the_hue_probe_gives_the_identity_for_a_copier_and_zero_for_memory(folde
     for k in ("transfer_aa", "transfer_ab", "transfer_ba", "transfer_bb"):
         assert constant[k] == pytest.approx(0, abs=1e-6)
     assert constant["region_dh_rot"] > 5
+
+
+def test_an_evaluation_on_other_data_goes_to_the_transfer_file(folder_config, tmp_path, monkeypatch):
+    """Scored on another image root (another dataset, or OpenMoji's other sketches), the rows go
+    to metrics_transfer.jsonl and name both data; the run's own tables never see them."""
+    import shutil
+
+    from paperlib.core.model import Generator
+    from paperlib.training.snapshot import save_snapshot
+
+    monkeypatch.setattr(fid, "inception", lambda *a, **k: None)
+    monkeypatch.setattr(fid, "activations", pixel_features)
+    monkeypatch.setattr(fid, "reference_activations", lambda key, compute: compute())
+    other = tmp_path / "other"
+    shutil.copytree(folder_config.data.root, other)
+    run = tmp_path / "run"
+    torch.manual_seed(0)
+    save_snapshot(Generator(folder_config.model), folder_config, 3, run / "snapshot-final.pt")
+    rows = ev.evaluate(run, root=str(other), progress=False, limit=8)
+    assert not (run / "metrics.jsonl").exists()
+    stored = [json.loads(x) for x in (run / ev.TRANSFER_FILE).read_text().splitlines()]
+    assert stored == rows and {r["trained_on"] for r in rows} == {f"folder/{folder_config.data.root}"}
+    ev.evaluate(run, progress=False, limit=8)  # its own data: metrics.jsonl
+    assert len((run / "metrics.jsonl").read_text().splitlines()) == len(rows)
+
+
+def test_data_identity_ignores_the_sketch_source_where_there_is_no_line_art():
+    cfg = get_profile("smoke").data
+    moji = ev.data_identity(cfg)
+    assert ev.data_identity(ev.evaluation_data(get_profile("smoke"), sketch_source="xdog")) != moji
+    faces = ev.evaluation_data(get_profile("smoke"), dataset="faces")
+    assert ev.data_identity(faces) == ev.data_identity(
+        ev.evaluation_data(get_profile("smoke"), dataset="faces", sketch_source="xdog"))
+
+
+def test_read_metrics_reads_other_data_from_the_transfer_file(tmp_path):
+    """The run's own rows by default; a sketch source or dataset other than its own selects the
+    transfer file's rows for that data, and those alone."""
+    from paperlib.config import to_dict
+    from paperlib.training.snapshot import FINAL
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps(to_dict(get_profile("smoke"))))
+    torch.save({"step": 3}, run / FINAL)
+    base = {"metric": "fid_cross", "split": "test", "reference": "image", "step": 3}
+    own = {**base, "value": 1.0, "dataset": "openmoji"}  # an older row: no sketch_source
+    (run / "metrics.jsonl").write_text(json.dumps(own) + "\n")
+    xdog = {**base, "value": 2.0, "dataset": "openmoji", "sketch_source": "xdog"}
+    faces = {**base, "value": 3.0, "dataset": "faces", "sketch_source": "xdog"}
+    (run / ev.TRANSFER_FILE).write_text(json.dumps(xdog) + "\n" + json.dumps(faces) + "\n")
+    assert ev.read_metrics(run) == [own]
+    assert ev.read_metrics(run, sketch_source="line") == [own]
+    assert ev.read_metrics(run, dataset="openmoji") == [own]
+    assert ev.read_metrics(run, sketch_source="xdog") == [xdog]
+    assert ev.read_metrics(run, dataset="faces") == [faces]

@@ -255,16 +255,34 @@ def real_stats_key(data_cfg, split: str, n: int) -> dict:
     return key
 
 
+# Rows of an evaluation on data other than the run's own (another dataset, root or sketch
+# source: the generalisation table) go to this file beside metrics.jsonl, so that the run's own
+# tables, which read metrics.jsonl, never pick them up.
+TRANSFER_FILE = "metrics_transfer.jsonl"
+
+
+def data_identity(data_cfg) -> tuple:
+    """What makes two evaluations' test data the same: the dataset, its root, and for OpenMoji
+    the sketch source (faces and folders always use XDoG; the field is ignored there)."""
+    sketch = data_cfg.sketch_source if data_cfg.dataset == "openmoji" else ""
+    return data_cfg.dataset, data_cfg.root, sketch
+
+
+def evaluation_data(config, *, dataset: str | None = None, root: str | None = None,
+                    sketch_source: str | None = None):
+    """The run's data config with the evaluation's overrides (None keeps the run's own)."""
+    sets = {k: v for k, v in (("dataset", dataset), ("root", root),
+                              ("sketch_source", sketch_source)) if v}
+    return override(config, {f"data.{k}": v for k, v in sets.items()}).data
+
+
 def evaluate(run_or_file, *, dataset: str | None = None, root: str | None = None,
-             split: str = "test", limit: int = 0, no_reference: bool = False, seed: int = 0,
-             batch_size: int = 32, device: str = "cpu", progress: bool = True) -> list[dict]:
+             sketch_source: str | None = None, split: str = "test", limit: int = 0,
+             no_reference: bool = False, seed: int = 0, batch_size: int = 32,
+             device: str = "cpu", progress: bool = True) -> list[dict]:
     G, config, step = load_generator(run_or_file, device)
-    sets = {}
-    if dataset:
-        sets["dataset"] = dataset
-    if root:
-        sets["root"] = root
-    data_cfg = override(config, {f"data.{k}": v for k, v in sets.items()}).data
+    data_cfg = evaluation_data(config, dataset=dataset, root=root, sketch_source=sketch_source)
+    transfer = data_identity(data_cfg) != data_identity(config.data)
     ds = build_dataset(data_cfg, split)
     ds = first_n(ds, limit or data_cfg.eval_limit)
     out = generate(G, ds, batch_size=batch_size, seed=seed, no_reference=no_reference,
@@ -287,6 +305,8 @@ def evaluate(run_or_file, *, dataset: str | None = None, root: str | None = None
     values.update(reference_values(out))
 
     prov = {"n": n, "dataset": data_cfg.dataset, "split": split,
+            "sketch_source": data_identity(data_cfg)[2] or "xdog",
+            "trained_on": "/".join(x for x in data_identity(config.data) if x),
             "resolution": data_cfg.resolution, "step": step, "profile": config.profile,
             "aggregation": config.model.aggregation,
             "correspondence_loss": config.loss.correspondence_loss,
@@ -299,29 +319,43 @@ def evaluate(run_or_file, *, dataset: str | None = None, root: str | None = None
     if path.is_dir():
         # All rows of one evaluation at once: a kill leaves all of them or none, never a
         # partial set that read_metrics would take for a finished evaluation.
-        append_atomic(path / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+        name = TRANSFER_FILE if transfer else "metrics.jsonl"
+        append_atomic(path / name, "".join(json.dumps(r) + "\n" for r in rows))
     return rows
 
 
 # The keywords of `read_metrics` that select rows (each also an `evaluate` keyword).
-METRIC_FILTERS = ("split", "no_reference", "dataset")
+METRIC_FILTERS = ("split", "no_reference", "dataset", "sketch_source")
 
 
 def read_metrics(run_dir, *, split: str = "test", no_reference: bool = False,
-                 dataset: str | None = None, **unknown) -> list[dict]:
+                 dataset: str | None = None, sketch_source: str | None = None,
+                 **unknown) -> list[dict]:
     """The newest evaluation rows of a run for its current snapshot step (empty if none),
     selected by METRIC_FILTERS. Any other keyword is a ValueError: a misspelt filter would
-    otherwise be dropped unnoticed, returning the rows it was meant to exclude."""
+    otherwise be dropped unnoticed, returning the rows it was meant to exclude. A `dataset` or
+    `sketch_source` other than the run's own reads its TRANSFER_FILE (the run's config says
+    which is its own); None means the run's own."""
     if unknown:
         raise ValueError(f"read_metrics has no filter {', '.join(map(repr, unknown))}; "
                          f"filters: {', '.join(METRIC_FILTERS)}")
-    path = Path(run_dir) / "metrics.jsonl"
+    run_dir = Path(run_dir)
+    name = "metrics.jsonl"
+    if (dataset or sketch_source) and (run_dir / "config.json").exists():
+        from ..config import from_dict
+
+        own = from_dict(json.loads((run_dir / "config.json").read_text()))
+        wanted = evaluation_data(own, dataset=dataset, sketch_source=sketch_source)
+        if data_identity(wanted) != data_identity(own.data):
+            name, dataset = TRANSFER_FILE, wanted.dataset
+    path = run_dir / name
     if not path.exists():
         return []
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     ref = "zero" if no_reference else "image"
     rows = [r for r in rows if r["split"] == split and r["reference"] == ref
-            and (dataset is None or r["dataset"] == dataset)]
+            and (dataset is None or r["dataset"] == dataset)
+            and (sketch_source is None or r.get("sketch_source", sketch_source) == sketch_source)]
     if not rows:
         return []
     try:

@@ -224,3 +224,41 @@ def seed_spread(df, metrics: list[str], runs: list[str]):
         ax.tick_params(axis="x", labelrotation=20, labelsize=8)
     fig.tight_layout()
     return fig
+
+
+def memory_bars(df, run: str):
+    """Region dE00 and hue error dH* of `run`'s outputs against the reference's colours a(I) and
+    against the unjittered image I, a bar per dataset (mean over seeds, the spread between
+    seeds as the line). df: generalisation.memory_by_dataset."""
+    import seaborn as sns
+
+    sub = df[(df["run"] == run) & ~df["compared"].str.startswith("a(I)")]
+    panels = [("region_de", "region dE00"), ("region_dh", "region |dH*| (hue)")]
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 2.8), squeeze=False)
+    for ax, (col, title) in zip(axes[0], panels):
+        sns.barplot(data=sub, y="compared", x=col, hue="dataset", errorbar=("pi", 100), ax=ax,
+                    legend=(ax is axes[0][0]))
+        ax.set_title(title, fontsize=9), ax.set_xlabel(""), ax.set_ylabel("")
+        ax.tick_params(axis="y", labelsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def case_spread(df, metrics: list[str], cases: list[str]):
+    """seed_spread on its side, for long row labels: one panel per metric, a row per case (the
+    labels on the first panel), every seed a point, the mean over seeds with its 95% interval."""
+    import seaborn as sns
+
+    fig, axes = plt.subplots(1, len(metrics), figsize=(2.6 * len(metrics) + 2.6, 0.42 * len(cases) + 1.0),
+                             squeeze=False, sharey=True)
+    for ax, m in zip(axes[0], metrics):
+        sub = df[(df["metric"] == m) & df["run"].isin(cases)]
+        sns.stripplot(data=sub, y="run", x="value", order=cases, color="k", size=4, ax=ax,
+                      jitter=0.05)
+        sns.pointplot(data=sub, y="run", x="value", order=cases, errorbar=("ci", 95),
+                      linestyle="none", color="C3", markers="|", capsize=0.2, ax=ax)
+        ax.set_title(m, fontsize=9), ax.set_xlabel(""), ax.set_ylabel("")
+        ax.tick_params(axis="y", labelsize=8)
+        ax.grid(axis="y", color="0.9")
+    fig.tight_layout()
+    return fig

@@ -51,9 +51,18 @@ def executed_notebook(nb: Path, profile: str, dataset: str | None = None) -> Pat
     return results_dir(profile, dataset) / "notebooks" / nb.name
 
 
-def notebooks(only: str | None = None) -> list[Path]:
+# Notebooks that use both study datasets at once. `make reproduce DATASET=x` runs the others on
+# x; these run after both datasets (DATASET=both), or alone with --only.
+CROSS_DATASET = ("09_generalisation.ipynb",)
+
+
+def notebooks(only: str | None = None, cross: bool = False) -> list[Path]:
+    """The notebooks whose name contains `only`; without it, the per-dataset notebooks in
+    order, or with `cross` the CROSS_DATASET ones."""
     found = sorted((repo_root() / "notebooks").glob("[0-9][0-9]_*.ipynb"))
-    return [p for p in found if only is None or only in p.name]
+    if only is not None:
+        return [p for p in found if only in p.name]
+    return [p for p in found if (p.name in CROSS_DATASET) == cross]
 
 
 def relativise(text: str, root: Path) -> str:
@@ -82,17 +91,30 @@ def update_times(text: str, notebook: str, profile: str, minutes: float) -> str:
 def run_notebooks(profile: str | None = None, only: str | None = None,
                   dataset: str | None = None) -> None:
     """Execute the notebooks headless in order with papermill, in the profile and on the
-    dataset given."""
+    dataset given; dataset "both" runs every study dataset in turn, then CROSS_DATASET."""
     profile = profile or os.environ.get("PAPERLIB_PROFILE", "mini")
+    if dataset == "both":
+        from ..config import STUDY_DATASETS
+
+        for d in STUDY_DATASETS:
+            run_notebooks(profile, only, d)
+        if only is None:
+            execute(profile, STUDY_DATASETS[0], notebooks(cross=True))
+        return
     dataset = get_dataset(dataset)
+    books = notebooks(only)
+    if not books:
+        raise FileNotFoundError(f"no notebooks matching {only!r} in {repo_root() / 'notebooks'}")
+    execute(profile, dataset, books)
+
+
+def execute(profile: str, dataset: str, books: list[Path]) -> None:
+    """Run `books` in order with papermill and keep each executed copy (executed_notebook)."""
     env = {**os.environ, "PAPERLIB_PROFILE": profile, "PAPERLIB_DATASET": dataset}
     out_dir = repo_root() / ".executed"
     if dataset != "openmoji":
         out_dir = out_dir / dataset
     out_dir.mkdir(parents=True, exist_ok=True)
-    books = notebooks(only)
-    if not books:
-        raise FileNotFoundError(f"no notebooks matching {only!r} in {repo_root() / 'notebooks'}")
     log = results_dir(profile, dataset) / "reproduce_times.tsv"
     for nb in books:
         print(f"== {nb.name} (profile {profile}, dataset {dataset})", flush=True)
