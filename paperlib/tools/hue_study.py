@@ -232,7 +232,7 @@ def summarise(work, out_dir=None) -> tuple[Path, Path, Path]:
     for c in shown.columns:
         if shown[c].dtype.kind == "f":
             shown[c] = shown[c].map(lambda v: "" if pd.isna(v) else f"{v:.2f}" if abs(v) < 100 else f"{v:.0f}")
-    lines += [_markdown(shown), ""]
+    lines += [shown.to_markdown(index=False), ""]
     (out_dir / MD).write_text("\n".join(lines))
 
     long = df.melt(id_vars=["dataset", "arm", "seed", "step"],
@@ -248,9 +248,3 @@ def summarise(work, out_dir=None) -> tuple[Path, Path, Path]:
     plt.close(grid.figure)
     return out_dir / CSV, out_dir / MD, out_dir / PNG
 
-
-def _markdown(df: pd.DataFrame) -> str:
-    head = "| " + " | ".join(df.columns) + " |"
-    rule = "|" + "|".join("---" for _ in df.columns) + "|"
-    body = ["| " + " | ".join(str(v) for v in row) + " |" for row in df.itertuples(index=False)]
-    return "\n".join([head, rule, *body])
