@@ -226,11 +226,20 @@ def test_an_evaluation_on_other_data_goes_to_the_transfer_file(folder_config, tm
     torch.manual_seed(0)
     save_snapshot(Generator(folder_config.model), folder_config, 3, run / "snapshot-final.pt")
     rows = ev.evaluate(run, root=str(other), progress=False, limit=8)
-    assert not (run / "metrics.jsonl").exists()
+    assert not (run / "metrics.jsonl").exists() and not (run / "per_image.npz").exists()
     stored = [json.loads(x) for x in (run / ev.TRANSFER_FILE).read_text().splitlines()]
     assert stored == rows and {r["trained_on"] for r in rows} == {f"folder/{folder_config.data.root}"}
-    ev.evaluate(run, progress=False, limit=8)  # its own data: metrics.jsonl
+    own = ev.evaluate(run, progress=False, limit=8)  # its own data: metrics.jsonl
     assert len((run / "metrics.jsonl").read_text().splitlines()) == len(rows)
+    # and the per-image values the claims' intervals resample, which give its metrics back
+    from paperlib.evaluation import intervals
+
+    monkeypatch.setattr(ev, "generate", lambda *a, **k: pytest.fail("recomputed"))
+    values = intervals.run_values(run, n=8)
+    every = np.arange(len(values["de_sum"]))
+    for r in own:
+        if r["metric"] in intervals.PER_IMAGE_METRICS:
+            assert intervals.statistic(values, every, r["metric"]) == pytest.approx(r["value"], abs=1e-9)
 
 
 def test_data_identity_ignores_the_sketch_source_where_there_is_no_line_art():

@@ -114,15 +114,27 @@ def generate(G, dataset, *, batch_size: int = 32, seed: int = 0, no_reference: b
     return out
 
 
-def reference_values(out: dict) -> dict[str, float]:
+def colour_errors(out: dict) -> dict:
+    """The colour comparisons behind reference_values, per region and per image, computed once
+    for it and for the per-image values of evaluation.intervals: region_color_error of the
+    augmented-self output (`region`) and of the output with another image's reference
+    (`wrong`), and each cross output's palette distance to its own reference and to a third
+    image's (`palette_own`, `palette_other`, (N,))."""
+    other_ref = out["image"][other_reference_index(out["cross_index"])]  # (N,3,H,W)
+    return {"region": metrics.region_color_error(out["self"], out["target"], out["sketch"]),
+            "wrong": metrics.region_color_error(out["self_wrong"], out["target"], out["sketch"]),
+            "palette_own": metrics.palette_distance(out["cross"], out["cross_reference"]),
+            "palette_other": metrics.palette_distance(out["cross"], other_ref)}
+
+
+def reference_values(out: dict, errors: dict | None = None) -> dict[str, float]:
     """The metrics of generate's output that need no FID network: region colour error of the
     augmented-self output (dE00, its lightness / chroma / hue split, share below the JND),
-    ref_gain_de_self, palette_cross and palette_follow_cross."""
-    region = metrics.region_color_error(out["self"], out["target"], out["sketch"])
-    wrong = metrics.region_color_error(out["self_wrong"], out["target"], out["sketch"])
-    own = metrics.palette_distance(out["cross"], out["cross_reference"])  # (N,)
-    other_ref = out["image"][other_reference_index(out["cross_index"])]  # (N,3,H,W)
-    other = metrics.palette_distance(out["cross"], other_ref)  # (N,)
+    ref_gain_de_self, palette_cross and palette_follow_cross. `errors`: colour_errors(out),
+    computed here when not given."""
+    errors = errors or colour_errors(out)
+    region, wrong = errors["region"], errors["wrong"]
+    own, other = errors["palette_own"], errors["palette_other"]
     return {"region_de_self": float(region["mean_de"]),
             "region_jnd_share_self": float(region["share_below_jnd"]),
             "region_dl_self": region["mean_dl"], "region_dc_self": region["mean_dc"],
@@ -302,7 +314,8 @@ def evaluate(run_or_file, *, dataset: str | None = None, root: str | None = None
         values[f"kid_{setting}"], values[f"kid_{setting}_sd"] = kid_mean, kid_std
     values["ssim_self"] = float(np.mean(metrics.ssim(out["self"], out["target"])))
     values["psnr_self"] = float(np.mean(metrics.psnr(out["self"], out["target"])))
-    values.update(reference_values(out))
+    errors = colour_errors(out)
+    values.update(reference_values(out, errors))
 
     prov = {"n": n, "dataset": data_cfg.dataset, "split": split,
             "sketch_source": data_identity(data_cfg)[2] or "xdog",
@@ -317,6 +330,13 @@ def evaluate(run_or_file, *, dataset: str | None = None, root: str | None = None
     rows = [{"metric": k, "value": v, **prov} for k, v in values.items()]
     path = Path(run_or_file)
     if path.is_dir():
+        if not (transfer or no_reference):
+            # the claims' intervals resample these; stored now, they cost nothing later
+            from .intervals import save_values, values_from_errors
+
+            save_values(path, values_from_errors(out, errors),
+                        {"step": int(step), "split": split, "eval_seed": seed,
+                         "limit": limit or data_cfg.eval_limit})
         # All rows of one evaluation at once: a kill leaves all of them or none, never a
         # partial set that read_metrics would take for a finished evaluation.
         name = TRANSFER_FILE if transfer else "metrics.jsonl"

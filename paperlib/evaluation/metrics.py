@@ -225,22 +225,24 @@ def region_color_error_batch(output: torch.Tensor, target: torch.Tensor, sketch:
     """region_color_error over a batch ((B,3,H,W), (B,3,H,W), (B,1,H,W)), with the regions
     of all images pooled (each region counts once): mean_de, mean_de_area, share_below_jnd,
     n_regions, mean_dl, mean_dc, mean_dh, region_de, region_lch and region_area (concatenated
-    over images), n_images and images_without_regions (images whose sketch has no closed
-    region)."""
+    over images, in image order), n_images, images_without_regions (images whose sketch has no
+    closed region) and regions_per_image (B,)."""
     _check_pair(output, target, "region_color_error_batch")
     if sketch.ndim != 4 or sketch.shape[0] != output.shape[0] or sketch.shape[1] != 1:
         raise ValueError(f"sketch must be (B, 1, H, W) matching output {tuple(output.shape)}, "
                          f"got {tuple(sketch.shape)}")
-    des, lchs, areas, empty = [], [], [], 0
+    des, lchs, areas, counts = [], [], [], []
     for o, t, s in zip(output, target, sketch):
         r = region_color_error(o, t, s, min_region_px)  # o, t: (3,H,W); s: (1,H,W)
         des.append(r["region_de"])
         lchs.append(r["region_lch"])
         areas.append(r["region_area"])
-        empty += r["n_regions"] == 0
+        counts.append(r["n_regions"])
     de, lch, area = np.concatenate(des), np.concatenate(lchs), np.concatenate(areas)
+    counts = np.asarray(counts, dtype=np.int64)
     return {**_summary(de, area, lch), "region_de": de, "region_lch": lch, "region_area": area,
-            "n_images": int(output.shape[0]), "images_without_regions": int(empty)}
+            "n_images": int(output.shape[0]), "images_without_regions": int((counts == 0).sum()),
+            "regions_per_image": counts}
 
 
 # --- does the output depend on its reference? --------------------------------------------

@@ -1,0 +1,144 @@
+"""Intervals for the claims: a bootstrap over seeds and test images of the per-image metrics.
+
+`evaluate` reports each metric over the whole test split, pooled (region errors over all
+regions of all images). A claim compares two arms by such numbers, and two seeds say little
+about how far a gap could move. Here each test image keeps its own sums, so that any resample
+of the images gives the pooled metric again:
+- region_de_self: sum of region dE00 over the image's regions, and their count;
+- region_dh_self: the area-weighted |dH*| sum and the region area;
+- ref_gain_de_self: the same sums with another image's augmented reference (evaluate's
+  self_wrong);
+- palette_follow_cross: the image's palette distance to its own and to a third image's
+  reference.
+
+The bootstrap draws the test images with replacement, the same draw for every arm (they were
+scored on the same images and augmentations: a paired comparison), and each arm's seeds with
+replacement (the training runs are independent). A gap whose 95% interval holds zero is
+undecided. FID is not a mean over images and is not covered.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from . import metrics
+
+PER_IMAGE_FILE = "per_image.npz"  # in the run folder, for its current snapshot
+PER_IMAGE_METRICS = ("region_de_self", "region_dh_self", "ref_gain_de_self", "palette_follow_cross")
+FIELDS = ("de_sum", "de_n", "wrong_sum", "wrong_n", "dh_area", "area", "pal_own", "pal_other")
+
+
+def values_from_errors(out: dict, errors: dict) -> dict[str, np.ndarray]:
+    """The per-image sums (FIELDS, each (N,)) from evaluate.colour_errors(out): the regions of
+    all images come concatenated in image order, each image's count in regions_per_image."""
+    def per_image(sums, counts):
+        # reduceat on the image boundaries; an image without regions sums to 0
+        edges = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(int)
+        total = np.add.reduceat(np.append(sums, 0.0), edges) if len(counts) else np.zeros(0)
+        return np.where(np.asarray(counts) > 0, total, 0.0)
+
+    region, wrong = errors["region"], errors["wrong"]
+    n_own, n_wrong = region["regions_per_image"], wrong["regions_per_image"]
+    return {"de_sum": per_image(region["region_de"], n_own), "de_n": n_own.astype(np.float64),
+            "wrong_sum": per_image(wrong["region_de"], n_wrong), "wrong_n": n_wrong.astype(np.float64),
+            "dh_area": per_image(region["region_lch"][:, 2] * region["region_area"], n_own),
+            "area": per_image(region["region_area"], n_own),
+            "pal_own": np.asarray(errors["palette_own"], np.float64),
+            "pal_other": np.asarray(errors["palette_other"], np.float64)}
+
+
+def per_image_values(out: dict) -> dict[str, np.ndarray]:
+    """The per-image sums (FIELDS, each (N,)) of evaluate.generate's output `out`."""
+    from .evaluate import colour_errors
+
+    return values_from_errors(out, colour_errors(out))
+
+
+def statistic(v: dict, idx: np.ndarray, metric: str) -> float:
+    """`metric` pooled over the images `idx` (repeats count again), as evaluate pools it over
+    the whole split: with idx = all images, evaluate's value."""
+    def ratio(num, den):
+        d = v[den][idx].sum()
+        return float(v[num][idx].sum() / d) if d > 0 else float("nan")
+
+    if metric == "region_de_self":
+        return ratio("de_sum", "de_n")
+    if metric == "region_dh_self":
+        return ratio("dh_area", "area")
+    if metric == "ref_gain_de_self":
+        return ratio("wrong_sum", "wrong_n") - ratio("de_sum", "de_n")
+    if metric == "palette_follow_cross":
+        return float(np.nanmean(v["pal_own"][idx]) / np.nanmean(v["pal_other"][idx]))
+    raise ValueError(f"no per-image form of metric {metric!r}; known: {', '.join(PER_IMAGE_METRICS)}")
+
+
+def bootstrap(values: dict[str, list[dict]], metric: str, reps: int = 1000,
+              seed: int = 0) -> dict[str, np.ndarray]:
+    """`reps` bootstrap draws of `metric` per arm. values: arm -> one per-image dict per seed,
+    all on the same test images. Each draw takes the images with replacement (one draw for
+    all arms) and each arm's seeds with replacement, and averages the arm's seeds."""
+    sizes = {len(v["de_sum"]) for seeds in values.values() for v in seeds}
+    if len(sizes) != 1 or not all(values.values()):
+        raise ValueError(f"bootstrap needs every arm with at least one seed, all on the same "
+                         f"number of test images; got {({a: [len(v['de_sum']) for v in s] for a, s in values.items()})}")
+    n = sizes.pop()
+    rng = np.random.default_rng(seed)
+    out = {a: np.empty(reps) for a in values}
+    for r in range(reps):
+        idx = rng.integers(0, n, n)
+        for arm, seeds in values.items():
+            pick = rng.integers(0, len(seeds), len(seeds))
+            out[arm][r] = np.mean([statistic(seeds[k], idx, metric) for k in pick])
+    return out
+
+
+def gap_interval(better: np.ndarray, worse: np.ndarray, lower_is_better: bool = True,
+                 level: float = 0.95) -> tuple[float, float]:
+    """The `level` percentile interval of the gap by which `better` beats `worse` (paired
+    bootstrap draws; positive = the claimed direction)."""
+    gap = (worse - better) if lower_is_better else (better - worse)
+    tail = 100 * (1 - level) / 2
+    lo, hi = np.nanpercentile(gap, [tail, 100 - tail])
+    return float(lo), float(hi)
+
+
+def interval_verdict(lo: float, hi: float) -> str:
+    """"held" when the whole interval of the gap is on the claimed side, "did not hold" when
+    it is all on the other side, else "undecided" (the interval holds zero)."""
+    if lo > 0:
+        return "held"
+    if hi < 0:
+        return "did not hold"
+    return "undecided: the interval holds 0"
+
+
+def run_values(run_dir, *, n: int | None = None, seed: int = 0, split: str = "test",
+               progress: bool = False) -> dict[str, np.ndarray]:
+    """The per-image values of a run's current snapshot on the first n images of `split` (None:
+    the run's data.eval_limit, as evaluate takes them), cached in the run folder."""
+    from ..data.datasets import build_dataset
+    from ..training.snapshot import load_generator
+    from .evaluate import first_n, generate
+
+    run_dir = Path(run_dir)
+    G, config, step = load_generator(run_dir)
+    meta = {"step": int(step), "split": split, "eval_seed": seed,
+            "limit": config.data.eval_limit if n is None else n}
+    cache = run_dir / PER_IMAGE_FILE
+    if cache.exists():
+        with np.load(cache) as z:
+            if json.loads(str(z["meta"])) == meta:
+                return {k: z[k] for k in FIELDS}
+    ds = first_n(build_dataset(config.data, split), meta["limit"])
+    values = per_image_values(generate(G, ds, seed=seed, data_cfg=config.data, progress=progress))
+    save_values(run_dir, values, meta)
+    return values
+
+
+def save_values(run_dir, values: dict, meta: dict) -> None:
+    """Write a run's per-image values with what they were computed on (run_values' cache)."""
+    tmp = Path(run_dir) / (PER_IMAGE_FILE + ".tmp.npz")
+    np.savez(tmp, meta=json.dumps(meta), **values)
+    tmp.replace(Path(run_dir) / PER_IMAGE_FILE)  # a kill leaves the old or the new, never half

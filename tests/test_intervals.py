@@ -1,0 +1,148 @@
+import numpy as np
+import pytest
+import torch
+
+from paperlib.config import get_profile, override
+from paperlib.evaluation import evaluate as ev
+from paperlib.evaluation import intervals as iv
+
+
+@pytest.fixture
+def folder_config(image_folder):
+    return override(get_profile("smoke"), {"data.dataset": "folder", "data.root": str(image_folder),
+                                           "data.test_fraction": 0.5})
+
+
+@pytest.fixture
+def generated(folder_config):
+    from paperlib.core.model import Generator
+    from paperlib.data.datasets import build_dataset
+
+    torch.manual_seed(0)
+    G = Generator(folder_config.model).eval()
+    with torch.no_grad():
+        return ev.generate(G, build_dataset(folder_config.data, "test"), data_cfg=folder_config.data,
+                           progress=False)
+
+
+def test_all_images_give_back_the_pooled_metrics_of_evaluate(generated):
+    v = iv.per_image_values(generated)
+    every = np.arange(len(v["de_sum"]))
+    pooled = ev.reference_values(generated)
+    for m in iv.PER_IMAGE_METRICS:
+        assert iv.statistic(v, every, m) == pytest.approx(pooled[m], rel=1e-9, abs=1e-9), m
+    # a draw that repeats one image gives that image's own region error
+    one = np.zeros(5, dtype=int) + int(np.argmax(v["de_n"]))
+    assert iv.statistic(v, one, "region_de_self") == pytest.approx(
+        v["de_sum"][one[0]] / v["de_n"][one[0]])
+    with pytest.raises(ValueError, match="'fid_cross'"):
+        iv.statistic(v, every, "fid_cross")
+
+
+def fake(n, de, seed=0):
+    """Per-image values with region error `de` (+ noise) on n images of 4 regions each."""
+    rng = np.random.default_rng(seed)
+    per = de + rng.normal(0, 1, n)
+    ones = np.ones(n)
+    return {"de_sum": 4 * per, "de_n": 4 * ones, "wrong_sum": 4 * (per + 3), "wrong_n": 4 * ones,
+            "dh_area": per, "area": ones, "pal_own": ones, "pal_other": 2 * ones}
+
+
+def test_a_constant_shift_is_held_and_equal_arms_are_undecided():
+    a0, a1 = fake(60, 10.0, 0), fake(60, 10.0, 1)
+    shifted = [{**v, "de_sum": v["de_sum"] + 4 * 5.0} for v in (a0, a1)]  # +5 dE on every image
+    draws = iv.bootstrap({"a": [a0, a1], "b": shifted, "same": [a0, a1]}, "region_de_self", reps=300)
+    lo, hi = iv.gap_interval(draws["a"], draws["b"])
+    assert lo > 4 and hi < 6 and iv.interval_verdict(lo, hi) == "held"
+    lo, hi = iv.gap_interval(draws["b"], draws["a"])  # the claim the other way round
+    assert iv.interval_verdict(lo, hi) == "did not hold"
+    lo, hi = iv.gap_interval(draws["a"], draws["same"])
+    assert lo < 0 < hi and iv.interval_verdict(lo, hi).startswith("undecided")
+    gain = iv.bootstrap({"a": [a0]}, "ref_gain_de_self", reps=50)["a"]
+    assert np.allclose(gain, 3.0)  # wrong references cost exactly 3 on every image
+    lo, hi = iv.gap_interval(gain, np.zeros_like(gain), lower_is_better=False)
+    assert iv.interval_verdict(lo, hi) == "held"
+
+
+def test_the_seeds_are_drawn_too():
+    """Two seeds far apart: draws of the arm spread over both seeds' values, not just the mean."""
+    far = [fake(40, 10.0, 0), fake(40, 20.0, 1)]
+    draws = iv.bootstrap({"a": far}, "region_de_self", reps=400, seed=1)["a"]
+    assert draws.min() < 12 and draws.max() > 18  # both seeds drawn twice happen
+
+
+def test_the_bootstrap_refuses_arms_on_different_images():
+    with pytest.raises(ValueError, match="same number of test images"):
+        iv.bootstrap({"a": [fake(10, 1.0)], "b": [fake(12, 1.0)]}, "region_de_self")
+    with pytest.raises(ValueError, match="at least one seed"):
+        iv.bootstrap({"a": [fake(10, 1.0)], "b": []}, "region_de_self")
+
+
+def test_run_values_are_cached_per_snapshot_and_image_count(folder_config, tmp_path, monkeypatch):
+    from paperlib.core.model import Generator
+    from paperlib.training.snapshot import FINAL, save_snapshot
+
+    run = tmp_path / "run"
+    torch.manual_seed(0)
+    save_snapshot(Generator(folder_config.model), folder_config, 3, run / FINAL)
+    calls = []
+    real = ev.generate
+    monkeypatch.setattr(ev, "generate", lambda *a, **k: calls.append(1) or real(*a, **k))
+    first = iv.run_values(run, n=6)
+    again = iv.run_values(run, n=6)
+    assert len(calls) == 1 and all(np.array_equal(first[k], again[k]) for k in iv.FIELDS)
+    assert len(first["de_sum"]) == 6
+    assert len(iv.run_values(run, n=4)["de_sum"]) == 4 and len(calls) == 2
+    save_snapshot(Generator(folder_config.model), folder_config, 5, run / FINAL)  # a newer step
+    iv.run_values(run, n=4)
+    assert len(calls) == 3
+
+
+def test_claims_on_per_image_metrics_are_judged_by_their_intervals(monkeypatch):
+    """SCFT 5 dE below the better of addition and AdaIN on every image: held, with its
+    interval; triplet and L1 alike: undecided, although the seed means differ in the claimed
+    direction by more than their spread; FID claims keep the seed-spread rule."""
+    import pandas as pd
+
+    from paperlib.study import claims
+    from paperlib.study.registry import MAIN
+
+    de = {MAIN: 8.0, "scft-triplet": 10.0, "add": 15.0, "adain": 16.0, "scft-l1": 10.0,
+          "scft-none": 10.0, "sga": 11.0}
+    per_image = {r: [fake(50, 0.0, s) for s in (0, 1)] for r in de}  # the same noise for all
+    for r, v in de.items():
+        per_image[r] = [{**x, "de_sum": x["de_sum"] + 4 * v, "wrong_sum": x["wrong_sum"] + 4 * v}
+                        for x in per_image[r]]
+    monkeypatch.setattr(claims.Intervals, "of", lambda self, run: per_image[run])
+    means = {**de, "scft-l1": 10.5}  # the seed means say triplet beats L1 by 0.5 > sd 0.1
+    cols = ["fid_cross", "region_de_self", "palette_cross", "ssim_self", "ref_gain_de_self",
+            "palette_follow_cross"]
+    table = pd.DataFrame([{"run": r, **{c: v for c in cols}, "region_de_self": v,
+                           **{c + "_sd": 0.1 for c in cols}} for r, v in means.items()])
+    monkeypatch.setattr(claims, "metrics_table", lambda *a, **k: pd.DataFrame([{"reference": "image"}]))
+    monkeypatch.setattr(claims, "summarise", lambda df, metrics: table)
+    monkeypatch.setattr(claims, "attention_accuracy", lambda *a, **k: pd.DataFrame())
+    monkeypatch.setattr(claims, "read_metrics_pair", lambda *a, **k: {})
+    rows = claims.claims("mini", (0, 1), reps=200).set_index("claim")
+    assert rows.loc["fig3", "verdict"] == "held"
+    import re
+
+    lo, hi = map(float, re.search(r"95% interval of the gap (\S+) to (\S+)\]",
+                                  rows.loc["fig3", "ours"]).groups())
+    assert 4 < lo < 5 < hi < 6  # the two seeds' noise differs: the seed draws widen it
+    assert rows.loc["fig17", "verdict"].startswith("triplet best: undecided")
+    assert rows.loc["fig1", "verdict"] == "gain: held; palette: held"  # gain 3, ratio 0.5
+    # FID: seed spread; SCFT 10 against addition 15 with sd 0.1
+    assert rows.loc["table1", "verdict"] == "held" and "interval" not in rows.loc["table1", "ours"]
+
+
+def test_images_without_regions_sum_to_zero():
+    """Images 0 and 3 have no closed region, image 1 two, image 2 one: the per-image sums of
+    the concatenated region arrays follow the counts."""
+    region = {"region_de": np.array([1.0, 2.0, 4.0]), "region_lch": np.ones((3, 3)),
+              "region_area": np.array([10.0, 20.0, 30.0]), "regions_per_image": np.array([0, 2, 1, 0])}
+    errors = {"region": region, "wrong": region, "palette_own": np.ones(4), "palette_other": np.ones(4)}
+    v = iv.values_from_errors({}, errors)
+    assert v["de_sum"].tolist() == [0.0, 3.0, 4.0, 0.0] and v["de_n"].tolist() == [0, 2, 1, 0]
+    assert v["area"].tolist() == [0.0, 30.0, 30.0, 0.0] and v["dh_area"].tolist() == [0.0, 30.0, 30.0, 0.0]
+    assert np.isnan(iv.statistic(v, np.array([0, 3]), "region_de_self"))  # a draw of no region
