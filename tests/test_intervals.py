@@ -142,7 +142,7 @@ def test_images_without_regions_sum_to_zero():
     region = {"region_de": np.array([1.0, 2.0, 4.0]), "region_lch": np.ones((3, 3)),
               "region_area": np.array([10.0, 20.0, 30.0]), "regions_per_image": np.array([0, 2, 1, 0])}
     errors = {"region": region, "wrong": region, "palette_own": np.ones(4), "palette_other": np.ones(4)}
-    v = iv.values_from_errors({}, errors)
+    v = iv.values_from_errors(errors)
     assert v["de_sum"].tolist() == [0.0, 3.0, 4.0, 0.0] and v["de_n"].tolist() == [0, 2, 1, 0]
     assert v["area"].tolist() == [0.0, 30.0, 30.0, 0.0] and v["dh_area"].tolist() == [0.0, 30.0, 30.0, 0.0]
     assert np.isnan(iv.statistic(v, np.array([0, 3]), "region_de_self"))  # a draw of no region

@@ -334,7 +334,7 @@ def evaluate(run_or_file, *, dataset: str | None = None, root: str | None = None
             # the claims' intervals resample these; stored now, they cost nothing later
             from .intervals import save_values, values_from_errors
 
-            save_values(path, values_from_errors(out, errors),
+            save_values(path, values_from_errors(errors),
                         {"step": int(step), "split": split, "eval_seed": seed,
                          "limit": limit or data_cfg.eval_limit})
         # All rows of one evaluation at once: a kill leaves all of them or none, never a

@@ -25,13 +25,18 @@ import numpy as np
 
 from . import metrics
 
-PER_IMAGE_FILE = "per_image.npz"  # in the run folder, for its current snapshot
+
+def per_image_file(run_dir, split: str = "test") -> Path:
+    """Where a run's per-image values on `split` are kept, for its current snapshot."""
+    return Path(run_dir) / f"per_image-{split}.npz"
+
+
 PER_IMAGE_METRICS = ("region_de_self", "region_dh_self", "ref_gain_de_self", "palette_follow_cross")
 FIELDS = ("de_sum", "de_n", "wrong_sum", "wrong_n", "dh_area", "area", "pal_own", "pal_other")
 
 
-def values_from_errors(out: dict, errors: dict) -> dict[str, np.ndarray]:
-    """The per-image sums (FIELDS, each (N,)) from evaluate.colour_errors(out): the regions of
+def values_from_errors(errors: dict) -> dict[str, np.ndarray]:
+    """The per-image sums (FIELDS, each (N,)) from evaluate.colour_errors: the regions of
     all images come concatenated in image order, each image's count in regions_per_image."""
     def per_image(sums, counts):
         # reduceat on the image boundaries; an image without regions sums to 0
@@ -53,7 +58,7 @@ def per_image_values(out: dict) -> dict[str, np.ndarray]:
     """The per-image sums (FIELDS, each (N,)) of evaluate.generate's output `out`."""
     from .evaluate import colour_errors
 
-    return values_from_errors(out, colour_errors(out))
+    return values_from_errors(colour_errors(out))
 
 
 def statistic(v: dict, idx: np.ndarray, metric: str) -> float:
@@ -126,7 +131,7 @@ def run_values(run_dir, *, n: int | None = None, seed: int = 0, split: str = "te
     G, config, step = load_generator(run_dir)
     meta = {"step": int(step), "split": split, "eval_seed": seed,
             "limit": config.data.eval_limit if n is None else n}
-    cache = run_dir / PER_IMAGE_FILE
+    cache = per_image_file(run_dir, split)
     if cache.exists():
         with np.load(cache) as z:
             if json.loads(str(z["meta"])) == meta:
@@ -139,6 +144,7 @@ def run_values(run_dir, *, n: int | None = None, seed: int = 0, split: str = "te
 
 def save_values(run_dir, values: dict, meta: dict) -> None:
     """Write a run's per-image values with what they were computed on (run_values' cache)."""
-    tmp = Path(run_dir) / (PER_IMAGE_FILE + ".tmp.npz")
+    path = per_image_file(run_dir, meta["split"])
+    tmp = path.with_name(path.name + ".tmp.npz")
     np.savez(tmp, meta=json.dumps(meta), **values)
-    tmp.replace(Path(run_dir) / PER_IMAGE_FILE)  # a kill leaves the old or the new, never half
+    tmp.replace(path)  # a kill leaves the old or the new, never half
