@@ -25,12 +25,12 @@ install: $(STAMP)
 reproduce: $(STAMP)
 	$(PY) -m paperlib reproduce --profile $(PROFILE) --dataset $(DATASET)
 
-# The unit tests and the notebooks on OpenMoji, then the notebooks once more on a tiny faces set
-# (rendered at test time), both in the smoke profile. The OpenMoji smoke runs (a few GB of
-# checkpoints, kept only as a cache for the next `make test`) are removed before the faces pass,
-# so that the suite never holds both on disk. The four `bench` tests that time exported commits
-# and papermill runs (about 50 s) keep `make test` inside its 12 minutes: `make test-bench`.
-# notebook 09 uses both datasets whatever PAPERLIB_DATASET says: the first pass runs it
+# The unit tests and the notebooks on OpenMoji (with notebook 09, which also trains the faces
+# main model), then notebooks 01-08 once more on a tiny faces set (rendered at test time), both
+# in the smoke profile. The OpenMoji smoke runs (a few GB of checkpoints, kept only as a cache for
+# the next `make test`) are removed before the faces pass. The four `bench` tests that time
+# exported commits and papermill runs (about 50 s) keep `make test` inside its 12 minutes:
+# `make test-bench`.
 PER_DATASET := $(filter-out notebooks/09_generalisation.ipynb,$(wildcard notebooks/[0-9][0-9]_*.ipynb))
 NBVAL_LAX := -m pytest -q --nbval-lax --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider
 test: $(STAMP)

@@ -229,13 +229,15 @@ def test_an_evaluation_on_other_data_goes_to_the_transfer_file(folder_config, tm
     assert not (run / "metrics.jsonl").exists() and not list(run.glob("per_image*"))
     stored = [json.loads(x) for x in (run / ev.TRANSFER_FILE).read_text().splitlines()]
     assert stored == rows and {r["trained_on"] for r in rows} == {f"folder/{folder_config.data.root}"}
-    own = ev.evaluate(run, progress=False, limit=8)  # its own data: metrics.jsonl
+    ev.evaluate(run, progress=False, limit=8)  # its own data: metrics.jsonl
     assert len((run / "metrics.jsonl").read_text().splitlines()) == len(rows)
+    assert not list(run.glob("per_image*"))  # a shorter check than the profile's evaluation
+    own = ev.evaluate(run, progress=False)
     # and the per-image values the claims' intervals resample, which give its metrics back
     from paperlib.evaluation import intervals
 
     monkeypatch.setattr(ev, "generate", lambda *a, **k: pytest.fail("recomputed"))
-    values = intervals.run_values(run, n=8)
+    values = intervals.run_values(run)
     every = np.arange(len(values["de_sum"]))
     for r in own:
         if r["metric"] in intervals.PER_IMAGE_METRICS:
@@ -272,3 +274,26 @@ def test_read_metrics_reads_other_data_from_the_transfer_file(tmp_path):
     assert ev.read_metrics(run, dataset="openmoji") == [own]
     assert ev.read_metrics(run, sketch_source="xdog") == [xdog]
     assert ev.read_metrics(run, dataset="faces") == [faces]
+
+
+def test_the_sketch_source_selects_rows_only_where_there_are_two_kinds(tmp_path):
+    """A faces run has XDoG sketches only: asking for line art or XDoG reads its own rows."""
+    from paperlib.config import to_dict
+    from paperlib.training.snapshot import FINAL
+
+    run = tmp_path / "run"
+    run.mkdir()
+    faces = override(get_profile("smoke"), {"data.dataset": "faces"})
+    (run / "config.json").write_text(json.dumps(to_dict(faces)))
+    torch.save({"step": 3}, run / FINAL)
+    row = {"metric": "fid_cross", "value": 1.0, "split": "test", "reference": "image",
+           "step": 3, "dataset": "faces", "sketch_source": "xdog"}
+    (run / "metrics.jsonl").write_text(json.dumps(row) + "\n")
+    assert ev.read_metrics(run, sketch_source="line") == [row]
+    assert ev.read_metrics(run, dataset="faces", sketch_source="xdog") == [row]
+    moji = {**row, "value": 2.0, "dataset": "openmoji", "sketch_source": "line"}
+    moji_x = {**moji, "value": 3.0, "sketch_source": "xdog"}
+    (run / ev.TRANSFER_FILE).write_text(json.dumps(moji) + "\n" + json.dumps(moji_x) + "\n")
+    assert ev.read_metrics(run, dataset="openmoji", sketch_source="xdog") == [moji_x]
+    # OpenMoji from a faces run without a sketch source: the nominal one, as evaluate takes it
+    assert ev.read_metrics(run, dataset="openmoji") == [moji]

@@ -77,6 +77,14 @@ def test_the_generalisation_notebook_runs_after_both_datasets(monkeypatch):
     reproduce.run_notebooks("mini", dataset="both")
     per = [p.name[:2] for p in reproduce.notebooks()]
     assert calls == [("openmoji", per), ("faces", per), ("openmoji", ["09"])]
+    calls.clear()
+    reproduce.run_notebooks("mini", only="09", dataset="both")  # once, not once per dataset
+    assert calls == [("openmoji", ["09"])]
+    calls.clear()
+    reproduce.run_notebooks("mini", only="07", dataset="both")
+    assert calls == [("openmoji", ["07"]), ("faces", ["07"])]
+    with pytest.raises(FileNotFoundError, match="'99'"):
+        reproduce.run_notebooks("mini", only="99", dataset="both")
 
 
 def test_every_openmoji_test_set_names_its_sketches():

@@ -146,3 +146,21 @@ def test_images_without_regions_sum_to_zero():
     assert v["de_sum"].tolist() == [0.0, 3.0, 4.0, 0.0] and v["de_n"].tolist() == [0, 2, 1, 0]
     assert v["area"].tolist() == [0.0, 30.0, 30.0, 0.0] and v["dh_area"].tolist() == [0.0, 30.0, 30.0, 0.0]
     assert np.isnan(iv.statistic(v, np.array([0, 3]), "region_de_self"))  # a draw of no region
+
+
+def test_two_seeds_carry_the_usual_variance_of_their_mean():
+    """Seeds at 10 and 14 on every image (no image noise): the drawn arm has the variance of a
+    mean of two runs, s^2/2 = (14 - 10)^2 / 4 = 4, not the 2 that plain resampling gives."""
+    flat = lambda de: fake(30, de, 0) | {"de_sum": np.full(30, 4 * de)}  # noqa: E731
+    draws = iv.bootstrap({"a": [flat(10.0), flat(14.0)]}, "region_de_self", reps=4000, seed=3)["a"]
+    assert draws.mean() == pytest.approx(12.0, abs=0.15)
+    assert draws.var() == pytest.approx(4.0, rel=0.1)
+
+
+def test_a_claim_without_a_finite_interval_keeps_the_seed_spread_verdict():
+    from paperlib.study.claims import judged
+
+    assert judged(None, "held", "region_de_self") == ("", "held")
+    assert judged((float("nan"), 1.0), "did not hold", "region_de_self") == ("", "did not hold")
+    text, v = judged((0.0123, 0.0456), "x", "palette_follow_cross")
+    assert text == " [95% interval of the gap 0.012 to 0.046]" and v == "held"

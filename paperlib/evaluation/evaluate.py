@@ -280,6 +280,13 @@ def data_identity(data_cfg) -> tuple:
     return data_cfg.dataset, data_cfg.root, sketch
 
 
+def sketch_label(data_cfg) -> str:
+    """The kind of sketch a data config gives, as evaluation rows name it."""
+    if data_cfg.dataset == "openmoji":
+        return data_cfg.sketch_source
+    return "edges" if data_cfg.dataset == "edges2shoes" else "xdog"
+
+
 def evaluation_data(config, *, dataset: str | None = None, root: str | None = None,
                     sketch_source: str | None = None):
     """The run's data config with the evaluation's overrides (None keeps the run's own)."""
@@ -318,7 +325,7 @@ def evaluate(run_or_file, *, dataset: str | None = None, root: str | None = None
     values.update(reference_values(out, errors))
 
     prov = {"n": n, "dataset": data_cfg.dataset, "split": split,
-            "sketch_source": data_identity(data_cfg)[2] or "xdog",
+            "sketch_source": sketch_label(data_cfg),
             "trained_on": "/".join(x for x in data_identity(config.data) if x),
             "resolution": data_cfg.resolution, "step": step, "profile": config.profile,
             "aggregation": config.model.aggregation,
@@ -330,8 +337,9 @@ def evaluate(run_or_file, *, dataset: str | None = None, root: str | None = None
     rows = [{"metric": k, "value": v, **prov} for k, v in values.items()]
     path = Path(run_or_file)
     if path.is_dir():
-        if not (transfer or no_reference):
-            # the claims' intervals resample these; stored now, they cost nothing later
+        if not (transfer or no_reference or limit not in (0, data_cfg.eval_limit)):
+            # the claims' intervals resample these (on the evaluation's own images, never a
+            # shorter check's); stored now, they cost nothing later
             from .intervals import save_values, values_from_errors
 
             save_values(path, values_from_errors(errors),
@@ -355,12 +363,15 @@ def read_metrics(run_dir, *, split: str = "test", no_reference: bool = False,
     selected by METRIC_FILTERS. Any other keyword is a ValueError: a misspelt filter would
     otherwise be dropped unnoticed, returning the rows it was meant to exclude. A `dataset` or
     `sketch_source` other than the run's own reads its TRANSFER_FILE (the run's config says
-    which is its own); None means the run's own."""
+    which is its own); None means the run's own. The sketch source selects rows only where the
+    data have more than one (OpenMoji): on OpenMoji from another dataset, the run's nominal
+    data.sketch_source stands for None, as evaluate takes it. A run folder without config.json
+    (an old or hand-made one) reads metrics.jsonl filtered by the dataset alone."""
     if unknown:
         raise ValueError(f"read_metrics has no filter {', '.join(map(repr, unknown))}; "
                          f"filters: {', '.join(METRIC_FILTERS)}")
     run_dir = Path(run_dir)
-    name = "metrics.jsonl"
+    name, sketch, own_sketch = "metrics.jsonl", None, None
     if (dataset or sketch_source) and (run_dir / "config.json").exists():
         from ..config import from_dict
 
@@ -368,6 +379,8 @@ def read_metrics(run_dir, *, split: str = "test", no_reference: bool = False,
         wanted = evaluation_data(own, dataset=dataset, sketch_source=sketch_source)
         if data_identity(wanted) != data_identity(own.data):
             name, dataset = TRANSFER_FILE, wanted.dataset
+        # rows written before rows named their sketches were all on the run's own data
+        sketch, own_sketch = data_identity(wanted)[2] or None, sketch_label(own.data)
     path = run_dir / name
     if not path.exists():
         return []
@@ -375,7 +388,7 @@ def read_metrics(run_dir, *, split: str = "test", no_reference: bool = False,
     ref = "zero" if no_reference else "image"
     rows = [r for r in rows if r["split"] == split and r["reference"] == ref
             and (dataset is None or r["dataset"] == dataset)
-            and (sketch_source is None or r.get("sketch_source", sketch_source) == sketch_source)]
+            and (sketch is None or r.get("sketch_source", own_sketch) == sketch)]
     if not rows:
         return []
     try:

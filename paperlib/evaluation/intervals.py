@@ -83,7 +83,11 @@ def bootstrap(values: dict[str, list[dict]], metric: str, reps: int = 1000,
               seed: int = 0) -> dict[str, np.ndarray]:
     """`reps` bootstrap draws of `metric` per arm. values: arm -> one per-image dict per seed,
     all on the same test images. Each draw takes the images with replacement (one draw for
-    all arms) and each arm's seeds with replacement, and averages the arm's seeds."""
+    all arms) and each arm's seeds with replacement, and averages the arm's seeds. Drawing k
+    seeds with replacement gives (k-1)/k of the usual variance of a mean over seeds (half of
+    it for two), so the drawn seeds' deviations from the arm's mean are scaled by
+    sqrt(k/(k-1)). With one seed only the images vary: the interval says nothing about
+    training noise (Intervals in study/claims.py asks for two)."""
     sizes = {len(v["de_sum"]) for seeds in values.values() for v in seeds}
     if len(sizes) != 1 or not all(values.values()):
         raise ValueError(f"bootstrap needs every arm with at least one seed, all on the same "
@@ -94,8 +98,10 @@ def bootstrap(values: dict[str, list[dict]], metric: str, reps: int = 1000,
     for r in range(reps):
         idx = rng.integers(0, n, n)
         for arm, seeds in values.items():
-            pick = rng.integers(0, len(seeds), len(seeds))
-            out[arm][r] = np.mean([statistic(seeds[k], idx, metric) for k in pick])
+            x = np.array([statistic(v, idx, metric) for v in seeds])  # (k,) one per seed
+            k, mean = len(x), x.mean()
+            pick = rng.integers(0, k, k)
+            out[arm][r] = mean + np.sqrt(k / (k - 1)) * (x[pick] - mean).mean() if k > 1 else mean
     return out
 
 

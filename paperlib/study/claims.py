@@ -66,21 +66,25 @@ class Intervals:
         from ..evaluation.intervals import bootstrap, gap_interval
 
         arms = {better: self.of(better)} | ({worse: self.of(worse)} if worse else {})
-        if not all(arms.values()):
-            return None
+        if any(len(v) < 2 for v in arms.values()):
+            return None  # one seed says nothing about training noise: the seed-spread rule
         draws = bootstrap(arms, metric, self.reps)
         other = draws[worse] if worse else np.full(self.reps, reference)
         return gap_interval(draws[better], other, lower_is_better)
 
 
-def judged(interval: tuple[float, float] | None, fallback: str) -> tuple[str, str]:
-    """(the interval as text, its verdict); without an interval, the seed-spread verdict."""
+def judged(interval: tuple[float, float] | None, fallback: str, metric: str) -> tuple[str, str]:
+    """(the interval as text, at the metric's decimals, and its verdict); without a finite
+    interval (a run with fewer than two seeds, or draws without a value), the seed-spread
+    verdict `fallback`."""
+    from ..evaluation.evaluate import decimals
     from ..evaluation.intervals import interval_verdict
 
-    if interval is None:
+    if interval is None or not np.isfinite(interval).all():
         return "", fallback
     lo, hi = interval
-    return f" [95% interval of the gap {lo:.2f} to {hi:.2f}]", interval_verdict(lo, hi)
+    d = decimals(metric)
+    return f" [95% interval of the gap {lo:.{d}f} to {hi:.{d}f}]", interval_verdict(lo, hi)
 
 
 def claims(profile: str, seeds=(0, 1), *, dataset: str | None = None,
@@ -116,7 +120,7 @@ def claims(profile: str, seeds=(0, 1), *, dataset: str | None = None,
         spread = verdict(get("scft-triplet", metric), get(best_other, metric),
                          sd("scft-triplet", best_other, m=metric))
         text, judgement = ("", spread) if metric == "fid_cross" else judged(
-            boot.gap("scft-triplet", best_other, metric), spread)
+            boot.gap("scft-triplet", best_other, metric), spread, metric)
         return (key, CLAIMS[key],
                 f"{label} SCFT {get('scft-triplet', metric):.2f} vs addition "
                 f"{get('add', metric):.2f}, AdaIN {get('adain', metric):.2f}{text}", judgement)
@@ -128,10 +132,11 @@ def claims(profile: str, seeds=(0, 1), *, dataset: str | None = None,
     gain, ratio = get(main, "ref_gain_de_self"), get(main, "palette_follow_cross")
     gain_text, gain_verdict = judged(
         boot.gap(main, None, "ref_gain_de_self", lower_is_better=False),
-        verdict(gain, 0.0, sd(main, m="ref_gain_de_self"), lower_is_better=False))
+        verdict(gain, 0.0, sd(main, m="ref_gain_de_self"), lower_is_better=False),
+        "ref_gain_de_self")
     ratio_text, ratio_verdict = judged(
         boot.gap(main, None, "palette_follow_cross", reference=1.0),
-        verdict(ratio, 1.0, sd(main, m="palette_follow_cross")))
+        verdict(ratio, 1.0, sd(main, m="palette_follow_cross")), "palette_follow_cross")
     rows = [("fig1", CLAIMS["fig1"],
              f"{main}: the right reference saves {gain:.2f} dE2000 against another "
              f"image's{gain_text}; palette distance to its own reference / to another's "
@@ -148,11 +153,11 @@ def claims(profile: str, seeds=(0, 1), *, dataset: str | None = None,
     triplet_text, triplet = judged(
         boot.gap("scft-triplet", best_other, "region_de_self"),
         verdict(get("scft-triplet", "region_de_self"), get(best_other, "region_de_self"),
-                sd("scft-triplet", best_other, m="region_de_self")))
+                sd("scft-triplet", best_other, m="region_de_self")), "region_de_self")
     l1_text, l1_vs_none = judged(
         boot.gap("scft-none", "scft-l1", "region_de_self"),
         verdict(get("scft-none", "region_de_self"), get("scft-l1", "region_de_self"),
-                sd("scft-none", "scft-l1", m="region_de_self")))
+                sd("scft-none", "scft-l1", m="region_de_self")), "region_de_self")
     rows.append(("fig17", CLAIMS["fig17"],
                  f"region dE2000 triplet {get('scft-triplet', 'region_de_self'):.2f}, L1 "
                  f"{get('scft-l1', 'region_de_self'):.2f}, none {get('scft-none', 'region_de_self'):.2f}"

@@ -147,6 +147,7 @@ def memory_by_dataset(profile: str, seeds=(0, 1), datasets=STUDY_DATASETS) -> pd
         path = Path(results_dir(profile, d)) / MEMORY_TABLE
         if path.exists():
             df = pd.read_csv(path, comment="#")
+            df = df[df["seed"].isin(seeds)]
         else:
             n = get_profile(profile).data.eval_limit
             df = memory_table(profile, [MAIN], seeds, n=n, dataset=d)

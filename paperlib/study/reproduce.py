@@ -96,10 +96,15 @@ def run_notebooks(profile: str | None = None, only: str | None = None,
     if dataset == "both":
         from ..config import STUDY_DATASETS
 
-        for d in STUDY_DATASETS:
-            run_notebooks(profile, only, d)
-        if only is None:
-            execute(profile, STUDY_DATASETS[0], notebooks(cross=True))
+        chosen = notebooks(only) if only is not None else notebooks() + notebooks(cross=True)
+        if not chosen:
+            raise FileNotFoundError(f"no notebooks matching {only!r} in {repo_root() / 'notebooks'}")
+        per = [p for p in chosen if p.name not in CROSS_DATASET]
+        for d in STUDY_DATASETS if per else ():
+            execute(profile, d, per)
+        cross = [p for p in chosen if p.name in CROSS_DATASET]
+        if cross:  # once, after both datasets
+            execute(profile, STUDY_DATASETS[0], cross)
         return
     dataset = get_dataset(dataset)
     books = notebooks(only)
