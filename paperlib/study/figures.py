@@ -209,18 +209,25 @@ def region_size_bars(df):
     return fig
 
 
-def seed_spread(df, metrics: list[str], runs: list[str]):
-    """One panel per metric: every seed as a point, the mean over seeds with a 95% interval."""
+def spread_points(ax, sub, order: list[str], flat: bool = False) -> None:
+    """Every seed of each run in `order` as a point, the mean over seeds with its 95% interval
+    (sub: long rows run, value); flat lays the runs along the y axis, for long labels."""
     import seaborn as sns
 
+    run, val = ("y", "x") if flat else ("x", "y")
+    sns.stripplot(data=sub, **{run: "run", val: "value"}, order=order, color="k",
+                  size=4 if flat else 5, ax=ax, jitter=0.05 if flat else 0.08)
+    sns.pointplot(data=sub, **{run: "run", val: "value"}, order=order, errorbar=("ci", 95),
+                  linestyle="none", color="C3", markers="|" if flat else "_", capsize=0.2, ax=ax)
+    ax.set_xlabel(""), ax.set_ylabel("")
+
+
+def seed_spread(df, metrics: list[str], runs: list[str]):
+    """One panel per metric: every seed as a point, the mean over seeds with a 95% interval."""
     fig, axes = plt.subplots(1, len(metrics), figsize=(3.4 * len(metrics), 3.2), squeeze=False)
     for ax, m in zip(axes[0], metrics):
-        sub = df[(df["metric"] == m) & df["run"].isin(runs)]
-        sns.stripplot(data=sub, x="run", y="value", order=runs, color="k", size=5, ax=ax,
-                      jitter=0.08)
-        sns.pointplot(data=sub, x="run", y="value", order=runs, errorbar=("ci", 95),
-                      linestyle="none", color="C3", markers="_", capsize=0.2, ax=ax)
-        ax.set_title(m, fontsize=9), ax.set_xlabel(""), ax.set_ylabel("")
+        spread_points(ax, df[(df["metric"] == m) & df["run"].isin(runs)], runs)
+        ax.set_title(m, fontsize=9)
         ax.tick_params(axis="x", labelrotation=20, labelsize=8)
     fig.tight_layout()
     return fig
@@ -247,17 +254,11 @@ def memory_bars(df, run: str):
 def case_spread(df, metrics: list[str], cases: list[str]):
     """seed_spread on its side, for long row labels: one panel per metric, a row per case (the
     labels on the first panel), every seed a point, the mean over seeds with its 95% interval."""
-    import seaborn as sns
-
     fig, axes = plt.subplots(1, len(metrics), figsize=(2.6 * len(metrics) + 2.6, 0.42 * len(cases) + 1.0),
                              squeeze=False, sharey=True)
     for ax, m in zip(axes[0], metrics):
-        sub = df[(df["metric"] == m) & df["run"].isin(cases)]
-        sns.stripplot(data=sub, y="run", x="value", order=cases, color="k", size=4, ax=ax,
-                      jitter=0.05)
-        sns.pointplot(data=sub, y="run", x="value", order=cases, errorbar=("ci", 95),
-                      linestyle="none", color="C3", markers="|", capsize=0.2, ax=ax)
-        ax.set_title(m, fontsize=9), ax.set_xlabel(""), ax.set_ylabel("")
+        spread_points(ax, df[(df["metric"] == m) & df["run"].isin(cases)], cases, flat=True)
+        ax.set_title(m, fontsize=9)
         ax.tick_params(axis="y", labelsize=8)
         ax.grid(axis="y", color="0.9")
     fig.tight_layout()
