@@ -71,12 +71,12 @@ def test_split_sizes_and_disjoint_seeds(tiny):
     keys = [set(tiny[s].keys) for s in faces.SPLITS]
     assert sum(map(len, keys)) == len(set.union(*keys))  # no face key in two splits
 
-    # The full-size splits: 8,100 / 900 / 1,000, seed ranges that never meet.
+    # The full-size splits: 8,100 / 450 / 450, seed ranges that never meet.
     cfg = DataConfig(dataset="faces")
-    assert faces.split_counts(cfg) == {"train": 2700, "test": 300, "test-unseen": 1000}
+    assert faces.split_counts(cfg) == {"train": 2700, "test": 150, "test-unseen": 450}
     train = faces.split_seeds(cfg, "train", "adventurer")
     unseen = faces.split_seeds(cfg, "test-unseen", "big-smile")
-    assert train == list(range(2700)) and len(unseen) == 1000
+    assert train == list(range(2700)) and len(unseen) == 450
     assert max(train) < faces.TEST_SEED0 and min(unseen) >= faces.UNSEEN_SEED0
     assert faces.split_styles(cfg, "test-unseen") == ("big-smile",)
     assert "big-smile" not in faces.split_styles(cfg, "train")
@@ -84,10 +84,10 @@ def test_split_sizes_and_disjoint_seeds(tiny):
 
 def test_test_faces_never_repeat_a_training_face():
     # Open Peeps draws few enough distinct faces that some held-out seeds repeat a training
-    # face; those are skipped, so the test split still holds 300 faces, all new.
+    # face; those are skipped, so the test split still holds 150 faces, all new.
     cfg = DataConfig(dataset="faces")
     test = faces.split_seeds(cfg, "test", "open-peeps")
-    assert len(test) == 300 == len(set(test)) and min(test) >= faces.TEST_SEED0
+    assert len(test) == 150 == len(set(test)) and min(test) >= faces.TEST_SEED0
     sig = lambda s: repr(sorted(faces.face_options("open-peeps", s).items()))  # noqa: E731
     train = {sig(s) for s in range(2700)}
     assert not train & {sig(s) for s in test}

@@ -122,6 +122,18 @@ def test_kid_and_bootstrap():
     assert (lo, hi) == fid.fid_bootstrap(a, b + 0.5, n=50, seed=1)
 
 
+def test_kid_from_full_kernels_equals_kid_from_subset_products(monkeypatch):
+    """The full kernel matrices are a speed-up only: each subset's blocks are the products
+    the per-subset path computes, drawn with the same generator."""
+    rng = np.random.default_rng(3)
+    a, b = rng.normal(size=(90, 24)), rng.normal(size=(70, 24)) + 0.2
+    full = fid.kid(a, b, subsets=15, subset_size=30, seed=4)
+    monkeypatch.setattr(fid, "KID_FULL_KERNEL", 10)  # both sets larger: per-subset products
+    per_subset = fid.kid(a, b, subsets=15, subset_size=30, seed=4)
+    assert full == pytest.approx(per_subset, rel=1e-12)
+    assert full != fid.kid(a, b, subsets=15, subset_size=30, seed=5)
+
+
 def test_reference_stats_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("PAPERLIB_CACHE", str(tmp_path))
     acts = np.random.default_rng(0).normal(size=(10, 4)).astype(np.float32)

@@ -124,6 +124,21 @@ def test_palette_distance_properties():
     assert math.isnan(metrics.palette_distance(white, a))
 
 
+def test_wasserstein_1d_is_scipys_distance_per_column():
+    from scipy.stats import wasserstein_distance
+
+    rng = np.random.default_rng(2)
+    # rounded values: ties inside and across the samples; unequal sizes
+    a = np.round(rng.normal(size=(57, 4)), 1)
+    b = np.round(rng.normal(size=(31, 4)) * 2 + 0.5, 1)
+    want = [wasserstein_distance(a[:, k], b[:, k]) for k in range(4)]
+    assert metrics.wasserstein_1d(a, b) == pytest.approx(want, rel=1e-12, abs=1e-12)
+    # analytic: a shift by 3 moves every quantile by 3
+    assert metrics.wasserstein_1d(a, a + 3) == pytest.approx([3.0] * 4)
+    with pytest.raises(ValueError, match=r"\(0, 4\)"):
+        metrics.wasserstein_1d(a[:0], b)
+
+
 def filled_scene(lab_colour):
     """region_scene's sketch with every pixel but the ink painted one Lab colour, (3, H, W)
     float64 in [-1, 1]."""

@@ -351,6 +351,10 @@ def kid_subset_size(n: int) -> int:
     return max(2, n // 2)
 
 
+# Sets up to this size get their full kernel matrices (3 x N^2 float64: 0.8 GB at 6,000).
+KID_FULL_KERNEL = 6000
+
+
 def kid(a: np.ndarray, b: np.ndarray, subsets: int = 100, subset_size: int = 1000,
         seed: int = 0) -> tuple[float, float]:
     """Kernel Inception Distance (Binkowski et al. 2018): unbiased MMD^2 with the cubic
@@ -363,12 +367,22 @@ def kid(a: np.ndarray, b: np.ndarray, subsets: int = 100, subset_size: int = 100
     d = a.shape[1]
     rng = np.random.default_rng(seed)
     vals = np.empty(subsets)
+    # Subsets overlap, so the kernels of all pairs are computed once and each subset reads its
+    # block: the same numbers as per-subset products, at about 1/30 of the work for 100
+    # subsets of half the set. Past KID_FULL_KERNEL samples the full kernels would not fit.
+    full = max(len(a), len(b)) <= KID_FULL_KERNEL
+    if full:
+        kaa, kbb, kab = ((a @ a.T / d + 1) ** 3, (b @ b.T / d + 1) ** 3, (a @ b.T / d + 1) ** 3)
     for s in range(subsets):
-        x = a[rng.choice(len(a), m, replace=False)]
-        y = b[rng.choice(len(b), m, replace=False)]
-        kxx = (x @ x.T / d + 1) ** 3
-        kyy = (y @ y.T / d + 1) ** 3
-        kxy = (x @ y.T / d + 1) ** 3
+        i = rng.choice(len(a), m, replace=False)
+        j = rng.choice(len(b), m, replace=False)
+        if full:
+            kxx, kyy, kxy = kaa[np.ix_(i, i)], kbb[np.ix_(j, j)], kab[np.ix_(i, j)]
+        else:
+            x, y = a[i], b[j]
+            kxx = (x @ x.T / d + 1) ** 3
+            kyy = (y @ y.T / d + 1) ** 3
+            kxy = (x @ y.T / d + 1) ** 3
         off = m * (m - 1)
         vals[s] = ((kxx.sum() - np.trace(kxx)) / off + (kyy.sum() - np.trace(kyy)) / off
                    - 2 * kxy.mean())

@@ -21,7 +21,6 @@ import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
-from scipy.stats import wasserstein_distance
 from skimage.color import deltaE_ciede2000, rgb2lab
 
 JND_DE = 2.3  # just-noticeable colour difference; Sharma (2003), Digital Color Imaging Handbook [I: used with CIEDE2000]
@@ -307,7 +306,7 @@ def palette_distance(output: torch.Tensor, reference: torch.Tensor, n_projection
     (L >= white_l and chroma sqrt(a^2 + b^2) <= white_chroma) are ignored as background [I].
     The remaining pixel sets are projected on the 3 Lab axes and n_projections fixed
     directions (Fibonacci lattice on the hemisphere); the result is the mean over directions
-    of the exact 1-D Wasserstein-1 distance (scipy.stats.wasserstein_distance) between the
+    of the exact 1-D Wasserstein-1 distance (wasserstein_1d) between the
     projected empirical distributions. Symmetric, zero for identical colour distributions,
     independent of pixel positions and image sizes. nan when either image has no
     non-background pixel."""
@@ -320,7 +319,28 @@ def palette_distance(output: torch.Tensor, reference: torch.Tensor, n_projection
         return math.nan
     dirs = _directions(n_projections)
     pa, pb = a @ dirs.T, b @ dirs.T  # (Na, K), (Nb, K)
-    return float(np.mean([wasserstein_distance(pa[:, k], pb[:, k]) for k in range(len(dirs))]))
+    return float(np.mean(wasserstein_1d(pa, pb)))
+
+
+def wasserstein_1d(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Exact 1-D Wasserstein-1 distance between the empirical distributions of every column
+    pair: a (Na, K), b (Nb, K) -> (K,). It is the area between the two empirical CDFs, as in
+    scipy.stats.wasserstein_distance, for all columns in one sort instead of K calls (the
+    palette metric calls it for 67 directions per image pair).
+
+    The pooled values of each column are sorted; between two neighbours v_i <= v_(i+1) the CDFs
+    are the shares of a's and b's values among the first i+1 pooled ones. Ties add gaps of
+    zero, so the order inside a tie does not matter."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1] or not len(a) or not len(b):
+        raise ValueError(f"need (Na, K) and (Nb, K) with Na, Nb >= 1, got {a.shape} and {b.shape}")
+    pooled = np.concatenate([a, b])  # (Na+Nb, K)
+    order = np.argsort(pooled, axis=0, kind="stable")
+    values = np.take_along_axis(pooled, order, axis=0)
+    from_a = order < len(a)  # (Na+Nb, K): which sample each sorted value came from
+    cdf_a = np.cumsum(from_a, axis=0)[:-1] / len(a)
+    cdf_b = np.cumsum(~from_a, axis=0)[:-1] / len(b)
+    return np.sum(np.abs(cdf_a - cdf_b) * np.diff(values, axis=0), axis=0)
 
 
 def palette_distance_batch(output: torch.Tensor, reference: torch.Tensor,
