@@ -367,22 +367,22 @@ def kid(a: np.ndarray, b: np.ndarray, subsets: int = 100, subset_size: int = 100
     d = a.shape[1]
     rng = np.random.default_rng(seed)
     vals = np.empty(subsets)
+    def kernel(x, y):
+        return (x @ y.T / d + 1) ** 3
+
     # Subsets overlap, so the kernels of all pairs are computed once and each subset reads its
-    # block: the same numbers as per-subset products, at about 1/30 of the work for 100
+    # block: the same numbers as per-subset products, with 1/25 of the multiply-adds for 100
     # subsets of half the set. Past KID_FULL_KERNEL samples the full kernels would not fit.
     full = max(len(a), len(b)) <= KID_FULL_KERNEL
     if full:
-        kaa, kbb, kab = ((a @ a.T / d + 1) ** 3, (b @ b.T / d + 1) ** 3, (a @ b.T / d + 1) ** 3)
+        kaa, kbb, kab = kernel(a, a), kernel(b, b), kernel(a, b)
     for s in range(subsets):
         i = rng.choice(len(a), m, replace=False)
         j = rng.choice(len(b), m, replace=False)
         if full:
             kxx, kyy, kxy = kaa[np.ix_(i, i)], kbb[np.ix_(j, j)], kab[np.ix_(i, j)]
         else:
-            x, y = a[i], b[j]
-            kxx = (x @ x.T / d + 1) ** 3
-            kyy = (y @ y.T / d + 1) ** 3
-            kxy = (x @ y.T / d + 1) ** 3
+            kxx, kyy, kxy = kernel(a[i], a[i]), kernel(b[j], b[j]), kernel(a[i], b[j])
         off = m * (m - 1)
         vals[s] = ((kxx.sum() - np.trace(kxx)) / off + (kyy.sum() - np.trace(kyy)) / off
                    - 2 * kxy.mean())
