@@ -175,6 +175,8 @@ def main(argv=None) -> int:
     sp.add_argument("--device", default="auto", help="auto, cpu or cuda")
     sp.add_argument("--augment-on-device", action="store_true",
                     help="build the augmented-self pairs on the training device (GPUs)")
+    sp.add_argument("--workers", type=int, default=0, help="processes at a time (default: "
+                    "every job at once on a GPU, one per core on a CPU)")
     sp = sub.add_parser("hue-study-summary", help="hue_study.{csv,md,png} of a hue-study folder")
     sp.add_argument("work", help="the --work folder of hue-study")
     sp.add_argument("--out-dir", default=None, help="where they go (default the folder itself)")
@@ -291,7 +293,7 @@ def _dispatch(args) -> int:
         run_study(HueStudy(work=work, arms=tuple(args.arms), datasets=tuple(args.datasets),
                            seeds=tuple(args.seeds), profile=args.profile, steps=args.steps,
                            snapshots=args.snapshots, val_n=args.val_n, device=args.device,
-                           augment_on_device=args.augment_on_device))
+                           augment_on_device=args.augment_on_device, workers=args.workers))
         print(f"wrote {work}")
     elif args.cmd == "hue-study-summary":
         from .tools.hue_study import arm_table, best_arms, curve_rows, summarise

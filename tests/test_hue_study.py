@@ -1,6 +1,7 @@
 """The hue study's plan, its jobs and its summary (paperlib.tools.hue_study)."""
 import json
 import math
+import os
 import re
 
 import pandas as pd
@@ -9,10 +10,11 @@ import pytest
 from paperlib.tools import hue_study as hs
 
 
-def write_curve(work, dataset, arm, seed, rows, max_steps=300):
+def write_curve(work, dataset, arm, seed, rows, max_steps=300, batch_size=16):
     run = hs.run_folder(work, dataset, arm, seed)
     run.mkdir(parents=True)
-    (run / "config.json").write_text(json.dumps({"train": {"max_steps": max_steps}}))
+    (run / "config.json").write_text(json.dumps({"train": {"max_steps": max_steps,
+                                                           "batch_size": batch_size}}))
     lines = []
     for step, dh, dc, aa, bb in rows:
         lines.append(json.dumps({"step": step, "split": "val", "n": 8, "eval_seed": 0,
@@ -98,7 +100,7 @@ def test_the_study_trains_and_measures_every_arm_on_every_dataset(tmp_path, monk
     hs.run(plan)
     trains = [j for j in seen["jobs"] if j[0] == "train"]
     measures = [j for j in seen["jobs"] if j[0] == "measure"]
-    assert len(trains) == len(measures) == 4 and seen["workers"] == 8
+    assert len(trains) == len(measures) == 4 and seen["workers"] == (os.cpu_count() or 1)
     configs = {(j[1].model.aggregation, j[1].train.seed) for j in trains}
     assert configs == {("scft", 0), ("scft", 1), ("sga", 0), ("sga", 1)}
     assert all(j[1].train.max_steps == 40 and j[1].train.snapshot_every == 10 for j in trains)
@@ -118,3 +120,41 @@ def test_the_committed_gpu_study_summarises_to_its_committed_tables(tmp_path):
     assert csv.read_text() == (folder / hs.CSV).read_text()
     table = hs.arm_table(hs.curve_rows(folder))
     assert hs.best_arms(table[table["seed"] == 0], 2) == ["hue-ab", "hue-rotation"]
+
+
+def test_the_pool_runs_every_job_at_once_on_a_gpu_and_one_per_core_on_a_cpu(tmp_path, monkeypatch):
+    import torch
+
+    plan = hs.HueStudy(work=str(tmp_path), device="cpu")
+    assert hs.pool_size(plan, 20) == (os.cpu_count() or 1)
+    assert hs.pool_size(hs.HueStudy(work=str(tmp_path), device="cpu", workers=3), 20) == 3
+    monkeypatch.setattr("paperlib.training.loop.resolve_device", lambda name: torch.device("cuda"))
+    assert hs.pool_size(hs.HueStudy(work=str(tmp_path), device="cuda"), 20) == 20
+
+
+def test_a_smaller_batch_is_compared_at_equal_images_seen(tmp_path):
+    """The arms' screen halves the batch for twice the steps: its curves and table carry the
+    images seen, so that its step 200 at batch 8 sits beside step 100 at batch 16."""
+    write_curve(tmp_path, "faces", "arm-hue-base", 0, [(100, 12, 9, 0.2, 0.6), (200, 9, 7, 0.6, 0.7)],
+                max_steps=200)
+    write_curve(tmp_path, "faces", "arm-hue-batch8", 0, [(200, 11, 9, 0.3, 0.6), (400, 8, 6, 0.7, 0.8)],
+                max_steps=400, batch_size=8)
+    df = hs.curve_rows(tmp_path).set_index(["arm", "step"])
+    assert df.loc[("arm-hue-base", 100), "images"] == df.loc[("arm-hue-batch8", 200), "images"] == 1600
+    table = hs.arm_table(hs.curve_rows(tmp_path)).set_index("arm")
+    assert table.loc["arm-hue-batch8", "batch"] == 8 and table.loc["arm-hue-batch8", "of"] == 400
+
+
+def test_the_arms_screen_changes_one_thing_each_at_equal_images():
+    from paperlib.study.registry import ARM_HUE_ARMS, run_config
+
+    base = run_config("mini", "scft-triplet", 0, "openmoji")
+    cfgs = {a: run_config("mini", a, 0, "openmoji") for a in ARM_HUE_ARMS}
+    assert all(c.data.val_holdout == 256 for c in cfgs.values())
+    assert cfgs["arm-hue-base"].train == base.train and cfgs["arm-hue-base"].loss == base.loss
+    assert cfgs["arm-hue-ab3"].loss.lambda_ab == 3 * base.loss.lambda_rec
+    b8 = cfgs["arm-hue-batch8"].train
+    assert (b8.batch_size, b8.max_steps) == (base.train.batch_size // 2, 2 * base.train.max_steps)
+    assert b8.batch_size * b8.max_steps == base.train.batch_size * base.train.max_steps
+    assert b8.snapshot_every == 2 * base.train.snapshot_every
+    assert cfgs["arm-hue-flat"].train.decay_start == 1.0

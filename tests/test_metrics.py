@@ -133,6 +133,12 @@ def test_wasserstein_1d_is_scipys_distance_per_column():
     b = np.round(rng.normal(size=(31, 4)) * 2 + 0.5, 1)
     want = [wasserstein_distance(a[:, k], b[:, k]) for k in range(4)]
     assert metrics.wasserstein_1d(a, b) == pytest.approx(want, rel=1e-12, abs=1e-12)
+    # palette-sized columns (numpy sorts long rows with another, unstable algorithm), with
+    # ties: the order inside a tie must not matter
+    big_a = np.round(rng.normal(size=(3000, 3)) * 20, 0)
+    big_b = np.round(rng.normal(size=(2500, 3)) * 25 + 4, 0)
+    want = [wasserstein_distance(big_a[:, k], big_b[:, k]) for k in range(3)]
+    assert metrics.wasserstein_1d(big_a, big_b) == pytest.approx(want, rel=1e-12, abs=1e-12)
     # analytic: a shift by 3 moves every quantile by 3
     assert metrics.wasserstein_1d(a, a + 3) == pytest.approx([3.0] * 4)
     with pytest.raises(ValueError, match=r"\(0, 4\)"):

@@ -334,13 +334,15 @@ def wasserstein_1d(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
     if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1] or not len(a) or not len(b):
         raise ValueError(f"need (Na, K) and (Nb, K) with Na, Nb >= 1, got {a.shape} and {b.shape}")
-    pooled = np.concatenate([a, b])  # (Na+Nb, K)
-    order = np.argsort(pooled, axis=0, kind="stable")
-    values = np.take_along_axis(pooled, order, axis=0)
-    from_a = order < len(a)  # (Na+Nb, K): which sample each sorted value came from
-    cdf_a = np.cumsum(from_a, axis=0)[:-1] / len(a)
-    cdf_b = np.cumsum(~from_a, axis=0)[:-1] / len(b)
-    return np.sum(np.abs(cdf_a - cdf_b) * np.diff(values, axis=0), axis=0)
+    # one row per column, contiguous: sorting rows is 2.4x faster than sorting strided
+    # columns (4,000 + 3,500 values x 67 columns), and no stable sort is needed (see above)
+    pooled = np.ascontiguousarray(np.concatenate([a, b]).T)  # (K, Na+Nb)
+    order = np.argsort(pooled, axis=1)
+    values = np.take_along_axis(pooled, order, axis=1)
+    from_a = order < len(a)  # (K, Na+Nb): which sample each sorted value came from
+    cdf_a = np.cumsum(from_a, axis=1)[:, :-1] / len(a)
+    cdf_b = np.cumsum(~from_a, axis=1)[:, :-1] / len(b)
+    return np.sum(np.abs(cdf_a - cdf_b) * np.diff(values, axis=1), axis=1)
 
 
 def palette_distance_batch(output: torch.Tensor, reference: torch.Tensor,

@@ -15,13 +15,16 @@ study stopped part-way can still be summarised. It writes hue_study.csv (one row
 arm, seed and snapshot), hue_study.md (per arm: the last snapshot, the first step with dH* below
 DH_LEVEL and with both diagonal entries of the map above MAP_LEVEL) and hue_study.png.
 
-On two CPU cores one arm takes about the main model's training time (most of an hour); a GPU
-runs the whole screen side by side (results/gpu/hue-study/).
+On two CPU cores one arm of the main model's steps takes most of an hour; a GPU runs the whole
+screen side by side (results/gpu/hue-study/). `--arms` takes any registry runs: the arms' hue
+screen (`registry.ARM_HUE_ARMS`, the ablation arms' 1,000 steps) runs on two cores
+(results/hue-arms/).
 """
 from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,6 +52,19 @@ class HueStudy:
     val_n: int = 256  # validation images per snapshot (0: the whole held-out split)
     device: str = "auto"
     augment_on_device: bool = False
+    workers: int = 0  # 0 = pool_size's choice
+
+
+def pool_size(plan: HueStudy, jobs: int) -> int:
+    """Processes of the pool: plan.workers, or (0) every job at once on a GPU, which the runs
+    share, and one per core on a CPU, where more trainings than cores only slow each other."""
+    if plan.workers:
+        return plan.workers
+    from ..training.loop import resolve_device
+
+    if resolve_device(plan.device).type == "cuda":
+        return jobs
+    return max(1, os.cpu_count() or 1)
 
 
 def arms_of(plan: HueStudy) -> tuple:
@@ -70,7 +86,8 @@ def check(plan: HueStudy) -> HueStudy:
             raise ValueError(f"--datasets {ds}: not one of {', '.join(CHOICES['data.dataset'])}")
     if not plan.seeds or len(set(plan.seeds)) != len(plan.seeds):
         raise ValueError(f"--seeds {' '.join(map(str, plan.seeds))}: give one or more distinct seeds")
-    for option, value in (("--steps", plan.steps), ("--val-n", plan.val_n)):
+    for option, value in (("--steps", plan.steps), ("--val-n", plan.val_n),
+                          ("--workers", plan.workers)):
         if value < 0:
             raise ValueError(f"{option} {value}: must be 0 or more")
     if plan.snapshots < 1:
@@ -130,7 +147,7 @@ def run(plan: HueStudy) -> Path:
             # measurement jobs after the trainings, as in long_run: none waits on a training
             + [("measure", str(run_folder(work, *r)), [("val", val[r[0]])], str(log_file), True,
                 "/".join(map(str, r))) for r in runs])
-    run_in_workers(study_job, jobs, 2 * len(runs),
+    run_in_workers(study_job, jobs, pool_size(plan, len(jobs)),
                    name=lambda job: f"{job[0]} {Path(job[2] if job[0] == 'train' else job[1]).relative_to(work)}")
     log(log_file, "end", f"all {len(runs)} runs trained and measured in {time.time() - t0:.0f} s")
     summarise(work)
@@ -149,12 +166,15 @@ def curve_rows(work) -> pd.DataFrame:
         run_dir = cache.parent
         dataset, arm = run_dir.parent.parent.name, run_dir.parent.name
         seed = int(run_dir.name.removeprefix("seed"))
-        max_steps = json.loads((run_dir / "config.json").read_text())["train"]["max_steps"]
+        train = json.loads((run_dir / "config.json").read_text())["train"]
         for line in cache.read_text().splitlines():
             r = json.loads(line) if line.strip() else None
             if r and r.get("split") == "val" and "transfer_aa" in r:
-                rows.append({"dataset": dataset, "arm": arm, "seed": seed, "max_steps": max_steps,
-                             "lever": RUNS[arm][0] if arm in RUNS else "", **r})
+                # images seen: arms with another batch size compare at equal data, not steps
+                rows.append({"dataset": dataset, "arm": arm, "seed": seed,
+                             "max_steps": train["max_steps"], "batch_size": train["batch_size"],
+                             "lever": RUNS[arm][0] if arm in RUNS else "", **r,
+                             "images": r["step"] * train["batch_size"]})
     if not rows:
         raise FileNotFoundError(f"no measured snapshots under {work} (looked for "
                                 f"<dataset>/<arm>/seed<S>/reference_use.jsonl with the hue probe)")
@@ -176,7 +196,7 @@ def arm_table(df: pd.DataFrame) -> pd.DataFrame:
         curve = curve.sort_values("step")
         last = curve.iloc[-1]
         out.append({"dataset": dataset, "arm": arm, "seed": seed, "steps": int(last["step"]),
-                    "of": int(last["max_steps"]),
+                    "of": int(last["max_steps"]), "batch": int(last["batch_size"]),
                     "region_de": last["region_de_self"], "region_dc": last["region_dc_self"],
                     "region_dh": last["region_dh_self"],
                     "ref_gain_de": last["ref_gain_de_self"],
@@ -235,9 +255,9 @@ def summarise(work, out_dir=None) -> tuple[Path, Path, Path]:
     lines += [shown.to_markdown(index=False), ""]
     (out_dir / MD).write_text("\n".join(lines))
 
-    long = df.melt(id_vars=["dataset", "arm", "seed", "step"],
+    long = df.melt(id_vars=["dataset", "arm", "seed", "images"],
                    value_vars=["region_dh_self", "transfer_aa", "transfer_bb"], var_name="metric")
-    grid = sns.relplot(data=long, x="step", y="value", hue="arm", style="seed", row="metric",
+    grid = sns.relplot(data=long, x="images", y="value", hue="arm", style="seed", row="metric",
                        col="dataset", kind="line", marker="o", height=2.6, aspect=1.5,
                        facet_kws={"sharey": "row"})
     for (metric, _), ax in grid.axes_dict.items():
