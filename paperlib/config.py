@@ -154,13 +154,18 @@ def mini() -> Config:
       learning rate single snapshots swing by several dE00 between neighbouring steps;
     - learning rates 5x the paper's (G:D kept at 1:2): at 1e-4 the N(0, 0.02) SCFT queries and
       keys stay near zero and the triplet loss sits at its margin for the whole budget;
-    - an L1 term on CIELAB a*b* (loss.lambda_ab = lambda_rec = 30): without it the model learns
-      one chroma axis (yellow-blue) in its 3,000 steps and red comes out orange. In the hue
-      study (results/gpu/hue-study/, the main model's recipe and steps, 256 held-out training
-      images, two seeds) it alone of four levers brought the red-green axis in: a* from a*
+    - an L1 term on CIELAB a*b*: without it the model learns one chroma axis (yellow-blue) in
+      its 3,000 steps and red comes out orange. In the hue study (results/gpu/hue-study/, the
+      main model's recipe and steps, 256 held-out training images, two seeds) it alone of four
+      levers brought the red-green axis in, at loss.lambda_ab = lambda_rec = 30: a* from a*
       0.08-0.13 -> 0.54-0.58 on OpenMoji and 0.27-0.29 -> 0.64-0.72 on faces, dH* 14.8 -> 7.4-8.1
       and 13.5-14.2 -> 3.8-4.6; stop-gradient attention, a uniform hue rotation in a() and 3x
-      the learning rate did not.
+      the learning rate did not. Its weight is 3x lambda_rec (90): in the arms' hue screen
+      (results/hue-arms/, the ablation arms' 1,000 steps, the same held-out images, seeds 0
+      and 1) 90 against 30 lowered dH* from 14.4 / 10.9 to 10.2 / 10.2 on OpenMoji and from
+      8.2 / 8.9 to 4.9 / 5.8 on faces, and region dE00 on both (19.9 / 18.1 -> 18.3 / 18.5,
+      11.5 / 11.4 -> 10.2 / 10.0), at a cost in lightness on OpenMoji (dL* 8.2 / 8.5 -> 12.4 /
+      11.0); half the batch for twice the steps, and no learning-rate decay, did less.
     1,000 steps are ~4 epochs of OpenMoji, ~1/50 of the paper's 200 epochs.
     """
     c = paper()
@@ -170,7 +175,7 @@ def mini() -> Config:
         data=replace(c.data, resolution=64, num_workers=0),
         model=replace(c.model, width=0.5, init="kaiming"),
         loss=replace(c.loss, perceptual_net="vgg16-hed", lambda_adv=0.0, lambda_perc=0.0,
-                     lambda_style=0.0, lambda_ab=30.0),
+                     lambda_style=0.0, lambda_ab=90.0),
         train=replace(c.train, batch_size=16, max_steps=1000, lr_g=5e-4, lr_d=1e-3,
                       precision="bf16", channels_last=True, log_every=10, sample_every=250,
                       checkpoint_every=100, snapshot_every=125, ema_decay=0.99),

@@ -146,12 +146,17 @@ def test_a_smaller_batch_is_compared_at_equal_images_seen(tmp_path):
 
 
 def test_the_arms_screen_changes_one_thing_each_at_equal_images():
+    from dataclasses import replace
+
     from paperlib.study.registry import ARM_HUE_ARMS, run_config
 
     base = run_config("mini", "scft-triplet", 0, "openmoji")
     cfgs = {a: run_config("mini", a, 0, "openmoji") for a in ARM_HUE_ARMS}
     assert all(c.data.val_holdout == 256 for c in cfgs.values())
-    assert cfgs["arm-hue-base"].train == base.train and cfgs["arm-hue-base"].loss == base.loss
+    # the base arm is the arms' recipe the screen started from (a*b* term = lambda_rec)
+    assert cfgs["arm-hue-base"].train == base.train
+    assert cfgs["arm-hue-base"].loss == replace(base.loss, lambda_ab=base.loss.lambda_rec)
+    assert cfgs["arm-hue-base"].model == base.model
     assert cfgs["arm-hue-ab3"].loss.lambda_ab == 3 * base.loss.lambda_rec
     b8 = cfgs["arm-hue-batch8"].train
     assert (b8.batch_size, b8.max_steps) == (base.train.batch_size // 2, 2 * base.train.max_steps)

@@ -96,7 +96,9 @@ def _hue_arm(c: Config, lever: dict) -> dict:
 
 def _arm_screen(c: Config, lever: dict) -> dict:
     held = min(HUE_VAL, c.data.eval_limit or HUE_VAL)
-    return {"data.val_holdout": held, **lever}
+    # the baseline is the recipe the screen started from: the a*b* term at lambda_rec (mini
+    # adopted 3x after)
+    return {"data.val_holdout": held, "loss.lambda_ab": c.loss.lambda_rec, **lever}
 
 
 def _half_batch(c: Config) -> dict:
