@@ -163,3 +163,23 @@ def test_the_arms_screen_changes_one_thing_each_at_equal_images():
     assert b8.batch_size * b8.max_steps == base.train.batch_size * base.train.max_steps
     assert b8.snapshot_every == 2 * base.train.snapshot_every
     assert cfgs["arm-hue-flat"].train.decay_start == 1.0
+
+
+def test_the_committed_arms_screen_summarises_to_its_tables_and_backs_the_adopted_weight(tmp_path):
+    """results/hue-arms holds each run's measurements: the summary rebuilt from them is the
+    committed one; 3x the a*b* term, which mini adopted, ranks first on seed 0 and has the lower
+    hue error in every (dataset, seed) pair with the base arm."""
+    from pathlib import Path
+
+    from paperlib.config import mini
+
+    folder = Path(__file__).resolve().parents[1] / "results" / "hue-arms"
+    csv, md, _ = hs.summarise(folder, tmp_path)
+    assert md.read_text() == (folder / hs.MD).read_text()
+    assert csv.read_text() == (folder / hs.CSV).read_text()
+    table = hs.arm_table(hs.curve_rows(folder))
+    assert hs.best_arms(table[table["seed"] == 0], 1, base="arm-hue-base") == ["arm-hue-ab3"]
+    dh = table.set_index(["dataset", "seed", "arm"])["region_dh"].unstack("arm").dropna(
+        subset=["arm-hue-base", "arm-hue-ab3"])
+    assert len(dh) == 4 and (dh["arm-hue-ab3"] < dh["arm-hue-base"]).all()
+    assert mini().loss.lambda_ab == 3 * mini().loss.lambda_rec
