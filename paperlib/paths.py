@@ -40,6 +40,15 @@ class DiskFullError(OSError):
 
 
 DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+# torch.save's zip writer reports a full disk as RuntimeError("... unexpected pos ..."), not as
+# OSError; a failed write with less than this left on the device is taken for a full disk
+NEARLY_FULL_BYTES = 16 * 2**20
+
+
+def disk_nearly_full(folder: str | os.PathLike) -> bool:
+    """Whether the device holding `folder` has less than NEARLY_FULL_BYTES left for this user."""
+    st = os.statvfs(folder)
+    return st.f_bavail * st.f_frsize < NEARLY_FULL_BYTES
 
 
 def atomic_write(dst: str | os.PathLike, write: Callable, *, previous: str | os.PathLike | None = None,
@@ -71,10 +80,14 @@ def atomic_write(dst: str | os.PathLike, write: Callable, *, previous: str | os.
                 faults.point(fault + "-rotate")
         os.replace(tmp, dst)
     except BaseException as exc:
+        # asked before the temp file is removed, which frees what it had taken
+        full = ((isinstance(exc, OSError) and exc.errno in DISK_FULL)
+                or (isinstance(exc, RuntimeError) and disk_nearly_full(dst.parent)))
         if os.path.exists(tmp):
             os.unlink(tmp)
-        if isinstance(exc, OSError) and exc.errno in DISK_FULL:
-            raise DiskFullError(dst, exc) from exc
+        if full:
+            cause = exc if isinstance(exc, OSError) else OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            raise DiskFullError(dst, cause) from exc
         raise
 
 

@@ -459,3 +459,45 @@ def test_stale_temp_files_are_removed_and_stats_trimmed_on_resume(images, tmp_pa
     assert not [w for w in caught if "checkpoint" in str(w.message)]  # a normal resume
     assert not list(run.glob("*.tmp"))
     assert stats_steps(run) == [1, 2, 3, 4, 5, 6]
+
+
+def test_torch_zip_writer_failing_on_a_full_disk_is_reported_as_disk_full(tmp_path, monkeypatch):
+    """torch.save reports a full disk as RuntimeError("... unexpected pos ...") from its zip
+    writer, not as OSError: with the device (nearly) full it becomes the same DiskFullError
+    naming the folder, the previous file kept; on a device with room the error is left as it is."""
+    from paperlib import paths
+    from paperlib.training.snapshot import atomic_save
+
+    target = tmp_path / "checkpoint-latest.pt"
+    atomic_save({"step": 1}, target)
+    before = target.read_bytes()
+
+    def failing_save(obj, f, *args, **kwargs):
+        f.write(b"\0" * 64)
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 249642880 vs 249642768")
+
+    monkeypatch.setattr(torch, "save", failing_save)
+    monkeypatch.setattr(paths, "disk_nearly_full", lambda folder: True)
+    with pytest.raises(paths.DiskFullError) as info:
+        atomic_save({"step": 2}, target)
+    assert str(info.value).startswith("disk full") and str(tmp_path) in str(info.value)
+    assert info.value.errno == errno.ENOSPC
+    assert target.read_bytes() == before and not list(tmp_path.glob("*.tmp"))
+    monkeypatch.setattr(paths, "disk_nearly_full", lambda folder: False)
+    with pytest.raises(RuntimeError, match="unexpected pos") as info:
+        atomic_save({"step": 2}, target)
+    assert not isinstance(info.value, paths.DiskFullError)
+    assert target.read_bytes() == before and not list(tmp_path.glob("*.tmp"))
+
+
+def test_disk_nearly_full_reads_the_free_space_of_the_folders_device(tmp_path, monkeypatch):
+    from paperlib import paths
+
+    class Stat:
+        f_frsize = 4096
+        f_bavail = 0
+
+    monkeypatch.setattr(paths.os, "statvfs", lambda folder: Stat)
+    assert paths.disk_nearly_full(tmp_path)
+    Stat.f_bavail = paths.NEARLY_FULL_BYTES // 4096 + 1
+    assert not paths.disk_nearly_full(tmp_path)
