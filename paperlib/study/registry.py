@@ -66,7 +66,8 @@ RUNS: dict[str, tuple[str, dict]] = {
     # The arms' hue screen: the ablation arms' recipe and steps (`scft-triplet`), HUE_VAL
     # training images held out as split "val", one lever each, every arm seeing the same
     # images. The hue study above chose the CIELAB term at the main model's 3,000 steps; at the
-    # arms' 1,000 the arms still miss hue (dH* 12.5-16.3 on OpenMoji's test split). All [I].
+    # arms' 1,000, with the term at lambda_rec, the arms still missed hue (dH* 12.5-16.3 on
+    # OpenMoji's test split, commit cbc5e06). All [I].
     "arm-hue-base": ("arms' hue screen: the ablation arms' recipe and steps, training images held "
                      "out for validation", lambda c: _arm_screen(c, {})),
     "arm-hue-ab3": ("arms' hue screen: 3x the CIELAB a*b* term (loss.lambda_ab = 3 lambda_rec)",
