@@ -31,12 +31,19 @@ class DiskFullError(OSError):
     def __init__(self, dst: Path, cause: OSError):
         super().__init__(cause.errno, cause.strerror)
         self.filename = str(dst)
+        self.cause = OSError(cause.errno, cause.strerror)
         self.message = (f"disk full: no space left on the device holding {dst.parent} while "
                         f"writing {dst.name} ({cause.strerror}); {dst.name} was left as it was "
                         f"before. Free some space there and rerun the same command.")
 
     def __str__(self) -> str:
         return self.message
+
+    def __reduce__(self):
+        # a worker process hands its exception to the parent by pickling it; OSError's own
+        # reduce passes (errno, strerror, filename), which is not this signature, and the pool
+        # then reports a broken process instead of the full disk
+        return type(self), (Path(self.filename), self.cause)
 
 
 DISK_FULL = (errno.ENOSPC, errno.EDQUOT)

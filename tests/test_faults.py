@@ -501,3 +501,41 @@ def test_disk_nearly_full_reads_the_free_space_of_the_folders_device(tmp_path, m
     assert paths.disk_nearly_full(tmp_path)
     Stat.f_bavail = paths.NEARLY_FULL_BYTES // 4096 + 1
     assert not paths.disk_nearly_full(tmp_path)
+
+
+def raise_disk_full(folder: str):
+    """A worker job that meets a full disk (module level, so a spawned worker can import it)."""
+    from paperlib.paths import DiskFullError
+
+    raise DiskFullError(Path(folder) / "checkpoint-latest.pt",
+                        OSError(errno.ENOSPC, "No space left on device"))
+
+
+def test_disk_full_in_a_worker_process_reaches_the_parent_as_disk_full(tmp_path, request):
+    """A run in a worker process that fills the disk must be reported as a full disk naming the
+    folder, not as a broken process pool (the worker's exception is pickled to the parent)."""
+    declare(request, "disk full in a worker of `parallel.ensure_runs`: the parent reports the "
+            "full disk and the folder", 1)
+    from paperlib.paths import DiskFullError
+    from paperlib.training.parallel import run_in_workers
+
+    jobs = [(str(tmp_path / "a"),), (str(tmp_path / "b"),)]
+    with pytest.raises(RuntimeError) as info:
+        run_in_workers(raise_disk_full, jobs, workers=2)
+    cause = info.value.__cause__
+    assert isinstance(cause, DiskFullError), repr(cause)
+    assert str(cause).startswith("disk full") and str(tmp_path) in str(cause)
+    assert "disk full" in str(info.value) and cause.errno == errno.ENOSPC
+
+
+def test_errors_with_their_own_arguments_survive_pickling(tmp_path):
+    import pickle
+
+    from paperlib.data.imageio import BadImageError
+    from paperlib.paths import DiskFullError
+
+    for err in (DiskFullError(tmp_path / "snapshot.pt", OSError(errno.EDQUOT, "Disk quota exceeded")),
+                BadImageError(tmp_path / "bad.png", "truncated file")):
+        back = pickle.loads(pickle.dumps(err))
+        assert type(back) is type(err) and str(back) == str(err), (err, back)
+        assert str(tmp_path) in str(back)

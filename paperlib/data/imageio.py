@@ -41,6 +41,10 @@ class BadImageError(ValueError):
         self.reason = reason
         super().__init__(f"cannot read image {self.path}: {reason}")
 
+    def __reduce__(self):
+        # so that a data-loading worker can hand it to the parent process intact
+        return type(self), (self.path, self.reason)
+
 
 def _open_checked(path) -> Image.Image:
     return _open_and_decode(path, path)
