@@ -165,6 +165,24 @@ def test_the_arms_screen_changes_one_thing_each_at_equal_images():
     assert cfgs["arm-hue-flat"].train.decay_start == 1.0
 
 
+def test_the_loss_arms_curves_are_the_fig17_arms_at_the_main_models_steps():
+    from dataclasses import replace
+
+    from paperlib.study.registry import ARM_CURVES, MAIN, run_config
+
+    main = run_config("mini", MAIN, 0, "openmoji")
+    for arm, kind in zip(ARM_CURVES, ("l1", "none")):
+        c = run_config("mini", arm, 0, "openmoji")
+        ablation = run_config("mini", f"scft-{kind}", 0, "openmoji")
+        assert c.data.val_holdout == 256 and ablation.data.val_holdout == 0
+        # the arm's loss as in the ablation (adopted a*b* weight included), the main model's
+        # schedule: only the steps and the held-out images differ from the Fig. 17 arm
+        assert c.loss == ablation.loss and c.loss.correspondence_loss == kind
+        assert c.loss == replace(main.loss, correspondence_loss=kind)
+        assert c.train == main.train and c.train.max_steps == 3 * ablation.train.max_steps
+        assert c.model == ablation.model
+
+
 def test_the_committed_arms_screen_summarises_to_its_tables_and_backs_the_adopted_weight(tmp_path):
     """results/hue-arms holds each run's measurements: the summary rebuilt from them is the
     committed one; 3x the a*b* term, which mini adopted, ranks first on seed 0 and has the lower

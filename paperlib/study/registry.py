@@ -76,10 +76,21 @@ RUNS: dict[str, tuple[str, dict]] = {
                        "seen, twice the updates)", lambda c: _arm_screen(c, _half_batch(c))),
     "arm-hue-flat": ("arms' hue screen: no learning-rate decay (the EMA of the weights averages "
                      "instead)", lambda c: _arm_screen(c, {"train.decay_start": 1.0})),
+    # The loss arms' curves: the two Fig. 17 arms that miss hue at their 1,000 steps (SCFT +
+    # L1, SCFT without a correspondence loss), on mini's recipe as adopted, at the main model's
+    # 3,000 steps and schedule, measured on held-out training images: does their hue come in
+    # later, and when? (The budget trade: the arms at the main model's steps.) All [I].
+    "arm-curve-l1": ("loss arms' curves: SCFT + L1 attention loss at the main model's steps, "
+                     "training images held out for validation",
+                     lambda c: _arm_curve(c, "l1")),
+    "arm-curve-none": ("loss arms' curves: SCFT without a correspondence loss at the main "
+                       "model's steps, training images held out for validation",
+                       lambda c: _arm_curve(c, "none")),
 }
 HUE_VAL = 256  # [I] images of the training split held out as the hue study's validation split
 HUE_ARMS = ["hue-base", "hue-sga", "hue-rotation", "hue-ab", "hue-lr"]
 ARM_HUE_ARMS = ["arm-hue-base", "arm-hue-ab3", "arm-hue-batch8", "arm-hue-flat"]
+ARM_CURVES = ["arm-curve-l1", "arm-curve-none"]
 
 
 def _three_times(c: Config) -> dict:
@@ -100,6 +111,12 @@ def _arm_screen(c: Config, lever: dict) -> dict:
     # the baseline is the recipe the screen started from: the a*b* term at lambda_rec (mini
     # adopted 3x after)
     return {"data.val_holdout": held, "loss.lambda_ab": c.loss.lambda_rec, **lever}
+
+
+def _arm_curve(c: Config, correspondence_loss: str) -> dict:
+    held = min(HUE_VAL, c.data.eval_limit or HUE_VAL)
+    return {**_three_times(c), "data.val_holdout": held,
+            "loss.correspondence_loss": correspondence_loss}
 
 
 def _half_batch(c: Config) -> dict:
