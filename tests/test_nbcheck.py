@@ -120,3 +120,22 @@ def test_the_guard_names_the_missing_runs_of_the_dataset_checked(monkeypatch, tm
     assert len(nbcheck.missing_runs("mini", "openmoji")) == len(nbcheck.REQUIRED["mini"])
     with pytest.raises(ValueError, match="unknown dataset 'shoes'"):
         nbcheck.missing_runs("mini", "shoes")
+
+
+def test_the_strict_check_of_one_dataset_leaves_out_the_two_dataset_notebook():
+    """`make check-notebooks` re-executes notebooks 01-08 of the dataset checked: notebook 09
+    reads the runs of both datasets, which a one-dataset reproduction does not leave, and
+    re-executing it would start training them (seen: it began training the faces runs)."""
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    for dataset, folder in (("openmoji", "notebooks"), ("faces", "results/faces/notebooks")):
+        # -n prints the commands; -o treats the environment stamp as up to date
+        out = subprocess.run(["make", "-s", "-n", "-o", ".venv/.installed", "VENV=.venv",
+                              "check-notebooks", f"DATASET={dataset}"], cwd=root,
+                             capture_output=True, text=True, check=True).stdout
+        nbval = next(line for line in out.splitlines() if "--nbval " in line)
+        assert "09_generalisation" not in nbval and folder in nbval, nbval
+        if dataset == "openmoji":
+            assert all(f"notebooks/0{i}_" in nbval for i in range(1, 9)), nbval
