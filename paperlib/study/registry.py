@@ -99,23 +99,26 @@ def _three_times(c: Config) -> dict:
             "train.sample_every": 3 * c.train.sample_every}
 
 
-def _hue_arm(c: Config, lever: dict) -> dict:
+def _held_out(c: Config) -> int:
     # a profile that evaluates on fewer images (smoke: tiny sets) holds out as few
-    held = min(HUE_VAL, c.data.eval_limit or HUE_VAL)
+    return min(HUE_VAL, c.data.eval_limit or HUE_VAL)
+
+
+def _hue_arm(c: Config, lever: dict) -> dict:
+    held = _held_out(c)
     # the baseline is the recipe the study started from: no CIELAB term (mini adopted it after)
     return {**_three_times(c), "data.val_holdout": held, "loss.lambda_ab": 0.0, **lever}
 
 
 def _arm_screen(c: Config, lever: dict) -> dict:
-    held = min(HUE_VAL, c.data.eval_limit or HUE_VAL)
+    held = _held_out(c)
     # the baseline is the recipe the screen started from: the a*b* term at lambda_rec (mini
     # adopted 3x after)
     return {"data.val_holdout": held, "loss.lambda_ab": c.loss.lambda_rec, **lever}
 
 
 def _arm_curve(c: Config, correspondence_loss: str) -> dict:
-    held = min(HUE_VAL, c.data.eval_limit or HUE_VAL)
-    return {**_three_times(c), "data.val_holdout": held,
+    return {**_three_times(c), "data.val_holdout": _held_out(c),
             "loss.correspondence_loss": correspondence_loss}
 
 
