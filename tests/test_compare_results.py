@@ -39,3 +39,21 @@ def test_rows_of_one_seed_are_compared_with_the_same_seed():
     t = compare_table(a, b).set_index("column")
     assert t.loc["v", "max_abs_diff"] == pytest.approx(0.5) and t.loc["v", "rows"] == 2
     assert "seed" not in t.index
+
+
+@pytest.mark.parametrize("doc, amd, intel", [
+    ("cross_cpu.md", "amd", "."),
+    ("cross_cpu_faces.md", "amd/faces", "faces"),
+])
+def test_the_committed_cross_cpu_tables_rebuild_from_the_committed_results(doc, amd, intel):
+    # the tables under each comparison's hand-written summary are the tool's output for the two
+    # committed folders: a table changed in either folder without rerunning the tool fails here
+    from pathlib import Path
+
+    from paperlib.tools.compare_results import report
+
+    results = Path(__file__).resolve().parents[1] / "results"
+    text = report(compare_dirs(results / amd, results / intel), "AMD", "Intel")
+    body = text.split("\n", 2)[2]  # the tool's own heading gives way to the summary's
+    assert "## table_all_runs" in body
+    assert (results / doc).read_text().rstrip().endswith(body.rstrip())
