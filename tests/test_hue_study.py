@@ -225,3 +225,21 @@ def test_the_committed_loss_arm_curves_rebuild_and_show_which_arm_hue_comes_to(t
     assert faces.loc["arm-curve-l1"].loc[1000] > 12
     assert (faces.loc["arm-curve-l1"].loc[1500:] < 12).all()
     assert (faces.loc["arm-curve-none"].loc[1500:] < 12).all()
+
+
+def test_the_committed_l1_seeds_on_faces_rebuild_and_split_by_seed(tmp_path):
+    """results/l1-seeds-faces holds the L1 arm on faces at the ablation's 1,000 steps with four
+    seeds: the summary rebuilt from the runs' measurements is the committed one, and at step
+    1,000 some seeds follow the reference's hue and some do not, on one machine."""
+    from pathlib import Path
+
+    folder = Path(__file__).resolve().parents[1] / "results" / "l1-seeds-faces"
+    csv, md, _ = hs.summarise(folder, tmp_path)
+    assert md.read_text() == (folder / hs.MD).read_text()
+    assert csv.read_text() == (folder / hs.CSV).read_text()
+    rows = hs.curve_rows(folder)
+    last = rows[rows["step"] == 1000].set_index("seed")
+    assert sorted(last.index) == [0, 1, 2, 3]
+    assert (last["region_dh_self"] < 8).sum() == 2  # seeds 2 and 3 learned hue
+    assert (last["region_dh_self"] > 15).sum() == 1  # seed 1 did not
+    assert last.loc[1, "ref_gain_de_self"] < 1  # and ignores its reference
