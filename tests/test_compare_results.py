@@ -1,8 +1,12 @@
 """compare_results: the largest difference per column between two reproductions' tables."""
+from pathlib import Path
+
 import pandas as pd
 import pytest
 
-from paperlib.tools.compare_results import compare_dirs, compare_table, main
+from paperlib.tools.compare_results import compare_dirs, compare_table, main, report
+
+RESULTS = Path(__file__).resolve().parents[1] / "results"
 
 
 def test_differences_by_run_key_against_the_seed_spread():
@@ -48,12 +52,7 @@ def test_rows_of_one_seed_are_compared_with_the_same_seed():
 def test_the_committed_cross_cpu_tables_rebuild_from_the_committed_results(doc, amd, intel):
     # the tables under each comparison's hand-written summary are the tool's output for the two
     # committed folders: a table changed in either folder without rerunning the tool fails here
-    from pathlib import Path
-
-    from paperlib.tools.compare_results import report
-
-    results = Path(__file__).resolve().parents[1] / "results"
-    text = report(compare_dirs(results / amd, results / intel), "AMD", "Intel")
+    text = report(compare_dirs(RESULTS / amd, RESULTS / intel), "AMD", "Intel")
     body = text.split("\n", 2)[2]  # the tool's own heading gives way to the summary's
     assert "## table_all_runs" in body
-    assert (results / doc).read_text().rstrip().endswith(body.rstrip())
+    assert (RESULTS / doc).read_text().rstrip().endswith(body.rstrip())

@@ -3,6 +3,7 @@ import json
 import math
 import os
 import re
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -112,8 +113,6 @@ def test_the_study_trains_and_measures_every_arm_on_every_dataset(tmp_path, monk
 def test_the_committed_gpu_study_summarises_to_its_committed_tables(tmp_path):
     """results/gpu/hue-study holds each run's measurements; the summary rebuilt from them is
     the one committed beside them, and its best levers are the ones phase 2 ran."""
-    from pathlib import Path
-
     folder = Path(__file__).resolve().parents[1] / "results" / "gpu" / "hue-study"
     csv, md, _ = hs.summarise(folder, tmp_path)
     assert md.read_text() == (folder / hs.MD).read_text()
@@ -187,8 +186,6 @@ def test_the_committed_arms_screen_summarises_to_its_tables_and_backs_the_adopte
     """results/hue-arms holds each run's measurements: the summary rebuilt from them is the
     committed one; 3x the a*b* term, which mini adopted, ranks first on seed 0 and has the lower
     hue error in every (dataset, seed) pair with the base arm."""
-    from pathlib import Path
-
     from paperlib.config import mini
 
     folder = Path(__file__).resolve().parents[1] / "results" / "hue-arms"
@@ -203,18 +200,21 @@ def test_the_committed_arms_screen_summarises_to_its_tables_and_backs_the_adopte
     assert mini().loss.lambda_ab == 3 * mini().loss.lambda_rec
 
 
+def committed_study_rows(name, tmp_path):
+    """The snapshot rows of the committed study folder results/<name>, after checking that its
+    summary rebuilt from the runs' measurements is the committed one."""
+    folder = Path(__file__).resolve().parents[1] / "results" / name
+    csv, md, _ = hs.summarise(folder, tmp_path)
+    assert md.read_text() == (folder / hs.MD).read_text()
+    assert csv.read_text() == (folder / hs.CSV).read_text()
+    return hs.curve_rows(folder)
+
 def test_the_committed_loss_arm_curves_rebuild_and_show_which_arm_hue_comes_to(tmp_path):
     """results/arm-curves holds the two Fig. 17 arms trained for the main model's 3,000 steps:
     the summary rebuilt from the runs' measurements is the committed one; without a
     correspondence loss the hue error drops under the arms' 12 from step 1,500 on; with L1
     attention supervision it stays above 12 at every snapshot on OpenMoji, not on faces."""
-    from pathlib import Path
-
-    folder = Path(__file__).resolve().parents[1] / "results" / "arm-curves"
-    csv, md, _ = hs.summarise(folder, tmp_path)
-    assert md.read_text() == (folder / hs.MD).read_text()
-    assert csv.read_text() == (folder / hs.CSV).read_text()
-    rows = hs.curve_rows(folder)
+    rows = committed_study_rows("arm-curves", tmp_path)
     curves = rows[rows["dataset"] == "openmoji"].set_index(["arm", "step"])["region_dh_self"]
     none, l1 = curves.loc["arm-curve-none"], curves.loc["arm-curve-l1"]
     assert list(none.index) == list(l1.index) == [500, 1000, 1500, 2000, 2500, 3000]
@@ -231,13 +231,7 @@ def test_the_committed_l1_seeds_on_faces_rebuild_and_split_by_seed(tmp_path):
     """results/l1-seeds-faces holds the L1 arm on faces at the ablation's 1,000 steps with four
     seeds: the summary rebuilt from the runs' measurements is the committed one, and at step
     1,000 some seeds follow the reference's hue and some do not, on one machine."""
-    from pathlib import Path
-
-    folder = Path(__file__).resolve().parents[1] / "results" / "l1-seeds-faces"
-    csv, md, _ = hs.summarise(folder, tmp_path)
-    assert md.read_text() == (folder / hs.MD).read_text()
-    assert csv.read_text() == (folder / hs.CSV).read_text()
-    rows = hs.curve_rows(folder)
+    rows = committed_study_rows("l1-seeds-faces", tmp_path)
     last = rows[rows["step"] == 1000].set_index("seed")
     assert sorted(last.index) == [0, 1, 2, 3]
     assert (last["region_dh_self"] < 8).sum() == 2  # seeds 2 and 3 learned hue
