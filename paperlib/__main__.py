@@ -224,6 +224,12 @@ def _dispatch(args) -> int:
         print(json.dumps(summary))
     elif args.cmd == "bench":
         from .tools import bench
+        for flag, value, modes in (("--rev-set", args.rev_set, ["--compare"]),
+                                   ("--now-set", args.now_set, ["--compare"]),
+                                   ("--set", args.set, ["--compare", "--breakdown", "--loop"])):
+            if value and not any(getattr(args, m[2:]) for m in modes):
+                raise SystemExit(f"error: {flag} applies only with {' or '.join(modes)}; "
+                                 f"this bench would ignore {' '.join(value)}")
         if args.breakdown or args.loop:
             result = (bench.breakdown(args.profile, args.set) if args.breakdown
                       else bench.loop(args.profile, args.set, rounds=args.rounds or 2))

@@ -95,6 +95,11 @@ class LossConfig:
     # (a*, b*), divided by 100, so that a red-green error costs what a yellow-blue one of the same
     # perceived size does (RGB L1 weighs them by how the sRGB primaries happen to lie); 0 = off
     lambda_ab: float = 0.0
+    # [I] opt-in, not in the paper: L1 between the output's and the ground truth's mean CIELAB
+    # colour (L*, a*, b*, divided by 100) of each closed sketch region, every region counting
+    # once, as the region colour error does (pixel L1 weighs a region by its area, so a region
+    # of 20 px barely counts beside the background); 0 = off
+    lambda_region: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -315,9 +320,10 @@ def check_config(config: Config) -> Config:
     held = config.data.val_holdout
     if isinstance(held, bool) or not isinstance(held, int) or held < 0:
         raise ValueError(f"data.val_holdout={held!r} must be a whole number of images, 0 or more")
-    ab = config.loss.lambda_ab
-    if isinstance(ab, bool) or not isinstance(ab, (int, float)) or ab < 0:
-        raise ValueError(f"loss.lambda_ab={ab!r} must be a number, 0 or more")
+    for key in ("lambda_ab", "lambda_region"):
+        weight = getattr(config.loss, key)
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight < 0:
+            raise ValueError(f"loss.{key}={weight!r} must be a number, 0 or more")
     if config.data.dataset == "faces":
         _check_faces(config)
     return config

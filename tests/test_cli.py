@@ -149,3 +149,13 @@ def test_bench_runs_and_reports_peaks(tmp_path):
         assert r["images_per_sec"] > 0 and r["gflop_per_image"] > 0
         assert r["peak_fp32_gflops"] > 0 and r["peak_bf16_gflops"] > 0
     assert "matmul peak" in proc.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--set", "model.width=1"], "--set applies only with --compare or --breakdown or --loop"),
+    (["--now-set", "model.width=1", "--breakdown"], "--now-set applies only with --compare"),
+    (["--rev-set", "model.width=1", "--loop"], "--rev-set applies only with --compare"),
+])
+def test_bench_refuses_overrides_it_would_ignore(args, message):
+    with pytest.raises(SystemExit, match=message):
+        main(["bench", "--no-train", *args])

@@ -100,6 +100,9 @@ def test_reference_use_tells_a_reference_copier_from_a_model_ignoring_it(folder_
         assert math.isnan(r["attention_hit_rate"])  # no attention in these models
         assert all(isinstance(v, float) for v in r.values())
         assert r["region_dl_self"] >= 0 and r["region_dc_self"] >= 0 and r["region_dh_self"] >= 0
+        # the mean over all regions lies between those over the small and the large ones
+        parts = (r["region_de_small_self"], r["region_de_large_self"])
+        assert min(parts) <= r["region_de_self"] <= max(parts)
     # Run in eval mode, previous mode restored.
     assert not any(copier.modes) and copier.training
     assert not any(constant.modes) and not constant.training

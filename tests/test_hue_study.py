@@ -209,6 +209,7 @@ def committed_study_rows(name, tmp_path):
     assert csv.read_text() == (folder / hs.CSV).read_text()
     return hs.curve_rows(folder)
 
+
 def test_the_committed_loss_arm_curves_rebuild_and_show_which_arm_hue_comes_to(tmp_path):
     """results/arm-curves holds the two Fig. 17 arms trained for the main model's 3,000 steps:
     the summary rebuilt from the runs' measurements is the committed one; without a

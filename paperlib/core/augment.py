@@ -25,12 +25,13 @@ from .color import rotate_hue
 FINE = 4  # reference search grid = FINE x the feature grid per side
 
 
-def feature_grid(resolution: int) -> int:
-    """Encoder grid size per side: resolution / 16 (four stride-2 layers, Table 2 [S])."""
-    if resolution <= 0 or resolution % 16:
-        raise ValueError(f"resolution {resolution} must be a positive multiple of 16 "
-                         f"(the encoders downsample by 16)")
-    return resolution // 16
+def feature_grid(resolution: int, stride: int = 16) -> int:
+    """Encoder grid size per side: resolution / the encoders' total stride (16: four stride-2
+    layers, Table 2 [S]; `model.total_stride` of a config that changes them)."""
+    if stride <= 0 or resolution <= 0 or resolution % stride:
+        raise ValueError(f"resolution {resolution} must be a positive multiple of {stride} "
+                         f"(the encoders downsample by {stride})")
+    return resolution // stride
 
 
 def cell_centres(n: int, device=None) -> torch.Tensor:
@@ -133,8 +134,12 @@ def correspondence(params: torch.Tensor, src: torch.Tensor, grid: int):
     return corr, mask
 
 
-def augmented_self(image: torch.Tensor, cfg: DataConfig, generator: torch.Generator) -> dict:
+def augmented_self(image: torch.Tensor, cfg: DataConfig, generator: torch.Generator,
+                   stride: int = 16) -> dict:
     """image (B,3,H,W) in [-1,1] -> reference, target (B,3,H,W), corr/corr_mask (B,P), has_reference (B,).
+
+    P = (H / stride)^2 cells of the encoders' feature grid: `stride` is their total stride (16 in
+    Table 2; `model.total_stride(config.model)` for the model being trained).
 
     Random draws, always in this order from `generator` (a CPU generator): colour offsets,
     hue angles (only when cfg.hue_rotation > 0), TPS displacements, no-reference coin flips.
@@ -145,7 +150,7 @@ def augmented_self(image: torch.Tensor, cfg: DataConfig, generator: torch.Genera
     b, _, h, w = image.shape
     if h != w:
         raise ValueError(f"augmented_self expects square images, got {h}x{w}")
-    gf = feature_grid(h)
+    gf = feature_grid(h, stride)
     target = color_shift(image, cfg, generator)
     params, src = random_tps(b, cfg, generator, image.device)
     reference = warp(target, params, src)

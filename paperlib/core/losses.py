@@ -34,6 +34,37 @@ def chroma_ab(fake: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return (ab_fake - ab_target).abs().mean() / 100.0
 
 
+def region_colour(fake: torch.Tensor, target: torch.Tensor, regions: torch.Tensor) -> torch.Tensor:
+    """[I] mean over the closed sketch regions of a batch, each counting once, of the L1
+    distance between the output's and the target's mean CIELAB colour in the region (L*, a*, b*
+    / 100). fake, target (B, 3, H, W) in [-1, 1]; regions (B, H, W) int64 as
+    core.sketch.region_labels gives them (0: no region). Zero, in the graph, with no region.
+    Not in the paper; loss.lambda_region switches it on."""
+    from .color import srgb_to_lab
+
+    if regions.shape != (fake.shape[0], *fake.shape[-2:]):
+        raise ValueError(f"regions {tuple(regions.shape)} must be (B, H, W) = "
+                         f"{(fake.shape[0], *fake.shape[-2:])}")
+    b = fake.shape[0]
+    per_image = regions.flatten(1).amax(1)  # (B,) regions in each image
+    n = int(per_image.sum())
+    if n == 0:
+        return _zero(fake)
+    # one id per (image, region) over the batch; id 0 collects every pixel outside a region
+    offset = torch.cumsum(per_image, 0) - per_image  # (B,)
+    ids = torch.where(regions > 0, regions + offset.view(b, 1, 1), torch.zeros_like(regions))
+    ids = ids.flatten()  # (B*H*W,)
+    count = torch.zeros(n + 1, device=fake.device).index_add_(
+        0, ids, torch.ones_like(ids, dtype=torch.float32))[1:]  # (n,)
+
+    def means(img):
+        lab = srgb_to_lab((img.float() + 1.0) / 2.0).permute(0, 2, 3, 1).reshape(-1, 3)  # (B*H*W, 3)
+        sums = torch.zeros(n + 1, 3, device=fake.device).index_add_(0, ids, lab)[1:]  # (n, 3)
+        return sums / count.unsqueeze(1)
+
+    return (means(fake) - means(target.detach())).abs().mean() / 100.0
+
+
 def lsgan_d(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
     """LSGAN discriminator loss [S]: 0.5 * (E[(D(real) - 1)^2] + E[D(fake)^2])."""
     return 0.5 * (((real_logits.float() - 1.0) ** 2).mean() + (fake_logits.float() ** 2).mean())
@@ -123,11 +154,12 @@ def attention_l1(attention: torch.Tensor, corr: torch.Tensor, mask: torch.Tensor
 # ----------------------------------------------------------------------------- totals
 
 def generator_loss(cfg, *, fake, target, d_fake, aux, corr, corr_mask, perceptual_net,
-                   generator=None):
+                   generator=None, regions=None):
     """Eq. 10: total = sum of lambda * term over rec, adv, perc, style, tr.
 
     Returns (total, {"rec", "adv", "perc", "style", "tr"}) with the terms detached, plus "ab"
-    (chroma_ab, [I]) when loss.lambda_ab > 0. `aux` is
+    (chroma_ab, [I]) when loss.lambda_ab > 0 and "region" (region_colour of `regions`, [I]) when
+    loss.lambda_region > 0. `aux` is
     the generator's aux dict; without a "query" (add/AdaIN models) or with
     correspondence_loss "none" the tr term is 0. The "l1" variant needs aux["attention"].
     """
@@ -149,6 +181,11 @@ def generator_loss(cfg, *, fake, target, d_fake, aux, corr, corr_mask, perceptua
                "style": cfg.lambda_style, "tr": cfg.lambda_tr}
     if cfg.lambda_ab > 0:  # off: no term, so the paper's runs log what they did
         terms["ab"], weights["ab"] = chroma_ab(fake, target), cfg.lambda_ab
+    if cfg.lambda_region > 0:
+        if regions is None:
+            raise ValueError("loss.lambda_region > 0 needs the sketch's region labels "
+                             "(core.sketch.region_labels of the batch's sketches)")
+        terms["region"], weights["region"] = region_colour(fake, target, regions), cfg.lambda_region
     total = sum(weights[k] * terms[k] for k in weights)
     return total, {k: v.detach() for k, v in terms.items()}
 
@@ -162,6 +199,10 @@ def _correspondence(cfg, aux, corr, corr_mask, generator, fake) -> torch.Tensor:
         return fake.new_zeros((), dtype=torch.float32)
     if corr is None or corr_mask is None:
         raise ValueError(f"loss.correspondence_loss={kind!r} needs corr and corr_mask")
+    if corr.shape[1] != aux["query"].shape[1]:
+        raise ValueError(f"the correspondence has {corr.shape[1]} cells but the encoders' grid "
+                         f"{aux['query'].shape[1]}: build it with augmented_self(..., "
+                         f"stride=model.total_stride(config.model))")
     if kind == "triplet":
         return triplet(aux["query"], aux["key"], corr, corr_mask, cfg.margin, generator)
     if "attention" not in aux:

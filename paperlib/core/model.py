@@ -42,6 +42,11 @@ from .tapconv import TapConv2d, to_tap_layout
 ADAIN_EPS = 1e-5
 
 
+def total_stride(cfg: ModelConfig) -> int:
+    """The encoders' total stride: input pixels per feature cell per side (16 in Table 2)."""
+    return math.prod(int(x) for x in cfg.encoder_strides)
+
+
 def scaled(channels: int, width: float) -> int:
     """Channel count of a Table 2 layer at a width multiplier (width 1 gives Table 2 exactly)."""
     return max(1, round(channels * width))

@@ -80,3 +80,37 @@ def binarize_sketch_image(img: np.ndarray, cfg: DataConfig,
     if line_drawing:
         return to_gray01(img) < 0.5
     return xdog(img, cfg)
+
+
+def sketch_regions(sketch: torch.Tensor, min_region_px: int = 16) -> np.ndarray:
+    """Closed regions of a binarised sketch ((1, H, W) or (H, W), +1 paper, -1 ink) as a label
+    map (H, W) int32: 0 = not a region, 1..n = regions.
+
+    Regions are the 4-connected components of paper pixels. Components touching the image
+    border are dropped: the outer background is one of them, and a region left open at the
+    border is not closed by the drawing [I]. Components below min_region_px pixels are dropped
+    (specks between nearby strokes)."""
+    s = sketch.detach().cpu().numpy() if isinstance(sketch, torch.Tensor) else np.asarray(sketch)
+    while s.ndim > 2 and s.shape[0] == 1:
+        s = s[0]
+    if s.ndim != 2:
+        raise ValueError(f"need one sketch (1, H, W), got shape {tuple(sketch.shape)}")
+    import cv2
+
+    paper = (s > 0).astype(np.uint8)
+    n, labels = cv2.connectedComponents(paper, connectivity=4)
+    border = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
+    areas = np.bincount(labels.ravel(), minlength=n)
+    keep = np.zeros(n, dtype=bool)
+    keep[1:] = areas[1:] >= min_region_px  # label 0 is the ink
+    keep[border] = False
+    remap = np.zeros(n, dtype=np.int32)
+    remap[keep] = np.arange(1, keep.sum() + 1)
+    return remap[labels]
+
+
+def region_labels(sketch: torch.Tensor, min_region_px: int = 16) -> torch.Tensor:
+    """sketch_regions of each sketch of a batch (B, 1, H, W) -> (B, H, W) int64 on the sketch's
+    device: 0 = no region, 1..n_b = the closed regions of image b."""
+    maps = [torch.from_numpy(sketch_regions(s, min_region_px).astype("int64")) for s in sketch]
+    return torch.stack(maps).to(sketch.device)

@@ -69,6 +69,13 @@ def other_reference_index(cross: torch.Tensor) -> torch.Tensor:
     return cross[cross]  # (N,)
 
 
+def encoder_stride(G) -> int:
+    """Input pixels per feature cell of G's encoders (the correspondence's grid); 16, Table 2's,
+    for a stand-in without encoders."""
+    enc = getattr(G, "enc_s", None)
+    return int(enc.total_stride) if enc is not None else 16
+
+
 @torch.no_grad()
 def generate(G, dataset, *, batch_size: int = 32, seed: int = 0, no_reference: bool = False,
              data_cfg=None, progress: bool = True, attention: bool = False) -> dict:
@@ -81,7 +88,8 @@ def generate(G, dataset, *, batch_size: int = 32, seed: int = 0, no_reference: b
     image = torch.stack([it["image"] for it in items])  # (N,3,H,W)
     sketch = torch.stack([it["sketch"] for it in items])  # (N,1,H,W)
     cfg = replace(data_cfg, no_reference_prob=0.0)
-    aug = augment.augmented_self(image, cfg, torch.Generator().manual_seed(seed))
+    aug = augment.augmented_self(image, cfg, torch.Generator().manual_seed(seed),
+                                 stride=encoder_stride(G))
     cross = derangement(n, seed)
     device = next(G.parameters()).device
     self_out, wrong_out, cross_out = [], [], []
@@ -165,14 +173,27 @@ def generate_in_eval_mode(G, data_cfg, n: int, seed: int, split: str, batch_size
         G.train(was_training)
 
 
+# [I] Regions under one feature cell of mini's 4x4 grid (16 x 16 px at 64 px): at that size a
+# grid of reference colours cannot tell a region from its neighbours, and most of the main
+# model's OpenMoji region error sits there (results/table_region_size.csv).
+SMALL_REGION_PX = 256
+
+
 def reference_use(G, data_cfg, *, n: int = 48, seed: int = 0, split: str = "test",
                   batch_size: int = 48) -> dict[str, float]:
     """How much the generator uses its reference, on the first n images of a split, without
     FID (cheap enough for every training snapshot): reference_values plus
-    attention_hit_rate (nan for models without attention). G runs in eval mode; its mode is
-    restored afterwards."""
+    attention_hit_rate (nan for models without attention), and the region error split at
+    SMALL_REGION_PX: region_de_small_self over the regions smaller than that, region_de_large_self
+    over the rest (nan where none is). G runs in eval mode; its mode is restored afterwards."""
     out = generate_in_eval_mode(G, data_cfg, n, seed, split, batch_size, attention=True)
-    return {**reference_values(out), "attention_hit_rate": float(out["attention_hit_rate"])}
+    errors = colour_errors(out)
+    region = errors["region"]
+    small, large = metrics.region_error_by_size(region["region_de"], region["region_lch"],
+                                                region["region_area"],
+                                                edges=(0, SMALL_REGION_PX, math.inf))
+    return {**reference_values(out, errors), "attention_hit_rate": float(out["attention_hit_rate"]),
+            "region_de_small_self": small["mean_de"], "region_de_large_self": large["mean_de"]}
 
 
 # [I] The hue probe turns each image's colours (ground truth and reference alike) by one of
@@ -200,7 +221,7 @@ def hue_transfer(G, data_cfg, *, n: int = 48, seed: int = 0, split: str = "test"
     image = torch.stack([it["image"] for it in items])  # (N,3,H,W)
     sketch = torch.stack([it["sketch"] for it in items])  # (N,1,H,W)
     aug = augment.augmented_self(image, replace(data_cfg, no_reference_prob=0.0),
-                                 torch.Generator().manual_seed(seed))
+                                 torch.Generator().manual_seed(seed), stride=encoder_stride(G))
     angles = torch.tensor([HUE_PROBE_ANGLES[k % len(HUE_PROBE_ANGLES)] for k in range(len(items))])
     target, reference = rotate_hue(aug["target"], angles), rotate_hue(aug["reference"], angles)
     device = next(G.parameters()).device

@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import math
 
-import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
 from skimage.color import deltaE_ciede2000, rgb2lab
+
+from ..core.sketch import sketch_regions  # noqa: F401  (the regions the metrics compare)
 
 JND_DE = 2.3  # just-noticeable colour difference; Sharma (2003), Digital Color Imaging Handbook [I: used with CIEDE2000]
 
@@ -90,31 +91,6 @@ def psnr(x: torch.Tensor, y: torch.Tensor) -> np.ndarray:
 
 
 # --- part-by-part colour faithfulness ----------------------------------------------------
-
-
-def sketch_regions(sketch: torch.Tensor, min_region_px: int = 16) -> np.ndarray:
-    """Closed regions of a binarised sketch ((1, H, W) or (H, W), +1 paper, -1 ink) as a label
-    map (H, W) int32: 0 = not a region, 1..n = regions.
-
-    Regions are the 4-connected components of paper pixels. Components touching the image
-    border are dropped: the outer background is one of them, and a region left open at the
-    border is not closed by the drawing [I]. Components below min_region_px pixels are dropped
-    (specks between nearby strokes)."""
-    s = sketch.detach().cpu().numpy() if isinstance(sketch, torch.Tensor) else np.asarray(sketch)
-    while s.ndim > 2 and s.shape[0] == 1:
-        s = s[0]
-    if s.ndim != 2:
-        raise ValueError(f"need one sketch (1, H, W), got shape {tuple(sketch.shape)}")
-    paper = (s > 0).astype(np.uint8)
-    n, labels = cv2.connectedComponents(paper, connectivity=4)
-    border = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
-    areas = np.bincount(labels.ravel(), minlength=n)
-    keep = np.zeros(n, dtype=bool)
-    keep[1:] = areas[1:] >= min_region_px  # label 0 is the ink
-    keep[border] = False
-    remap = np.zeros(n, dtype=np.int32)
-    remap[keep] = np.arange(1, keep.sum() + 1)
-    return remap[labels]
 
 
 def _region_mean_lab(lab: np.ndarray, labels: np.ndarray, n: int) -> np.ndarray:

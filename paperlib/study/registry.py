@@ -13,6 +13,13 @@ from pathlib import Path
 from ..config import Config, get_dataset, get_profile, override, paper
 from .reproduce import runs_dir
 
+# Table 2's encoder strides with the last stride-2 layer (the 9th) at stride 1: total stride 8
+GRID8_STRIDES = (1, 1, 2, 1, 2, 1, 2, 1, 1, 1)
+
+# [I] a training step on the 8x8 grid costs 2.3 on the 4x4 grid's (mini, two cores, AMD EPYC:
+# results/bench_compare_grid8.txt); its residual blocks and last encoder layers run on 4x the cells
+GRID8_STEP_COST = 2.3
+
 # name -> (what it reproduces, overrides)
 RUNS: dict[str, tuple[str, dict]] = {
     "scft-triplet": ("the full method: SCFT + triplet loss (Eq. 5)", {}),
@@ -86,11 +93,28 @@ RUNS: dict[str, tuple[str, dict]] = {
     "arm-curve-none": ("loss arms' curves: SCFT without a correspondence loss at the main "
                        "model's steps, training images held out for validation",
                        lambda c: _arm_curve(c, "none")),
+    # The region study: the main model misses region dE00 <= 14 on OpenMoji, and its error
+    # sits in regions smaller than a feature cell (results/table_region_size.csv). The main
+    # model's recipe and steps, HUE_VAL training images held out as split "val", one lever
+    # each. All [I].
+    "region-base": ("region study: the main model's recipe, training images held out for "
+                    "validation", lambda c: _region_arm(c, {})),
+    "region-grid8": ("region study: an 8x8 feature grid at 64 px (the last stride-2 encoder "
+                     "layer at stride 1: 8 px cells, the paper's 16x16 grid's share of the image "
+                     "more nearly)", lambda c: _region_arm(c, {"model.encoder_strides": GRID8_STRIDES})),
+    "region-grid8-time": ("region study: the 8x8 grid at the main model's training time (its "
+                          "steps divided by GRID8_STEP_COST, schedule and snapshots stretched "
+                          "alike)", lambda c: _region_arm(c, {"model.encoder_strides": GRID8_STRIDES,
+                                                               **_equal_time(c, GRID8_STEP_COST)})),
+    "region-loss": ("region study: + L1 on each sketch region's mean CIELAB colour, every region "
+                    "counting once (loss.lambda_region = lambda_rec)",
+                    lambda c: _region_arm(c, {"loss.lambda_region": c.loss.lambda_rec})),
 }
 HUE_VAL = 256  # [I] images of the training split held out as the hue study's validation split
 HUE_ARMS = ["hue-base", "hue-sga", "hue-rotation", "hue-ab", "hue-lr"]
 ARM_HUE_ARMS = ["arm-hue-base", "arm-hue-ab3", "arm-hue-batch8", "arm-hue-flat"]
 ARM_CURVES = ["arm-curve-l1", "arm-curve-none"]
+REGION_ARMS = ["region-base", "region-grid8", "region-grid8-time", "region-loss"]
 
 
 def _three_times(c: Config) -> dict:
@@ -115,6 +139,19 @@ def _arm_screen(c: Config, lever: dict) -> dict:
     # the baseline is the recipe the screen started from: the a*b* term at lambda_rec (mini
     # adopted 3x after)
     return {"data.val_holdout": held, "loss.lambda_ab": c.loss.lambda_rec, **lever}
+
+
+def _region_arm(c: Config, lever: dict) -> dict:
+    return {**_three_times(c), "data.val_holdout": _held_out(c), **lever}
+
+
+def _equal_time(c: Config, step_cost: float) -> dict:
+    """The main model's steps, schedule and snapshots divided by `step_cost` (rounded to 100
+    steps): the same training time for a model whose step costs that many of mini's."""
+    exact = 3 * c.train.max_steps / step_cost
+    steps = round(exact / 100) * 100 if exact >= 100 else max(1, round(exact))
+    return {"train.max_steps": steps, "train.snapshot_every": max(1, steps * c.train.snapshot_every // c.train.max_steps),
+            "train.sample_every": max(1, steps * c.train.sample_every // c.train.max_steps)}
 
 
 def _arm_curve(c: Config, correspondence_loss: str) -> dict:

@@ -51,6 +51,7 @@ def example_batch(config: Config, n: int = 4, seed: int = 0, split: str = "test"
     import torch
 
     from ..core import augment
+    from ..core.model import total_stride
     from ..data.datasets import build_dataset
 
     ds = build_dataset(config.data, split)
@@ -59,7 +60,8 @@ def example_batch(config: Config, n: int = 4, seed: int = 0, split: str = "test"
     items = [ds[i] for i in idx]
     image = torch.stack([it["image"] for it in items])  # (n,3,H,W)
     aug = augment.augmented_self(image, override(config, {"data.no_reference_prob": 0.0}).data,
-                                 torch.Generator().manual_seed(seed))
+                                 torch.Generator().manual_seed(seed),
+                                 stride=total_stride(config.model))
     return {"image": image, "sketch": torch.stack([it["sketch"] for it in items]),
             "cross_reference": torch.roll(image, 1, 0), "keys": [it["key"] for it in items], **aug}
 

@@ -21,6 +21,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from ..core import augment
+from ..core.model import total_stride
 from ..config import Config, get_profile, override, paper
 from ..paths import repo_root
 from ..training.loop import autocast, build_nets, train_step
@@ -61,7 +62,8 @@ def synthetic_batch(config: Config, seed: int = 0) -> dict:
     n, r = config.train.batch_size, config.data.resolution
     image = torch.rand(n, 3, r, r, generator=g) * 2 - 1
     sketch = torch.where(torch.rand(n, 1, r, r, generator=g) < 0.1, -1.0, 1.0)
-    batch = {"sketch": sketch, **augment.augmented_self(image, config.data, g)}
+    batch = {"sketch": sketch, **augment.augmented_self(image, config.data, g,
+                                                         stride=total_stride(config.model))}
     if config.train.channels_last:
         batch = {k: v.contiguous(memory_format=torch.channels_last) if v.dim() == 4 else v
                  for k, v in batch.items()}

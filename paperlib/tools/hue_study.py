@@ -37,6 +37,8 @@ DH_LEVEL = 10.0
 MAP_LEVEL = 0.5  # [I] a diagonal entry of the chroma map above this carries that axis over
 CSV, MD, PNG = "hue_study.csv", "hue_study.md", "hue_study.png"
 MAP_KEYS = ("transfer_aa", "transfer_ab", "transfer_ba", "transfer_bb")
+# region dE00 over regions under / from evaluate.SMALL_REGION_PX (columns of the arm table)
+SIZE_KEYS = ("region_de_small", "region_de_large")
 
 
 @dataclass(frozen=True)
@@ -206,7 +208,10 @@ def arm_table(df: pd.DataFrame) -> pd.DataFrame:
                     "first_step_dh_below": first_step(curve, lambda r: max(
                         r["region_dh_self"], r["region_dc_self"]) < DH_LEVEL),
                     "first_step_both_axes": first_step(
-                        curve, lambda r: min(r["transfer_aa"], r["transfer_bb"]) > MAP_LEVEL)})
+                        curve, lambda r: min(r["transfer_aa"], r["transfer_bb"]) > MAP_LEVEL),
+                    # the region error by region size, where measured (studies since the split)
+                    **{k: last[f"region_de_{k.split('_')[-1]}_self"] for k in SIZE_KEYS
+                       if f"region_de_{k.split('_')[-1]}_self" in curve}})
     return pd.DataFrame(out)
 
 
@@ -255,13 +260,17 @@ def summarise(work, out_dir=None) -> tuple[Path, Path, Path]:
     lines += [shown.to_markdown(index=False), ""]
     (out_dir / MD).write_text("\n".join(lines))
 
+    sized = [f"{k}_self" for k in SIZE_KEYS if f"{k}_self" in df]
     long = df.melt(id_vars=["dataset", "arm", "seed", "images"],
-                   value_vars=["region_dh_self", "transfer_aa", "transfer_bb"], var_name="metric")
+                   value_vars=["region_dh_self", "transfer_aa", "transfer_bb",
+                               *(["region_de_self", *sized] if sized else [])], var_name="metric")
     grid = sns.relplot(data=long, x="images", y="value", hue="arm", style="seed", row="metric",
                        col="dataset", kind="line", marker="o", height=2.6, aspect=1.5,
                        facet_kws={"sharey": "row"})
     for (metric, _), ax in grid.axes_dict.items():
-        ax.axhline(DH_LEVEL if metric == "region_dh_self" else MAP_LEVEL, color="grey", lw=0.8, ls=":")
+        if metric in ("region_dh_self", *MAP_KEYS):
+            ax.axhline(DH_LEVEL if metric == "region_dh_self" else MAP_LEVEL, color="grey",
+                       lw=0.8, ls=":")
     grid.figure.suptitle("hue study, validation split: dH* (lower is better) and the chroma "
                          "map's diagonal (1 = hue follows)", y=1.02)
     grid.figure.savefig(out_dir / PNG, dpi=90, bbox_inches="tight")

@@ -33,9 +33,10 @@ from tqdm import tqdm
 from ..core import augment, losses
 from ..config import Config
 from ..data.datasets import build_dataset
-from ..core.model import Discriminator, Generator
+from ..core.model import Discriminator, Generator, total_stride
 from ..paths import remove_stale_temp_files
 from ..core.perceptual import build_perceptual
+from ..core.sketch import region_labels
 from .checkpoint import (CHECKPOINT, checkpoint_state, gather_rng_states, load_resume_state,
                          restore, trim_stats, write_checkpoint, write_or_check_config)
 from .runlock import RunLock
@@ -164,7 +165,7 @@ def train_step(nets: Nets, config: Config, batch: dict, neg_gen: torch.Generator
             config.loss, fake=fake.float(), target=target,
             d_fake=g_logits.float() if adversarial else None, aux=aux,
             corr=batch["corr"], corr_mask=batch["corr_mask"], perceptual_net=nets.vgg,
-            generator=neg_gen)
+            generator=neg_gen, regions=batch.get("regions"))
     nets.opt_g.zero_grad(set_to_none=True)
     with record_function("G backward (through losses, D, G)"):
         nets.scaler.scale(g_total).backward()
@@ -233,8 +234,10 @@ def prepare_batch(raw: dict, config: Config, gen: torch.Generator, device: torch
     so the colour shift, the TPS warp and the correspondence search run there (faster on a GPU;
     the same draws, but not bit-identical arithmetic to the CPU's)."""
     image = raw["image"].to(device) if augment_on_device else raw["image"]
-    aug = augment.augmented_self(image, config.data, gen)
+    aug = augment.augmented_self(image, config.data, gen, stride=total_stride(config.model))
     batch = {"sketch": raw["sketch"], **aug}
+    if config.loss.lambda_region > 0:  # the target keeps the sketch's geometry: same regions
+        batch["regions"] = region_labels(raw["sketch"])  # (B, H, W)
     mf = torch.channels_last if config.train.channels_last else torch.contiguous_format
     return {k: (v.to(device, non_blocking=True, memory_format=mf) if v.dim() == 4
                 else v.to(device, non_blocking=True)) for k, v in batch.items()}
