@@ -182,7 +182,7 @@ def test_the_committed_region_study_rebuilds_and_shows_the_grid_is_what_holds_th
     summary rebuilt from their measurements is the committed one; on every seed the 8x8 grid
     ends under the 14 aimed at and at least 3 dE00 under the 4x4 base, in small and in large
     regions; at the main model's training time (1,300 steps) it still ends under 14 and under
-    the base; the per-region loss moves the base by less than 1."""
+    the base on both seeds, but not on faces; the per-region loss moves the base by less than 1."""
     from pathlib import Path
 
     from paperlib.tools import hue_study as hs
@@ -199,7 +199,13 @@ def test_the_committed_region_study_rebuilds_and_shows_the_grid_is_what_holds_th
         assert grid["region_de"] < 14 <= base["region_de"] - 0.8
         for k in ("region_de", "region_de_small", "region_de_large"):
             assert base[k] - grid[k] > 3, (seed, k)
-    timed = om.loc[("region-grid8-time", 0)]
-    assert timed["steps"] == 1300 and timed["region_de"] < 14
-    assert timed["region_de"] < om.loc[("region-base", 0), "region_de"] - 1
+    for seed in (0, 1):
+        timed = om.loc[("region-grid8-time", seed)]
+        assert timed["steps"] == 1300 and timed["region_de"] < 14
+        assert timed["region_de"] < om.loc[("region-base", seed), "region_de"] - 1
+    # on faces, at equal time, the finer grid follows the reference more but does not lower
+    # the region error
+    faces = t[t["dataset"] == "faces"].set_index("arm")
+    assert faces.loc["region-grid8-time", "region_de"] > faces.loc["region-base", "region_de"]
+    assert faces.loc["region-grid8-time", "ref_gain_de"] > faces.loc["region-base", "ref_gain_de"] + 3
     assert abs(om.loc[("region-loss", 0), "region_de"] - om.loc[("region-base", 0), "region_de"]) < 1
