@@ -210,8 +210,7 @@ def arm_table(df: pd.DataFrame) -> pd.DataFrame:
                     "first_step_both_axes": first_step(
                         curve, lambda r: min(r["transfer_aa"], r["transfer_bb"]) > MAP_LEVEL),
                     # the region error by region size, where measured (studies since the split)
-                    **{k: last[f"region_de_{k.split('_')[-1]}_self"] for k in SIZE_KEYS
-                       if f"region_de_{k.split('_')[-1]}_self" in curve}})
+                    **{k: last[f"{k}_self"] for k in SIZE_KEYS if f"{k}_self" in curve}})
     return pd.DataFrame(out)
 
 
