@@ -201,10 +201,10 @@ def test_claims_by_dataset_puts_the_verdicts_side_by_side_and_says_where_they_di
 
 
 def test_each_hue_arm_is_the_base_arm_plus_its_one_lever():
-    from paperlib.study.registry import HUE_ARMS, HUE_VAL, MAIN, run_overrides
+    from paperlib.study.registry import HUE_ARMS, HUE_VAL, run_overrides
 
     base = run_overrides("mini", "hue-base")
-    assert base == {**run_overrides("mini", MAIN), "data.val_holdout": HUE_VAL, "loss.lambda_ab": 0.0}
+    assert base == {**run_overrides("mini", "scft-triplet-3x"), "data.val_holdout": HUE_VAL, "loss.lambda_ab": 0.0}
     levers = {name: {k: v for k, v in run_overrides("mini", name).items() if base.get(k) != v}
               for name in HUE_ARMS[1:]}
     assert levers == {"hue-sga": {"model.aggregation": "sga"},

@@ -167,9 +167,9 @@ def test_the_arms_screen_changes_one_thing_each_at_equal_images():
 def test_the_loss_arms_curves_are_the_fig17_arms_at_the_main_models_steps():
     from dataclasses import replace
 
-    from paperlib.study.registry import ARM_CURVES, MAIN, run_config
+    from paperlib.study.registry import ARM_CURVES, run_config
 
-    main = run_config("mini", MAIN, 0, "openmoji")
+    main = run_config("mini", "scft-triplet-3x", 0, "openmoji")
     for arm, kind in zip(ARM_CURVES, ("l1", "none")):
         c = run_config("mini", arm, 0, "openmoji")
         ablation = run_config("mini", f"scft-{kind}", 0, "openmoji")

@@ -107,7 +107,7 @@ def test_the_region_term_is_logged_and_needs_the_labels():
 
 def test_the_region_arms_change_one_thing_each_from_the_main_models_recipe():
     base = run_config("mini", "region-base")
-    main = run_config("mini", "scft-triplet-3x")
+    main = run_config("mini", "scft-triplet-3x")  # the recipe before the grid was adopted
     assert base.train == main.train and base.loss == main.loss and base.model == main.model
     assert base.data.val_holdout == 256 and main.data.val_holdout == 0
     grid8, region = run_config("mini", "region-grid8"), run_config("mini", "region-loss")
@@ -116,6 +116,19 @@ def test_the_region_arms_change_one_thing_each_from_the_main_models_recipe():
     assert region.loss.lambda_region == base.loss.lambda_rec
     assert override(region, {"loss.lambda_region": 0.0}) == base
     assert set(REGION_ARMS) <= set(RUNS)
+
+
+def test_the_main_model_is_the_equal_time_grid8_arm_trained_on_every_training_image():
+    from paperlib.study.registry import MAIN
+
+    for profile in ("mini", "smoke"):
+        main, arm = run_config(profile, MAIN), run_config(profile, "region-grid8-time")
+        # only the held-out validation images differ from the arm the region study measured
+        assert main.data.val_holdout == 0 and arm.data.val_holdout > 0
+        assert override(main, {"data.val_holdout": arm.data.val_holdout}) == arm
+        assert main.model.encoder_strides == GRID8_STRIDES
+    # the ablation arms keep Table 2's strides
+    assert run_config("mini", "scft-triplet").model.encoder_strides != GRID8_STRIDES
 
 
 def test_the_grid8_arm_at_equal_time_divides_the_main_models_schedule_by_the_step_cost():

@@ -41,7 +41,7 @@ def pytest_collection_modifyitems(session, config, items):
 # The runs the notebooks read in the mini profile: every arm with seeds 0 and 1, the recipe
 # study and the precision check with seed 0 (as notebooks 02-06 train them). Notebook 09, which
 # reads both datasets' runs, is not part of the check (the Makefile's NOTEBOOKS).
-REQUIRED = {"mini": sorted({(n, s) for n in ("scft-triplet", "scft-triplet-3x", "add", "adain",
+REQUIRED = {"mini": sorted({(n, s) for n in ("scft-triplet", "scft-triplet-grid8", "add", "adain",
                                               "sga", "scft-l1", "scft-none", "scft-noref")
                             for s in (0, 1)} | {("recipe-paper-objective", 0),
                                                 ("recipe-l1-triplet", 0), ("short-fp32", 0),
