@@ -160,8 +160,8 @@ def mini() -> Config:
     - learning rates 5x the paper's (G:D kept at 1:2): at 1e-4 the N(0, 0.02) SCFT queries and
       keys stay near zero and the triplet loss sits at its margin for the whole budget;
     - an L1 term on CIELAB a*b*: without it the model learns one chroma axis (yellow-blue) in
-      its 3,000 steps and red comes out orange. In the hue study (results/gpu/hue-study/, the
-      main model's recipe and steps, 256 held-out training images, two seeds) it alone of four
+      3,000 steps and red comes out orange. In the hue study (results/gpu/hue-study/, the
+      4x4 main model's recipe and steps, 256 held-out training images, two seeds) it alone of four
       levers brought the red-green axis in, at loss.lambda_ab = lambda_rec = 30: a* from a*
       0.08-0.13 -> 0.54-0.58 on OpenMoji and 0.27-0.29 -> 0.64-0.72 on faces, dH* 14.8 -> 7.4-8.1
       and 13.5-14.2 -> 3.8-4.6; stop-gradient attention, a uniform hue rotation in a() and 3x

@@ -1,7 +1,7 @@
 """`python -m paperlib long-run`: one recipe trained for many more steps than the notebooks give
 it, its seeds side by side, and its reference use measured at every snapshot while it trains.
 
-Why: on the two-core CPU the main model gets 3,000 steps. Whether the recipe keeps improving with
+Why: on the two-core CPU the recipe gets 1,000 to 3,000 steps. Whether it keeps improving with
 more, or flattens, takes a GPU (results/gpu/README.md). The command trains --profile (default
 mini, plus any --set) with its schedule stretched to --steps, or to the steps that fit --budget
 seconds after timing a short run of each seed on this device, and keeps --snapshots snapshots.
