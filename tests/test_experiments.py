@@ -1,3 +1,5 @@
+import shlex
+
 import pytest
 import pandas as pd
 
@@ -47,8 +49,9 @@ def test_train_command_gives_the_registry_config():
     from paperlib.config import override
     from paperlib.study.registry import run_config, train_command
 
-    for name in ("add", "scft-triplet-3x", "recipe-paper-objective"):
-        cmd = train_command("smoke", name, seed=1).split()
+    # the main model's override is a tuple (its encoder strides): one shell word, parsed back whole
+    for name in ("add", "scft-triplet-3x", "recipe-paper-objective", "scft-triplet-grid8"):
+        cmd = shlex.split(train_command("smoke", name, seed=1))
         assert cmd[:5] == ["python", "-m", "paperlib", "train", "--profile"] and cmd[5] == "smoke"
         sets = [cmd[i + 1] for i, a in enumerate(cmd) if a == "--set"]
         assert override(run_config("smoke", "scft-triplet", 0), sets) == run_config("smoke", name, 1)

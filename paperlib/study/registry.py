@@ -8,6 +8,7 @@ The tables and analyses computed over these runs are in `paperlib.study.tables`.
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 
 from ..config import Config, get_dataset, get_profile, override, paper
@@ -229,10 +230,18 @@ def train_command(profile: str, name: str, seed: int = 0, dataset: str | None = 
     """The command line that trains registry run `name` exactly as `run_config` makes it."""
     dataset = get_dataset(dataset)
     sets = ({} if dataset == "openmoji" else {"data.dataset": dataset}) | run_overrides(profile, name, dataset)
-    args = "".join(f" --set {k}={v}" for k, v in sets.items())
+    args = "".join(f" --set {shlex.quote(f'{k}={_cli_value(v)}')}" for k, v in sets.items())
     folder = runs_dir(profile, dataset).name
     return (f"python -m paperlib train --profile {profile}{args} --set train.seed={seed} "
             f"--run-dir runs/{folder}/{name}-seed{seed}")
+
+
+def _cli_value(value) -> str:
+    # a tuple as `--set` parses it back (config._parse_value): "1,1,2", not "(1, 1, 2)", whose
+    # spaces would split the argument in a shell
+    if isinstance(value, (tuple, list)):
+        return ",".join(str(v) for v in value)
+    return str(value)
 
 
 def run_path(profile: str, name: str, seed: int = 0, dataset: str | None = None) -> Path:
