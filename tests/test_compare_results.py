@@ -45,6 +45,16 @@ def test_rows_of_one_seed_are_compared_with_the_same_seed():
     assert "seed" not in t.index
 
 
+def test_a_key_column_empty_on_one_side_pairs_no_rows_instead_of_failing():
+    # claims.csv with the other dataset not run: that column is all empty, which pandas reads
+    # as float, against text on the side where it ran
+    a = pd.DataFrame({"claim": ["fig1", "fig3"], "ours (faces)": [None, None], "v": [1.0, 2.0]})
+    b = pd.DataFrame({"claim": ["fig1", "fig3"], "ours (faces)": ["x", None], "v": [1.5, 4.0]})
+    t = compare_table(a, b).set_index("column")
+    # fig3 is empty on both sides and pairs; fig1 does not
+    assert t.loc["v", "rows"] == 1 and t.loc["v", "max_abs_diff"] == pytest.approx(2.0)
+
+
 @pytest.mark.parametrize("doc, amd, intel", [
     ("cross_cpu.md", "amd", "earlier-recipe/intel"),
     ("cross_cpu_faces.md", "amd/faces", "earlier-recipe/faces-intel"),

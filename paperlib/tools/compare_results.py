@@ -37,6 +37,13 @@ def compare_table(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
     the mean seed spread of that column (if a `_sd` column exists) and their ratio."""
     keys = row_key(a)
     if keys and all(k in b.columns for k in keys):
+        # a text column left empty on one side (a dataset not run) reads back as float NaN:
+        # such a key is compared as text, so its rows simply do not pair
+        mixed = [k for k in keys if a[k].dtype != b[k].dtype]
+        if mixed:
+            a, b = a.copy(), b.copy()
+            for k in mixed:
+                a[k], b[k] = (s.astype(object).fillna("").astype(str) for s in (a[k], b[k]))
         merged = a.merge(b, on=keys, suffixes=("_a", "_b"))
     else:  # no key: rows in order
         n = min(len(a), len(b))
