@@ -41,7 +41,9 @@ def main(argv=None) -> int:
     sp.add_argument("--batch", type=int, default=4)
     sp.add_argument("--width", type=float, default=1.0)
     sp.add_argument("--aggregation", default="scft")
-    sp.add_argument("--precision", default="fp32,bf16")
+    sp.add_argument("--precision", default="auto",
+                    help="fp32, bf16 or both (fp32,bf16); auto (default): fp32, and bf16 too "
+                         "where the CPU has bf16 units")
     sp.add_argument("--repeats", type=int, default=5)
     sp.add_argument("--no-train", action="store_true", help="time inference only")
     sp.add_argument("--contiguous", action="store_true", help="NCHW instead of channels_last")
@@ -255,7 +257,7 @@ def _dispatch(args) -> int:
                     json.dump(rows, f, indent=2)
             return 0
         rows = bench.run(args.resolution, args.batch, args.width, args.aggregation,
-                         tuple(args.precision.split(",")), args.repeats, train=not args.no_train,
+                         bench.bench_precisions(args.precision), args.repeats, train=not args.no_train,
                          channels_last=not args.contiguous)
         print(bench.format_rows(rows))
         if args.json:

@@ -13,6 +13,8 @@ from pathlib import Path
 
 from .config import Config, get_dataset, get_profile, override
 from .evaluation.evaluate import decimals
+from .training.loop import resolve_device
+from .training.precision import resolve
 
 
 def setup(profile: str | None = None, dataset: str | None = None, **overrides) -> tuple[Config, Path]:
@@ -30,9 +32,11 @@ def setup(profile: str | None = None, dataset: str | None = None, **overrides) -
     os.environ["PAPERLIB_DATASET"] = dataset
     config = override(config, {"data.dataset": dataset})
     results = results_dir(config.profile, dataset)
+    # "auto" shown as what it resolves to on this machine: the precision the runs train in
+    precision = resolve(config.train.precision, resolve_device(config.train.device), warn=False)
     print(f"profile={config.profile}  dataset={dataset}  resolution={config.data.resolution}  "
           f"width={config.model.width}  steps={config.train.max_steps}  "
-          f"batch={config.train.batch_size}  precision={config.train.precision}")
+          f"batch={config.train.batch_size}  precision={precision.precision}")
     if overrides:
         config = override(config, {k.replace("__", "."): v for k, v in overrides.items()})
     return config, results

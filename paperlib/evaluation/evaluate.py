@@ -351,7 +351,7 @@ def evaluate(run_or_file, *, dataset: str | None = None, root: str | None = None
             "resolution": data_cfg.resolution, "step": step, "profile": config.profile,
             "aggregation": config.model.aggregation,
             "correspondence_loss": config.loss.correspondence_loss,
-            "seed": config.train.seed, "eval_seed": seed,
+            "seed": config.train.seed, "eval_seed": seed, "precision": config.train.precision,
             "reference": "zero" if no_reference else "image",
             "fid_network": fid.network_name(), "perceptual_network": perceptual_name(config.loss),
             "git_commit": git_commit(), "checkpoint": str(resolve_snapshot(run_or_file).name)}

@@ -12,6 +12,7 @@ import shlex
 from pathlib import Path
 
 from ..config import Config, get_dataset, get_profile, override, paper
+from ..training.precision import native_bf16
 from .reproduce import runs_dir
 
 # Table 2's encoder strides with the last stride-2 layer (the 9th) at stride 1: total stride 8
@@ -216,6 +217,14 @@ ARMS = list(ARM_LABELS)
 TRAINED_BY = {MAIN: "02", "add": "03", "adain": "03", "sga": "03", "scft-triplet": "02", "scft-l1": "04",
               "scft-none": "04", "scft-noref": "06"}
 RECIPES = ["recipe-paper-objective", "recipe-l1-triplet", "scft-triplet"]
+PRECISION_RUNS = {"fp32": "short-fp32", "bf16": "short-bf16"}
+
+
+def precision_runs() -> dict[str, str]:
+    """The short runs of notebook 02's precision check, by precision: both where this CPU has
+    bf16 units; none where it would emulate bf16 (the short bf16 run would take an hour there,
+    and its answer is about hardware this CPU lacks)."""
+    return dict(PRECISION_RUNS) if native_bf16("cpu") else {}
 
 
 def run_overrides(profile: str, name: str, dataset: str | None = None) -> dict:

@@ -11,7 +11,9 @@ import pandas as pd
 
 from ..config import Config, override
 from ..evaluation.evaluate import decimals
-from .registry import ARMS, run_path
+from ..training.checkpoint import recorded_precision
+from ..training.precision import cpu_name
+from .registry import ARMS, precision_runs, run_path
 
 
 def metrics_table(profile: str, names=None, seeds=(0,), *, dataset: str | None = None,
@@ -23,9 +25,12 @@ def metrics_table(profile: str, names=None, seeds=(0,), *, dataset: str | None =
     frames = []
     for name in names or ARMS:
         for seed in seeds:
-            rows = read_metrics(run_path(profile, name, seed, dataset), **filters)
+            path = run_path(profile, name, seed, dataset)
+            rows = read_metrics(path, **filters)
+            # rows written before evaluate recorded it: the precision the run trained in
+            trained_in = {"precision": recorded_precision(path) or "-"}
             for r in rows:
-                frames.append({"run": name, "seed": seed, **r})
+                frames.append({"run": name, "seed": seed, **trained_in, **r})
     return pd.DataFrame(frames)
 
 
@@ -89,7 +94,7 @@ def provenance(df: pd.DataFrame) -> dict:
         return ", ".join(str(v) for v in sorted(set(df[col]))) if col in df and len(df) else "-"
     return {"profile": vals("profile"), "dataset": vals("dataset"), "split": vals("split"),
             "resolution": vals("resolution"), "steps": vals("step"), "seeds": vals("seed"),
-            "eval seed": vals("eval_seed"), "samples (n)": vals("n"),
+            "eval seed": vals("eval_seed"), "samples (n)": vals("n"), "precision": vals("precision"),
             "perceptual network": vals("perceptual_network"), "FID network": vals("fid_network"),
             "git commit": vals("git_commit")}
 
@@ -111,16 +116,25 @@ def save_table(table: pd.DataFrame, name: str, results, prov: dict, note: str = 
     return results / f"{name}.md"
 
 
+EMULATED_IMAGES = 4
+
+
 def precision_report(profile: str, main_run: str, batch: dict, seed: int = 0, *,
                      dataset: str | None = None) -> pd.DataFrame:
     """Does bf16 cost quality? (1) the main model's outputs in bf16 vs float32 on `batch`;
-    (2) the short float32 and bf16 runs' losses over their last quarter of log lines."""
+    (2) the short float32 and bf16 runs' losses over their last quarter of log lines.
+
+    On a CPU without bf16 units, (1) runs on the batch's first EMULATED_IMAGES images only
+    (emulated bf16 takes seconds for those), and (2) is a row saying why it was not trained."""
     import torch
 
     from ..training.snapshot import load_generator
     from ..training.stats import read_stats
 
     G, _, _ = load_generator(run_path(profile, main_run, seed, dataset))
+    shorts = precision_runs()
+    if not shorts:
+        batch = {k: v[:EMULATED_IMAGES] for k, v in batch.items() if k in ("sketch", "reference")}
     with torch.no_grad():
         ref32, _ = G(batch["sketch"], batch["reference"])
         with torch.autocast("cpu", dtype=torch.bfloat16):
@@ -130,7 +144,10 @@ def precision_report(profile: str, main_run: str, batch: dict, seed: int = 0, *,
             ("outputs: max |bf16 - fp32|", float(diff.max())),
             ("outputs: PSNR bf16 vs fp32 (dB)",
              float(10 * torch.log10(4 / (diff ** 2).mean().clamp(min=1e-12))))]
-    stats = {p: read_stats(run_path(profile, f"short-{p}", seed, dataset)) for p in ("fp32", "bf16")}
+    if not shorts:
+        rows.append((f"outputs: images compared (no bf16 units on {cpu_name()}; bf16 emulated)",
+                     float(len(batch["sketch"]))))
+    stats = {p: read_stats(run_path(profile, name, seed, dataset)) for p, name in shorts.items()}
     for term in ("g_rec", "g_tr", "g_perc", "g_style", "g_adv", "d_total"):
         for p, lines in stats.items():
             tail = lines[-max(1, len(lines) // 4):]

@@ -24,7 +24,8 @@ from ..core import augment
 from ..core.model import total_stride
 from ..config import Config, get_profile, override, paper
 from ..paths import repo_root
-from ..training.loop import autocast, build_nets, train_step
+from ..training.loop import build_nets, train_step
+from ..training.precision import autocast, cpu_name, native_bf16, resolve
 
 
 def _median_time(fn, repeats: int, warmup: int = 1) -> float:
@@ -38,11 +39,25 @@ def _median_time(fn, repeats: int, warmup: int = 1) -> float:
     return statistics.median(times)
 
 
-def matmul_peak(dtype: torch.dtype, n: int = 2048, repeats: int = 5) -> float:
-    """GFLOP/s of an n x n matmul in `dtype` on the CPU (median)."""
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
-    t = _median_time(lambda: a @ b, repeats, warmup=2)
-    return 2 * n ** 3 / t / 1e9
+def matmul_peak(dtype: torch.dtype, n: int = 2048, repeats: int = 5,
+                budget: float = 1.0) -> tuple[float, int]:
+    """(GFLOP/s, size) of a square matmul in `dtype` on the CPU (median of up to `repeats`).
+
+    The size doubles from 256 up to `n` while one product takes under a tenth of `budget`
+    seconds, and the repeats stop at the budget: a CPU that emulates bf16 (about 1 GFLOP/s)
+    measures it at 512 in about a second, where 2048 would take a minute and a half."""
+    size = 256
+    while True:
+        a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
+        t0 = time.perf_counter()
+        a @ b
+        once = time.perf_counter() - t0
+        if size >= n or once > budget / 10:
+            break
+        size *= 2
+    fits = max(1, min(repeats, int(budget / max(once, 1e-9))))
+    t = _median_time(lambda: a @ b, fits, warmup=0 if once > budget / 10 else 1)
+    return 2 * size ** 3 / t / 1e9, size
 
 
 def bench_config(resolution: int, batch: int, width: float, aggregation: str, precision: str,
@@ -76,11 +91,28 @@ def count_flops(fn) -> int:
     return counter.get_total_flops()
 
 
+def bench_precisions(requested: str = "auto") -> tuple[str, ...]:
+    """The precisions to time: "auto" is fp32, and bf16 too where the CPU computes it natively
+    (emulated bf16 would take minutes to time); otherwise the comma-separated list given."""
+    if requested == "auto":
+        return ("fp32", "bf16") if native_bf16("cpu") else ("fp32",)
+    chosen = tuple(p.strip() for p in requested.split(",") if p.strip())
+    bad = [p for p in chosen if p not in ("fp32", "bf16")]
+    if bad or not chosen:
+        raise ValueError(f"--precision {requested!r}: give auto, or fp32 and/or bf16 separated "
+                         f"by commas")
+    for p in chosen:
+        resolve(p, "cpu")  # warns where bf16 is emulated
+    return chosen
+
+
 def run(resolution: int = 256, batch: int = 4, width: float = 1.0, aggregation: str = "scft",
         precisions=("fp32", "bf16"), repeats: int = 5, train: bool = True,
         channels_last: bool = True) -> list[dict]:
     torch.manual_seed(0)
-    peaks = {"fp32": matmul_peak(torch.float32), "bf16": matmul_peak(torch.bfloat16)}
+    peaks = {}
+    for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+        peaks[name], peaks[name + "_size"] = matmul_peak(dtype)
     rows = []
     for precision in precisions:
         config = bench_config(resolution, batch, width, aggregation, precision, channels_last)
@@ -113,6 +145,8 @@ def _row(what, precision, batch, resolution, seconds, flops, peaks) -> dict:
             "seconds": seconds, "images_per_sec": batch / seconds,
             "gflop_per_image": flops / batch / 1e9, "achieved_gflops": gflops,
             "peak_fp32_gflops": peaks["fp32"], "peak_bf16_gflops": peaks["bf16"],
+            "peak_fp32_size": peaks["fp32_size"], "peak_bf16_size": peaks["bf16_size"],
+            "cpu": cpu_name(), "bf16_units": native_bf16("cpu"),
             "fraction_of_peak": gflops / peaks[precision]}
 
 
@@ -125,8 +159,11 @@ def format_rows(rows: list[dict]) -> str:
                      f"{r['seconds']:8.3f} {r['images_per_sec']:7.2f} {r['gflop_per_image']:9.1f} "
                      f"{r['achieved_gflops']:8.1f} {r['fraction_of_peak']:7.1%}")
     if rows:
-        lines.append(f"matmul peak (2048^3, median): fp32 {rows[0]['peak_fp32_gflops']:.0f} GFLOP/s, "
-                     f"bf16 {rows[0]['peak_bf16_gflops']:.0f} GFLOP/s")
+        r = rows[0]
+        lines.append(f"matmul peak (median): fp32 {r['peak_fp32_gflops']:.0f} GFLOP/s at "
+                     f"{r['peak_fp32_size']}^3, bf16 {r['peak_bf16_gflops']:.0f} GFLOP/s at "
+                     f"{r['peak_bf16_size']}^3; {r['cpu']}, "
+                     f"{'bf16 units' if r['bf16_units'] else 'no bf16 units: bf16 is emulated'}")
     return "\n".join(lines)
 
 
@@ -161,6 +198,11 @@ except ImportError:  # the package's layout since it has subpackages
 from paperlib.config import get_profile, override
 profile, sets, warmup, steps = json.loads(sys.argv[1])
 config = override(get_profile(profile), sets + ["train.device=cpu"])
+try:  # since profiles may say "auto": the precision this CPU computes natively
+    from paperlib.training.precision import resolve
+    config = override(config, {"train.precision": resolve(config.train.precision, "cpu").precision})
+except ImportError:
+    pass
 torch.manual_seed(0)
 nets = train.build_nets(config, torch.device("cpu"))
 batch = bench.synthetic_batch(config)
@@ -172,20 +214,8 @@ times = []
 for _ in range(steps):
     t0 = time.perf_counter(); step(); times.append(time.perf_counter() - t0)
 print("RESULT " + json.dumps({"package": paperlib.__file__, "batch": config.train.batch_size,
-                              "times": times}))
+                              "precision": config.train.precision, "times": times}))
 """
-
-
-def cpu_name() -> str:
-    """The CPU's model name (as lscpu prints it), to stand beside every timing."""
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    import platform
-    return platform.processor() or "unknown CPU"
 
 
 def export_tree(rev: str, dest) -> Path:
@@ -270,16 +300,19 @@ def compare(rev: str, profile: str = "mini", sets: list[str] | None = None,
         sides = {"now": (repo_root(), sets + now_sets, workers),
                  rev: (export_tree(rev, tmp), sets + rev_sets, 1)}
         times: dict[str, list[float]] = {k: [] for k in sides}
+        precisions: dict[str, str] = {}
         batch = 0
         for r in range(rounds):
             for name in (list(sides) if r % 2 == 0 else list(sides)[::-1]):
                 tree, s, w = sides[name]
                 res = time_step_in(tree, profile, s, warmup, steps, workers=w)
                 times[name].append(statistics.median(res["times"]))
+                precisions[name] = res["precision"]
                 batch = res["batch"]
     med = {k: statistics.median(v) for k, v in times.items()}
     return {"rev": rev, "profile": profile, "sets": sets, "rev_sets": rev_sets,
             "now_sets": now_sets, "batch": batch, "cpu": cpu_name(), "workers": workers,
+            "precision": precisions,
             "rounds": rounds, "seconds": times, "median_seconds": med,
             "images_per_sec": {k: batch / v for k, v in med.items()},
             "speedup": med[rev] / med["now"]}
@@ -294,7 +327,9 @@ def format_compare(c: dict) -> str:
             f"  {c['rev'][:8]:8s} {c['median_seconds'][c['rev']] * 1000:8.1f} ms/step "
             f"{ips[c['rev']]:7.1f} img/s\n"
             f"  speed-up now / {c['rev'][:8]}: {c['speedup']:.2f}x "
-            f"(median of {c['rounds']} alternating rounds, {c.get('cpu', 'CPU not recorded')})")
+            f"(median of {c['rounds']} alternating rounds, {c.get('cpu', 'CPU not recorded')}"
+            + (f"; precision now {c['precision']['now']}, {c['rev'][:8]} {c['precision'][c['rev']]}"
+               if c.get("precision") else "") + ")")
 
 
 # ------------------------------------------------------------------ where a training step goes
@@ -319,6 +354,7 @@ def breakdown(profile: str = "mini", sets: list[str] | None = None, steps: int =
 
     config = override(get_profile(profile), list(sets or []) + ["train.device=cpu"])
     device = torch.device("cpu")
+    config = override(config, {"train.precision": resolve(config.train.precision, device).precision})
     torch.manual_seed(0)
     nets = build_nets(config, device)
     dataset = build_dataset(config.data, "train")
@@ -382,13 +418,13 @@ def breakdown(profile: str = "mini", sets: list[str] | None = None, steps: int =
             "phases_ms": scopes, "generator_forward_ms": {k: v * 1e3 / steps for k, v in parts.items()},
             "generator_forward_gflop": {k: v / 1e9 for k, v in part_flops.items()},
             "step_gflop": step_flops / 1e9, "io_ms": io, "threads": torch.get_num_threads(),
-            "cpu": cpu_name()}
+            "cpu": cpu_name(), "precision": t.precision}
 
 
 def format_breakdown(b: dict) -> str:
     step = b["step_ms"]
     lines = [f"training step, profile {b['profile']} {' '.join(b['sets'])}".rstrip()
-             + f", batch {b['batch']}, {b.get('cpu', 'CPU not recorded')}, {b['threads']} threads, mean of {b['steps']} steps under "
+             + f", batch {b['batch']}, {b.get('cpu', 'CPU not recorded')}, {b.get('precision', 'precision not recorded')}, {b['threads']} threads, mean of {b['steps']} steps under "
                f"torch.profiler: {step:.1f} ms/step ({b['batch'] / step * 1e3:.1f} img/s), "
                f"{b['step_gflop']:.1f} GFLOP/step",
              "", f"{'part':44s} {'ms/step':>8s} {'share':>6s}"]

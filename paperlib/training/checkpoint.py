@@ -221,20 +221,37 @@ def trim_stats(path: Path, step: int) -> None:
         atomic_write(path, lambda f: f.write(text.encode()))
 
 
-def write_or_check_config(config: Config, run_dir: Path) -> None:
-    """config.json of a new run; for an existing one, a ValueError naming the fields that differ
-    (a run is resumed only with the settings it was started with)."""
+MACHINE = "machine"  # config.json's record of where a run started; not a config field
+
+
+def write_or_check_config(config: Config, run_dir: Path, machine: dict | None = None) -> None:
+    """config.json of a new run, with `machine` (the device and the precision it resolved to)
+    under its own key; for an existing one, a ValueError naming the fields that differ (a run is
+    resumed only with the settings it was started with; the machine may differ)."""
     path = run_dir / "config.json"
     text = to_json(config)
     if path.exists():
-        old = with_new_fields(json.loads(path.read_text()), json.loads(text))
+        theirs = json.loads(path.read_text())
+        theirs.pop(MACHINE, None)
+        old = with_new_fields(theirs, json.loads(text))
         if old != json.loads(text):
             raise ValueError(
                 f"{run_dir} already holds a run with a different config; resume it with the same "
                 f"settings or choose another run folder (differences: "
                 f"{_diff(old, json.loads(text))})")
         return
+    if machine is not None:
+        text = json.dumps({**json.loads(text), MACHINE: machine}, indent=2, sort_keys=True)
     atomic_write(path, lambda f: f.write((text + "\n").encode()))
+
+
+def recorded_precision(run_dir: Path) -> str | None:
+    """The precision an existing run folder's config.json says it trains in (None for a new
+    folder, or one whose config.json cannot be read: write_or_check_config then decides)."""
+    try:
+        return json.loads((Path(run_dir) / "config.json").read_text())["train"]["precision"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def with_new_fields(theirs: dict, ours: dict) -> dict:

@@ -21,8 +21,9 @@ import copy
 import json
 import math
 import os
+import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -38,7 +39,8 @@ from ..paths import remove_stale_temp_files
 from ..core.perceptual import build_perceptual
 from ..core.sketch import region_labels
 from .checkpoint import (CHECKPOINT, checkpoint_state, gather_rng_states, load_resume_state,
-                         restore, trim_stats, write_checkpoint, write_or_check_config)
+                         recorded_precision, restore, trim_stats, write_checkpoint, write_or_check_config)
+from .precision import autocast, resolve
 from .runlock import RunLock
 from .snapshot import FINAL, save_snapshot
 from .stats import STATS
@@ -56,19 +58,6 @@ def resolve_device(name: str) -> torch.device:
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise RuntimeError(f"train.device={name!r} but no CUDA device is available")
     return torch.device(name)
-
-
-def autocast(precision: str, device: torch.device):
-    """bf16 autocast on CPUs with bf16 matrix units and on GPUs; fp16 only on GPUs."""
-    if precision == "fp32":
-        return contextlib.nullcontext()
-    if precision == "bf16":
-        return torch.autocast(device.type, dtype=torch.bfloat16)
-    if precision == "fp16":
-        if device.type != "cuda":
-            raise ValueError("train.precision=fp16 needs a GPU; use bf16 or fp32 on CPU")
-        return torch.autocast("cuda", dtype=torch.float16)
-    raise ValueError(f"train.precision must be fp32, bf16 or fp16, not {precision!r}")
 
 
 # ------------------------------------------------------------------------- the training step
@@ -308,9 +297,18 @@ def train(config: Config, run_dir: str | os.PathLike, *, stop_at_step: int | Non
                 device = torch.device("cuda", local_rank)
             if not dist.is_initialized():
                 dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        # "auto" becomes the precision this device computes natively (a resumed run keeps the
+        # one it started in); config.json, checkpoints and samples see the resolved value.
+        decision = resolve(config.train.precision, device, recorded=recorded_precision(run_dir),
+                           warn=main)
+        config = replace(config, train=replace(config.train, precision=decision.precision))
         if main:
+            print(decision.line(), file=sys.stderr, flush=True)
             run_dir.mkdir(parents=True, exist_ok=True)
-            write_or_check_config(config, run_dir)
+            write_or_check_config(config, run_dir, machine={
+                "device": decision.device_name, "precision": decision.precision,
+                "precision_requested": decision.requested, "precision_reason": decision.reason,
+                "torch": torch.__version__})
 
         # ------------------------------------------ data, networks, schedules, random streams
         torch.manual_seed(config.train.seed)  # identical initial weights on every rank
