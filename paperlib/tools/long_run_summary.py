@@ -148,7 +148,7 @@ def markdown(c: pd.DataFrame, s: pd.DataFrame, meta: dict, ref: pd.DataFrame) ->
     else:
         for _, r in last.iterrows():
             pts.append((int(r["step"]), float(r["region_de_self"]), f"this run, seed {r['seed']}"))
-    pts.sort()
+    pts.sort()  # tie-safe: a list of whole tuples (steps, value, label)
     out += ["## Final region dE00 against the schedule's length (mean over seeds)", "",
             "| schedule | steps | region dE00 |", "|---|---|---|"]
     out += [f"| {lbl} | {st} | {fmt(v)} |" for st, v, lbl in pts]
