@@ -61,6 +61,17 @@ def test_the_best_levers_bring_both_axes_in_soonest(study):
     assert hs.best_arms(table, 1) == ["hue-sga"]
 
 
+def test_arms_tied_on_both_keys_are_ranked_by_name():
+    """Arms that never bring both axes in tie on the first step (NaN, ranked last) and here on
+    the weaker entry too; listed in reverse, they come back by name."""
+    arms = ["hue-z", "hue-y", "hue-x", "hue-w"]
+    table = pd.DataFrame({"dataset": "faces", "arm": arms + ["hue-fast"], "seed": 0,
+                          "first_step_both_axes": [math.nan] * 4 + [200.0],
+                          "map_aa": 0.4, "map_bb": 0.6})
+    assert hs.best_arms(table, 3) == ["hue-fast", "hue-w", "hue-x"]
+    assert hs.best_arms(table[table["arm"] != "hue-fast"], 2) == ["hue-w", "hue-x"]
+
+
 def test_the_summary_writes_its_table_and_figure(study, tmp_path):
     csv, md, png = hs.summarise(study, tmp_path / "out")
     df = pd.read_csv(csv)

@@ -2,15 +2,20 @@
 (a fixed step count, and a time budget), and the summary of the committed GPU run."""
 import json
 import math
+import os
+import subprocess
+import sys
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 import torch
 from PIL import Image
 
 from paperlib.__main__ import main
 from paperlib.tools import long_run
-from paperlib.tools.long_run_summary import SUMMARY_MD, summarise
+from paperlib.tools.long_run_summary import SUMMARY_MD, last_per_seed, summarise
 from paperlib.training.snapshot import FINAL
 
 GPU = Path(__file__).resolve().parents[1] / "results" / "gpu"
@@ -143,14 +148,56 @@ def test_a_budget_chooses_the_steps_from_a_timed_run(image_folder, tmp_path, mon
 
 # ----------------------------------------------------------------------------- the summary
 
-def test_the_summary_of_the_committed_gpu_run_gives_its_committed_tables(tmp_path):
-    """Without the repository's CPU runs here, the rows for them and the fit through them are
-    all that is missing from results/gpu/long_run_summary.md."""
-    text, _, png = summarise(GPU / "8800-steps", tmp_path, runs_root=tmp_path / "no-runs")
+def committed_tables() -> list[str]:
+    """The non-empty lines of results/gpu/long_run_summary.md without the repository's CPU runs
+    (their rows and the fit through them), which a summary without runs/ leaves out."""
     committed = (GPU / SUMMARY_MD).read_text().splitlines()
-    expected = [x for x in committed if x and "(repo)" not in x and not x.startswith("Log-linear")]
-    assert [x for x in text.splitlines() if x] == expected
+    return [x for x in committed if x and "(repo)" not in x and not x.startswith("Log-linear")]
+
+
+def test_the_summary_of_the_committed_gpu_run_gives_its_committed_tables(tmp_path):
+    text, _, png = summarise(GPU / "8800-steps", tmp_path, runs_root=tmp_path / "no-runs")
+    assert [x for x in text.splitlines() if x] == committed_tables()
     assert png.stat().st_size > 10_000
+
+
+def test_the_committed_tables_come_out_without_avx512(tmp_path):
+    """numpy sorts with AVX-512 kernels where the CPU has them and AVX2 ones elsewhere, and the
+    two order tied keys differently; both seeds end at step 8800. A new interpreter with the
+    AVX-512 kernels switched off (NPY_DISABLE_CPU_FEATURES is read when numpy is imported)
+    must give the same tables. On a CPU without AVX-512 it is the same run as above."""
+    # numpy's dispatch targets: "found" on this CPU, "not found" if absent or already switched off
+    simd = np.show_config(mode="dicts")["SIMD Extensions"]
+    off = [f for f in simd["found"] + simd.get("not found", [])
+           if ("512" in f or f == "X86_V4") and f not in simd["baseline"]]
+    script = ("import json, sys\n"
+              "import numpy as np, pandas as pd\n"
+              "from paperlib.tools.long_run_summary import load, markdown\n"
+              "c, s, meta = load(__import__('pathlib').Path(sys.argv[1]))\n"
+              "print(json.dumps({'found': np.show_config(mode='dicts')['SIMD Extensions']['found'],\n"
+              "                  'text': markdown(c, s, meta, pd.DataFrame())}))\n")
+    env = {**os.environ, "NPY_DISABLE_CPU_FEATURES": " ".join(off)}
+    done = subprocess.run([sys.executable, "-c", script, str(GPU / "8800-steps")], env=env,
+                          capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert not [f for f in out["found"] if "512" in f or f == "X86_V4"]
+    assert [x for x in out["text"].splitlines() if x] == committed_tables()
+
+
+def test_seeds_that_end_at_one_step_come_in_seed_order():
+    """Ten seeds logged in reverse order, all ending at step 49, and seed 0 logging its last
+    step twice (a resumed run): one row per seed, seeds ascending, the later line of a pair."""
+    rows = [{"seed": seed, "step": step, "value": float(step)}
+            for seed in range(9, -1, -1) for step in range(50)]
+    rows.append({"seed": 0, "step": 49, "value": -1.0})
+    last = last_per_seed(pd.DataFrame(rows))
+    assert last["seed"].tolist() == list(range(10))
+    assert last["step"].tolist() == [49] * 10
+    assert last["value"].tolist() == [-1.0] + [49.0] * 9
+    # a seed stopped early (by the time guard) comes first: the order is (step, seed)
+    rows += [{"seed": 10, "step": 3, "value": 3.0}]
+    assert last_per_seed(pd.DataFrame(rows))["seed"].tolist() == [10, *range(10)]
 
 
 def test_the_summary_compares_with_the_repository_runs(tmp_path):

@@ -84,6 +84,7 @@ def reference_use_curve(run_dir, *, split: str = "test", n: int | None = None, s
         append_atomic(cache, json.dumps(row) + "\n")  # no torn line if killed
         rows.append(row)
     df = pd.DataFrame([r for r in rows if (r["split"], r["n"], r["eval_seed"]) == (split, n, seed)])
+    # tie-safe: one row per step is left to sort
     return df.drop_duplicates("step", keep="last").sort_values("step").reset_index(drop=True)
 
 

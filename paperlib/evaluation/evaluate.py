@@ -58,7 +58,7 @@ def derangement(n: int, seed: int) -> torch.Tensor:
         raise ValueError("cross-reference evaluation needs at least 2 test images")
     g = torch.Generator().manual_seed(seed)
     perm = torch.randperm(n, generator=g)
-    return torch.roll(perm, 1)[torch.argsort(perm)]
+    return torch.roll(perm, 1)[torch.argsort(perm)]  # tie-safe: a permutation has no ties
 
 
 def other_reference_index(cross: torch.Tensor) -> torch.Tensor:

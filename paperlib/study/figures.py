@@ -140,7 +140,8 @@ def pick_queries(sketch: torch.Tensor, corr_mask: torch.Tensor, k: int = 4) -> l
     density = ink.reshape(grid, cell, grid, cell).mean((1, 3)).flatten()  # (P,)
     density = torch.where(corr_mask, density + 1e-3, torch.full_like(density, -1.0))
     chosen: list[int] = []
-    for idx in torch.argsort(density, descending=True).tolist():
+    # many cells hold the same ink: stable ranks tied cells by position on every CPU and device
+    for idx in torch.argsort(density, descending=True, stable=True).tolist():
         r, c = divmod(idx, grid)
         if density[idx] < 0:
             break

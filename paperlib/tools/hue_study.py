@@ -195,7 +195,7 @@ def arm_table(df: pd.DataFrame) -> pd.DataFrame:
     dH* and dC* < DH_LEVEL, and at which both diagonal map entries > MAP_LEVEL."""
     out = []
     for (dataset, arm, seed), curve in df.groupby(["dataset", "arm", "seed"], sort=False):
-        curve = curve.sort_values("step")
+        curve = curve.sort_values("step")  # tie-safe: curve_rows dropped repeated steps
         last = curve.iloc[-1]
         out.append({"dataset": dataset, "arm": arm, "seed": seed, "steps": int(last["step"]),
                     "of": int(last["max_steps"]), "batch": int(last["batch_size"]),
@@ -217,14 +217,15 @@ def arm_table(df: pd.DataFrame) -> pd.DataFrame:
 def best_arms(table: pd.DataFrame, k: int = 2, base: str = "hue-base") -> list[str]:
     """The k levers (arms other than `base`) that bring both chroma axes in soonest: on each
     dataset, ranked by the first step at which both diagonal map entries pass MAP_LEVEL (never
-    counts as last), then by the weaker diagonal entry at the last snapshot; the union over the
-    datasets of each one's k best, in rank order of the first dataset."""
+    counts as last), then by the weaker diagonal entry at the last snapshot, then by name; the
+    union over the datasets of each one's k best, in rank order of the first dataset."""
     chosen = []
     for _, t in table[table["arm"] != base].groupby("dataset", sort=True):
         per_arm = t.groupby("arm").agg(first=("first_step_both_axes", "mean"),
                                        weaker=("map_aa", "mean"), weaker_b=("map_bb", "mean"))
         per_arm["weaker"] = per_arm[["weaker", "weaker_b"]].min(axis=1)
-        ranked = per_arm.sort_values(["first", "weaker"], ascending=[True, False],
+        # "arm" is the index: arms that never pass tie on "first", and the name settles them
+        ranked = per_arm.sort_values(["first", "weaker", "arm"], ascending=[True, False, True],
                                      na_position="last").index[:k]
         chosen += [a for a in ranked if a not in chosen]
     return chosen

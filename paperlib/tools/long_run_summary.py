@@ -62,9 +62,17 @@ def load(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     meta = json.loads((folder / "meta.json").read_text()) if (folder / "meta.json").exists() else {}
     c = pd.DataFrame(curves)
     if not c.empty:
+        # a sort on several keys is np.lexsort, which is stable: keep="last" is the later line
         c = (c.sort_values(["seed", "split", "step"])
              .drop_duplicates(["seed", "split", "n", "step"], keep="last").reset_index(drop=True))
     return c, pd.DataFrame(stats), meta
+
+
+def last_per_seed(df: pd.DataFrame) -> pd.DataFrame:
+    """Each seed's row at its highest step, ordered by (step, seed). Seeds that end at the same
+    step are tied on "step"; the seed key orders them the same on every CPU (numpy's default
+    sort on one key returns ties in an order that depends on the SIMD kernel it dispatches to)."""
+    return df.sort_values(["step", "seed"]).groupby("seed").tail(1)
 
 
 def profile_of(meta: dict) -> str:
@@ -123,7 +131,7 @@ def markdown(c: pd.DataFrame, s: pd.DataFrame, meta: dict, ref: pd.DataFrame) ->
             fmt(r[m], 3 if m in ("palette_follow_cross", "attention_hit_rate") else 2)
             for m, _ in METRICS) + " |")
     out.append("")
-    last = test.sort_values("step").groupby("seed").tail(1)
+    last = last_per_seed(test)
     out += ["## Last snapshot", "", "| seed | step | region dE00 | reaches 12? | gain | "
             "palette ratio | hit rate |", "|---|---|---|---|---|---|---|"]
     for _, r in last.iterrows():
@@ -140,7 +148,7 @@ def markdown(c: pd.DataFrame, s: pd.DataFrame, meta: dict, ref: pd.DataFrame) ->
     else:
         for _, r in last.iterrows():
             pts.append((int(r["step"]), float(r["region_de_self"]), f"this run, seed {r['seed']}"))
-    pts.sort()
+    pts.sort()  # tie-safe: a list of whole tuples (steps, value, label)
     out += ["## Final region dE00 against the schedule's length (mean over seeds)", "",
             "| schedule | steps | region dE00 |", "|---|---|---|"]
     out += [f"| {lbl} | {st} | {fmt(v)} |" for st, v, lbl in pts]
@@ -158,14 +166,14 @@ def markdown(c: pd.DataFrame, s: pd.DataFrame, meta: dict, ref: pd.DataFrame) ->
                     f"the curve also flattens because the LR decays over its second half.)"]
     tr = c[c["split"] == "train"]
     if not tr.empty:
-        lt = tr.sort_values("step").groupby("seed").tail(1)
+        lt = last_per_seed(tr)
         out += ["", f"Training images (first {int(tr['n'].max())}, notebook 02's setting), last "
                     f"snapshot: region dE00 " + ", ".join(
                         f"seed {r['seed']} {fmt(r['region_de_self'])} (step {r['step']})"
                         for _, r in lt.iterrows())
                 + " — the train/test gap says how much of the error is generalisation."]
     if not s.empty:
-        s2 = s.sort_values("step").groupby("seed").tail(1)
+        s2 = last_per_seed(s)
         out += ["", "Last logged training losses: " + ", ".join(
             f"seed {int(r['seed'])} step {int(r['step'])}: g_rec {fmt(r['g_rec'], 4)}, g_tr {fmt(r['g_tr'], 3)}"
             for _, r in s2.iterrows())]
@@ -210,13 +218,14 @@ def plot(c: pd.DataFrame, s: pd.DataFrame, ref: pd.DataFrame, path: Path) -> Non
             a.legend(fontsize=7)
     if not s.empty:
         for seed, g in s.groupby("seed"):
-            g = g.sort_values("step")
+            # a resumed run can log a step twice: stable keeps the file's order for the pair
+            g = g.sort_values("step", kind="stable")
             gap = g["step"].diff().median()
             k = max(1, int(round(200 / gap))) if gap == gap and gap > 0 else 1
             ax[5].plot(g["step"], g["g_rec"].rolling(k, min_periods=1).mean(),
                        color=colors.get(seed), label=f"g_rec seed {seed}")
         a2 = ax[5].twinx()
-        g = s[s["seed"] == s["seed"].min()].sort_values("step")
+        g = s[s["seed"] == s["seed"].min()].sort_values("step", kind="stable")
         a2.plot(g["step"], g["lr_g"], color="grey", lw=0.8, ls=":", label="lr_g")
         a2.set_ylabel("lr_g", fontsize=8)
         ax[5].legend(fontsize=7)

@@ -37,7 +37,9 @@ def resolve_snapshot(run_or_file: str | os.PathLike) -> Path:
         raise FileNotFoundError(f"no run folder or snapshot file at {p}")
     if (p / FINAL).is_file():
         return p / FINAL
-    found = sorted(p.glob("snapshot-*.pt"), key=lambda f: f.stat().st_mtime)
+    # glob's order is the file system's; the name (zero-padded step) orders equal mtimes, as
+    # after a copy or checkout that gave every file the same one
+    found = sorted(p.glob("snapshot-*.pt"), key=lambda f: (f.stat().st_mtime, f.name))
     if not found:
         raise FileNotFoundError(f"{p} holds no generator snapshot (snapshot-*.pt): "
                                 f"has its training run finished?")
