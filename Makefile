@@ -10,6 +10,18 @@ DATASET ?= openmoji
 
 .PHONY: install reproduce test test-bench check-notebooks bench clean-cache
 
+# CPU_STANDIN=avx2 runs any target as on a CPU with AVX2 only (no AVX-512, no bf16 units), on
+# whatever x86 CPU this is: oneDNN, ATen and MKL are kept to their AVX2 kernels (so bf16 is
+# emulated and `auto` picks fp32), and numpy to its AVX2 sorts. e.g. `make test CPU_STANDIN=avx2`
+ifeq ($(CPU_STANDIN),avx2)
+export ONEDNN_MAX_CPU_ISA := AVX2
+export ATEN_CPU_CAPABILITY := avx2
+export MKL_ENABLE_INSTRUCTIONS := AVX2
+export NPY_DISABLE_CPU_FEATURES := X86_V4 AVX512_ICL AVX512_SPR
+else ifneq ($(CPU_STANDIN),)
+$(error CPU_STANDIN=$(CPU_STANDIN): the only stand-in is avx2)
+endif
+
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade pip

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import errno
 import json
+import os
 import sys
 
 from .config import check_config, get_profile, override
@@ -104,6 +105,9 @@ def main(argv=None) -> int:
     sp.add_argument("--only", default=None, help="run only notebooks whose name contains this")
     sp.add_argument("--dataset", default=None, help="openmoji or faces (default: "
                     "$PAPERLIB_DATASET, else openmoji); faces writes results/faces/")
+    sp.add_argument("--plan", action="store_true",
+                    help="only say what the notebooks would train and how long that takes on "
+                         "this CPU (a few steps of each kind of run are timed), then stop")
     sp = sub.add_parser("screenshot", help="screenshot notebook 08's widget in JupyterLab "
                         "(headless Chromium through playwright, the 'screenshot' extra)")
     sp.add_argument("--profile", default="mini", help="whose runs the notebook shows (default mini)")
@@ -311,8 +315,15 @@ def _dispatch(args) -> int:
             for path in summarise(args.work, args.out_dir):
                 print(f"wrote {path}")
     elif args.cmd == "reproduce":
-        from .study.reproduce import run_notebooks
-        run_notebooks(profile=args.profile, only=args.only, dataset=args.dataset)
+        from .config import get_dataset
+        from .study.estimate import plan
+        from .study.reproduce import notebooks, run_notebooks
+        if args.plan:
+            profile = args.profile or os.environ.get("PAPERLIB_PROFILE", "mini")
+            names = [nb.name for nb in notebooks(args.only)]
+            print(plan(profile, get_dataset(args.dataset), names).summary())
+            return 0
+        run_notebooks(profile=args.profile, only=args.only, dataset=args.dataset, planner=plan)
     return 0
 
 

@@ -1,5 +1,6 @@
 """`bench --compare` and `bench --breakdown` on tiny settings."""
 import pytest
+import torch
 
 from paperlib.tools import bench
 
@@ -80,3 +81,25 @@ def test_compare_still_times_a_commit_of_the_flat_layout():
     result = bench.compare(FLAT_LAYOUT_COMMIT, "smoke", rounds=1, warmup=0, steps=1)
     assert set(result["seconds"]) == {"now", FLAT_LAYOUT_COMMIT}
     assert all(v[0] > 0 for v in result["seconds"].values())
+
+
+def test_the_matmul_peak_stops_growing_at_its_time_budget():
+    from paperlib.tools.bench import matmul_peak
+
+    # a budget no product fits: the smallest size, timed once
+    gflops, size = matmul_peak(torch.float32, n=2048, budget=1e-9)
+    assert size == 256 and gflops > 0
+    gflops, size = matmul_peak(torch.float32, n=256, budget=10.0)
+    assert size == 256 and gflops > 0
+
+
+def test_bench_times_bf16_by_default_only_where_it_is_native(monkeypatch):
+    from paperlib.tools import bench
+
+    monkeypatch.setattr(bench, "native_bf16", lambda device="cpu": False)
+    assert bench.bench_precisions("auto") == ("fp32",)
+    monkeypatch.setattr(bench, "native_bf16", lambda device="cpu": True)
+    assert bench.bench_precisions("auto") == ("fp32", "bf16")
+    assert bench.bench_precisions("bf16") == ("bf16",)
+    with pytest.raises(ValueError, match="fp16"):
+        bench.bench_precisions("fp32,fp16")

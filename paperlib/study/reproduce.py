@@ -71,27 +71,34 @@ def relativise(text: str, root: Path) -> str:
     return text.replace(str(root) + "/", "")
 
 
-TIMES_HEADER = ("notebook", "profile", "minutes")
+TIMES_HEADER = ("notebook", "profile", "minutes", "estimated_minutes", "cpu", "precision")
 
 
-def update_times(text: str, notebook: str, profile: str, minutes: float) -> str:
+def update_times(text: str, notebook: str, profile: str, minutes: float,
+                 estimated: float | None = None, cpu: str = "-", precision: str = "-") -> str:
     """reproduce_times.tsv with `notebook`'s row replaced by this run's time: one row per
     notebook for its last run (rows of other notebooks kept, so `--only 04` updates row 04
     alone), sorted by notebook name, under a header. Older files appended a row per run and had
-    no header: their last row per notebook is kept."""
+    no header: their last row per notebook is kept. Rows from before the estimate, CPU and
+    precision columns keep "-" there. The estimate is the training time `estimate.plan` gave
+    before the notebook ran."""
     rows: dict[str, tuple[str, ...]] = {}
     for line in text.splitlines():
         fields = tuple(line.split("\t"))
-        if len(fields) == len(TIMES_HEADER) and fields != TIMES_HEADER:
-            rows[fields[0]] = fields
-    rows[notebook] = (notebook, profile, f"{minutes:.2f}")
+        if fields[0] in TIMES_HEADER[:1] or len(fields) < 3:
+            continue
+        rows[fields[0]] = (fields + ("-",) * len(TIMES_HEADER))[:len(TIMES_HEADER)]
+    rows[notebook] = (notebook, profile, f"{minutes:.2f}",
+                      "-" if estimated is None else f"{estimated:.2f}", cpu, precision)
     return "".join("\t".join(r) + "\n" for r in [TIMES_HEADER] + sorted(rows.values()))
 
 
 def run_notebooks(profile: str | None = None, only: str | None = None,
-                  dataset: str | None = None) -> None:
+                  dataset: str | None = None, planner=None) -> None:
     """Execute the notebooks headless in order with papermill, in the profile and on the
-    dataset given; dataset "both" runs every study dataset in turn, then CROSS_DATASET."""
+    dataset given; dataset "both" runs every study dataset in turn, then CROSS_DATASET.
+    `planner(profile, dataset, names)`, when given, says before each dataset's notebooks what
+    they will train and how long that takes here (`estimate.plan`)."""
     profile = profile or os.environ.get("PAPERLIB_PROFILE", "mini")
     if dataset == "both":
         from ..config import STUDY_DATASETS
@@ -101,20 +108,23 @@ def run_notebooks(profile: str | None = None, only: str | None = None,
             raise FileNotFoundError(f"no notebooks matching {only!r} in {repo_root() / 'notebooks'}")
         per = [p for p in chosen if p.name not in CROSS_DATASET]
         for d in STUDY_DATASETS if per else ():
-            execute(profile, d, per)
+            execute(profile, d, per, planner)
         cross = [p for p in chosen if p.name in CROSS_DATASET]
         if cross:  # once, after both datasets
-            execute(profile, STUDY_DATASETS[0], cross)
+            execute(profile, STUDY_DATASETS[0], cross, planner)
         return
     dataset = get_dataset(dataset)
     books = notebooks(only)
     if not books:
         raise FileNotFoundError(f"no notebooks matching {only!r} in {repo_root() / 'notebooks'}")
-    execute(profile, dataset, books)
+    execute(profile, dataset, books, planner)
 
 
-def execute(profile: str, dataset: str, books: list[Path]) -> None:
+def execute(profile: str, dataset: str, books: list[Path], planner=None) -> None:
     """Run `books` in order with papermill and keep each executed copy (executed_notebook)."""
+    plan = planner(profile, dataset, [b.name for b in books]) if planner else None
+    if plan is not None:
+        print(plan.summary(), flush=True)
     env = {**os.environ, "PAPERLIB_PROFILE": profile, "PAPERLIB_DATASET": dataset}
     out_dir = repo_root() / ".executed"
     if dataset != "openmoji":
@@ -139,6 +149,8 @@ def execute(profile: str, dataset: str, books: list[Path]) -> None:
             text = relativise(out.read_text(), repo_root())
             atomic_write(keep, lambda f: f.write(text.encode()))
         minutes = (time.time() - t0) / 60
-        text = update_times(log.read_text() if log.exists() else "", nb.name, profile, minutes)
+        text = update_times(log.read_text() if log.exists() else "", nb.name, profile, minutes,
+                            plan.minutes.get(nb.name[:2]) if plan else None,
+                            plan.cpu if plan else "-", plan.precision_name if plan else "-")
         atomic_write(log, lambda f: f.write(text.encode()))
         print(f"   done in {minutes:.1f} min", flush=True)

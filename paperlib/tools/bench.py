@@ -20,11 +20,10 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from ..core import augment
-from ..core.model import total_stride
 from ..config import Config, get_profile, override, paper
 from ..paths import repo_root
 from ..training.loop import build_nets, train_step
+from ..training.steptime import synthetic_batch
 from ..training.precision import autocast, cpu_name, native_bf16, resolve
 
 
@@ -70,19 +69,6 @@ def bench_config(resolution: int, batch: int, width: float, aggregation: str, pr
         loss=replace(c.loss, random_perceptual_weights=True),
         train=replace(c.train, batch_size=batch, precision=precision, device="cpu",
                       channels_last=channels_last))
-
-
-def synthetic_batch(config: Config, seed: int = 0) -> dict:
-    g = torch.Generator().manual_seed(seed)
-    n, r = config.train.batch_size, config.data.resolution
-    image = torch.rand(n, 3, r, r, generator=g) * 2 - 1
-    sketch = torch.where(torch.rand(n, 1, r, r, generator=g) < 0.1, -1.0, 1.0)
-    batch = {"sketch": sketch, **augment.augmented_self(image, config.data, g,
-                                                         stride=total_stride(config.model))}
-    if config.train.channels_last:
-        batch = {k: v.contiguous(memory_format=torch.channels_last) if v.dim() == 4 else v
-                 for k, v in batch.items()}
-    return batch
 
 
 def count_flops(fn) -> int:

@@ -45,6 +45,7 @@ def checkpoint_state(nets: Nets, sched_g, sched_d, rngs: list, step: int, config
             "scaler": nets.scaler.state_dict(), "rng": rngs, "step": step,
             "config": to_dict(config),
             **({"G_ema": nets.G_ema.state_dict()} if nets.G_ema is not None else {})}
+MACHINE = "machine"  # config.json's record of where a run started; not a config field
 
 
 def write_checkpoint(run_dir: Path, state: dict) -> None:
@@ -100,7 +101,10 @@ def read_checkpoint(path: Path, config: Config) -> dict:
         missing = sorted(_CHECKPOINT_KEYS - set(blob)) if isinstance(blob, dict) else ["all"]
         raise CheckpointError(f"{path} is not a training checkpoint (missing {', '.join(missing)})")
     ours = json.loads(to_json(config))
-    theirs = with_new_fields(json.loads(json.dumps(blob["config"])), ours)
+    theirs = json.loads(json.dumps(blob["config"]))
+    if isinstance(theirs, dict):
+        theirs.pop(MACHINE, None)  # where it ran is no setting of the run
+    theirs = with_new_fields(theirs, ours)
     differences = _diff(theirs, ours)
     if differences:
         shown = "; ".join(d.replace(" -> ", " in the checkpoint, ", 1) + " in this run"
@@ -219,9 +223,6 @@ def trim_stats(path: Path, step: int) -> None:
     if changed:
         text = "".join(x + "\n" for x in keep)
         atomic_write(path, lambda f: f.write(text.encode()))
-
-
-MACHINE = "machine"  # config.json's record of where a run started; not a config field
 
 
 def write_or_check_config(config: Config, run_dir: Path, machine: dict | None = None) -> None:

@@ -83,7 +83,7 @@ def _job(profile: str, name: str, seed: int, evaluate: bool, no_reference: bool,
     return str(path)
 
 
-def _steps_done(path: Path) -> int:
+def steps_done(path: Path) -> int:
     """The last step logged in a run's stats.jsonl (0 before the first log line)."""
     import json
 
@@ -155,7 +155,7 @@ def ensure_runs(profile: str, jobs, *, evaluate=True, no_reference: bool = False
         # Redrawn every REFRESH_SECONDS or when a run ends: a notebook keeps every redraw of
         # the bar in its saved output, and a reproduction runs for tens of minutes.
         if any_ended or time.monotonic() - shown[0] >= REFRESH_SECONDS:
-            bar.n = sum(min(steps[j], _steps_done(run_path(profile, *j, dataset))) for j in todo)
+            bar.n = sum(min(steps[j], steps_done(run_path(profile, *j, dataset))) for j in todo)
             bar.set_postfix_str(f"{finished}/{len(todo)} runs done", refresh=False)
             bar.refresh()
             shown[0] = time.monotonic()
