@@ -72,6 +72,9 @@ def main(argv=None) -> int:
     sp.add_argument("--breakdown", action="store_true",
                     help="where a training step of --profile goes: phases, generator parts, "
                          "data and I/O")
+    sp.add_argument("--taps", action="store_true",
+                    help="time the residual convolution dense against tap by tap, per channel "
+                         "count, map size and --precision")
     sp.add_argument("--json", default=None, help="also write the rows to this JSON file")
     sp = sub.add_parser("evaluate", help="FID, KID, SSIM, PSNR and faithfulness of a run")
     sp.add_argument("--checkpoint", required=True, help="run folder or snapshot file")
@@ -245,6 +248,9 @@ def _dispatch(args) -> int:
             result = bench.compare(args.compare, args.profile, args.set, args.rev_set,
                                    args.now_set, rounds=args.rounds or 5, workers=args.workers)
             return _report(result, bench.format_compare(result), args.json)
+        if args.taps:
+            rows = bench.tap_rows(precisions=bench.bench_precisions(args.precision))
+            return _report(rows, bench.format_taps(rows), args.json)
         if args.fid:
             rows = bench.fid_rows()
             text = "\n".join(f"{r['what']:48s} {r['images_per_sec']:6.1f} images/s ({r['cpu']})"

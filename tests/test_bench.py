@@ -103,3 +103,11 @@ def test_bench_times_bf16_by_default_only_where_it_is_native(monkeypatch):
     assert bench.bench_precisions("bf16") == ("bf16",)
     with pytest.raises(ValueError, match="fp16"):
         bench.bench_precisions("fp32,fp16")
+
+
+def test_the_tap_table_times_both_kernels(monkeypatch):
+    from paperlib.tools import bench
+
+    rows = bench.tap_rows(channels=(8,), sides=(4,), precisions=("fp32",), batch=2, repeats=1)
+    assert len(rows) == 1 and rows[0]["dense_ms"] > 0 and rows[0]["taps_ms"] > 0
+    assert "taps/dense" in bench.format_taps(rows)

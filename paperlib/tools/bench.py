@@ -399,7 +399,9 @@ def breakdown(profile: str = "mini", sets: list[str] | None = None, steps: int =
     flops = counter.get_flop_counts()
     part_flops = {n: sum(flops.get(f"Generator.{n}", {}).values()) for n in GENERATOR_PARTS}
     step_flops = count_flops(lambda: train_step(nets, config, batch, neg, device))
+    peak, peak_size = matmul_peak(torch.bfloat16 if t.precision == "bf16" else torch.float32)
     return {"profile": profile, "sets": list(sets or []), "batch": t.batch_size,
+            "peak_gflops": peak, "peak_size": peak_size,
             "steps": steps, "step_ms": t_loop * 1e3 / steps, "data_ms": t_data * 1e3 / steps,
             "phases_ms": scopes, "generator_forward_ms": {k: v * 1e3 / steps for k, v in parts.items()},
             "generator_forward_gflop": {k: v / 1e9 for k, v in part_flops.items()},
@@ -412,7 +414,11 @@ def format_breakdown(b: dict) -> str:
     lines = [f"training step, profile {b['profile']} {' '.join(b['sets'])}".rstrip()
              + f", batch {b['batch']}, {b.get('cpu', 'CPU not recorded')}, {b.get('precision', 'precision not recorded')}, {b['threads']} threads, mean of {b['steps']} steps under "
                f"torch.profiler: {step:.1f} ms/step ({b['batch'] / step * 1e3:.1f} img/s), "
-               f"{b['step_gflop']:.1f} GFLOP/step",
+               f"{b['step_gflop']:.1f} GFLOP/step"
+             + (f", {b['step_gflop'] / step * 1e3:.0f} GFLOP/s = "
+                f"{b['step_gflop'] / step * 1e3 / b['peak_gflops']:.0%} of the "
+                f"{b.get('precision', '')} matmul peak ({b['peak_gflops']:.0f} GFLOP/s at "
+                f"{b['peak_size']}^3)" if "peak_gflops" in b else ""),
              "", f"{'part':44s} {'ms/step':>8s} {'share':>6s}"]
     rows = [("data: load, sketch, a() and TPS", b["data_ms"])]
     rows += [(k, v) for k, v in b["phases_ms"].items()]
@@ -431,6 +437,48 @@ def format_breakdown(b: dict) -> str:
         gf = b["generator_forward_gflop"][name]
         lines.append(f"{name:44s} {fwd[name]:8.1f} {fwd[name] / total_fwd:6.1%} {gf:7.2f} "
                      f"{gf / total_gf:6.1%}")
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------- the residual convolution, tap by tap
+
+def tap_rows(channels=(248, 384, 496), sides=(4, 8), precisions=("fp32",), batch: int = 16,
+             repeats: int = 9) -> list[dict]:
+    """Milliseconds of one residual-block convolution, forward and both backward products,
+    dense (F.conv2d, oneDNN) against tap by tap (core.tapconv), at each channel count, square
+    map side and precision: the evidence for tapconv's MIN_TAP_CHANNELS and MAX_TAP_AREA."""
+    import torch.nn.functional as F
+
+    from ..core.tapconv import tap_conv3x3
+
+    rows = []
+    for precision in precisions:
+        dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+        for side in sides:
+            for c in channels:
+                g = torch.Generator().manual_seed(0)
+                x0 = torch.randn(batch, c, side, side, generator=g).to(dtype)
+                x0 = x0.contiguous(memory_format=torch.channels_last)
+                w0 = (torch.randn(c, c, 3, 3, generator=g) * 0.02).to(dtype)
+                times = {}
+                for name, conv in (("dense", lambda x, w: F.conv2d(x, w, padding=1)),
+                                   ("taps", tap_conv3x3)):
+                    x = x0.clone().requires_grad_(True)
+                    w = w0.clone().requires_grad_(True)
+                    times[name] = _median_time(lambda: conv(x, w).sum().backward(), repeats) * 1e3
+                rows.append({"precision": precision, "side": side, "channels": c, "batch": batch,
+                             "dense_ms": times["dense"], "taps_ms": times["taps"],
+                             "threads": torch.get_num_threads(), "cpu": cpu_name()})
+    return rows
+
+
+def format_taps(rows: list[dict]) -> str:
+    lines = [f"residual 3x3 convolution, forward + backward, batch {rows[0]['batch']}, "
+             f"{rows[0]['threads']} thread(s), {rows[0]['cpu']} (median)",
+             f"{'prec':5s} {'map':>5s} {'channels':>8s} {'dense ms':>9s} {'taps ms':>8s} {'taps/dense':>10s}"]
+    for r in rows:
+        lines.append(f"{r['precision']:5s} {r['side']:>2d}x{r['side']:<2d} {r['channels']:8d} "
+                     f"{r['dense_ms']:9.2f} {r['taps_ms']:8.2f} {r['taps_ms'] / r['dense_ms']:10.2f}")
     return "\n".join(lines)
 
 
