@@ -232,9 +232,10 @@ def plan_outputs(sketch, out, reference=None, checkpoint=None) -> list[tuple[Pat
     output never replaces an input (sketch, reference or checkpoint) or another output, and the
     output folder is never inside a folder that is read (a rerun would read its outputs as
     sketches or references). Each refusal is a ValueError naming both paths."""
-    sketch, out = given(sketch, "--sketch"), given(out, "--out")
+    sketch, out_path = given(sketch, "--sketch"), given(out, "--out")
     reads = [sketch] + ([given(reference, "--reference")] if reference is not None else [])
-    to_folder = output_is_folder(out)
+    to_folder = output_is_folder(out)  # the text as given: Path() drops a trailing '/'
+    out = out_path
     sketches = listing(sketch)
     refs = listing(reads[1]) if reference is not None else []
     if sketch.is_dir() and not to_folder:
@@ -279,7 +280,10 @@ def save_image(img: np.ndarray, target: Path) -> None:
     failed write (a full disk, a kill) leaves the file that was there before as it was."""
     from PIL import Image
 
-    fmt = Image.registered_extensions()[target.suffix.lower()]
+    fmt = Image.registered_extensions().get(target.suffix.lower())
+    if fmt is None:
+        raise ValueError(f"{target}: {target.suffix or 'no extension'!r} is not an image "
+                         f"extension to write ({', '.join(IMAGE_EXTENSIONS)})")
     try:
         atomic_write(target, lambda f: Image.fromarray(img).save(f, format=fmt))
     except DiskFullError:
