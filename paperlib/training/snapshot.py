@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import pickle
 import re
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -41,7 +42,10 @@ def load_pt(path: str | os.PathLike):
     A file holding anything else is an UnsafeFileError naming it and what it holds; an
     unreadable one (truncated, empty, not a torch file) is a ValueError naming it."""
     try:
-        with torch.serialization.safe_globals(NUMPY_ARRAY_GLOBALS):
+        with torch.serialization.safe_globals(NUMPY_ARRAY_GLOBALS), warnings.catch_warnings():
+            # a damaged file's first byte can read as an odd pickle protocol; torch warns about
+            # it before failing, and the failure below already names the file
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
             return torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise
