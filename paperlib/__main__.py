@@ -9,6 +9,7 @@ import os
 import sys
 
 from .config import check_config, get_profile, override
+from .paths import atomic_write
 
 
 def _config(args):
@@ -19,7 +20,8 @@ def _config(args):
     return check_config(override(c, assignments + list(getattr(args, "set", None) or [])))
 
 
-def main(argv=None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line: one sub-command each, every option with its help text."""
     p = argparse.ArgumentParser(prog="python -m paperlib", description=__doc__)
     sub = p.add_subparsers(dest="cmd", required=True)
 
@@ -36,16 +38,19 @@ def main(argv=None) -> int:
     common(sp)
     sp = sub.add_parser("train", help="train or resume a run")
     common(sp)
-    sp.add_argument("--run-dir", required=True)
+    sp.add_argument("--run-dir", required=True, help="the run folder: created for a new run, "
+                    "resumed where it stopped for an existing one")
     sp = sub.add_parser("bench", help="throughput of inference and of a training step")
-    sp.add_argument("--resolution", type=int, default=256)
-    sp.add_argument("--batch", type=int, default=4)
-    sp.add_argument("--width", type=float, default=1.0)
-    sp.add_argument("--aggregation", default="scft")
+    sp.add_argument("--resolution", type=int, default=256, help="image side in pixels (default 256)")
+    sp.add_argument("--batch", type=int, default=4, help="images per batch (default 4)")
+    sp.add_argument("--width", type=float, default=1.0,
+                    help="channel width multiplier of the networks (default 1.0)")
+    sp.add_argument("--aggregation", default="scft", help="how the reference is merged "
+                    "(model.aggregation; default scft)")
     sp.add_argument("--precision", default="auto",
                     help="fp32, bf16 or both (fp32,bf16); auto (default): fp32, and bf16 too "
                          "where the CPU has bf16 units")
-    sp.add_argument("--repeats", type=int, default=5)
+    sp.add_argument("--repeats", type=int, default=5, help="timed repeats of each row (default 5)")
     sp.add_argument("--no-train", action="store_true", help="time inference only")
     sp.add_argument("--contiguous", action="store_true", help="NCHW instead of channels_last")
     sp.add_argument("--fid", action="store_true",
@@ -78,33 +83,42 @@ def main(argv=None) -> int:
     sp.add_argument("--json", default=None, help="also write the rows to this JSON file")
     sp = sub.add_parser("evaluate", help="FID, KID, SSIM, PSNR and faithfulness of a run")
     sp.add_argument("--checkpoint", required=True, help="run folder or snapshot file")
-    sp.add_argument("--dataset", default=None)
-    sp.add_argument("--root", default=None)
+    sp.add_argument("--dataset", default=None, help="the dataset to evaluate on (default: the run's)")
+    sp.add_argument("--root", default=None, help="image root for folder/edges2shoes")
     sp.add_argument("--sketch-source", default=None, choices=["line", "xdog"],
                     help="OpenMoji's sketches: the artist's line art or XDoG (default: the run's)")
-    sp.add_argument("--split", default="test")
+    sp.add_argument("--split", default="test", help="test (default), train or val")
     sp.add_argument("--limit", type=int, default=0, help="evaluate at most this many images")
     sp.add_argument("--no-reference", action="store_true", help="feed zero references")
     sp = sub.add_parser("colorize", help="colour a sketch (or a folder of them)",
                         description="Colour a sketch; the output has the sketch's own size and "
                         "aspect ratio (nothing is cropped).")
-    sp.add_argument("--checkpoint", required=True)
-    sp.add_argument("--sketch", required=True)
+    sp.add_argument("--checkpoint", required=True, help="a run folder (its final snapshot, else "
+                    "its newest) or a snapshot-*.pt file; read without running any code it holds")
+    sp.add_argument("--sketch", required=True,
+                    help="a sketch image, or a folder of them (searched recursively); a line "
+                    "drawing is thresholded, a colour image made into a sketch with XDoG")
     sp.add_argument("--reference", default=None,
                     help="reference image or folder; fitted inside the sketch's working canvas "
                     "(aspect kept, white around it)")
-    sp.add_argument("--out", required=True)
-    sp.add_argument("--device", default="cpu")
+    sp.add_argument("--out", required=True,
+                    help="an image file (.png, .jpg, ...) for one sketch, or a folder (an existing "
+                    "one, a name without a suffix, or a path ending in '/'), where each output "
+                    "keeps its sketch's path below the sketch folder; never an input or a folder "
+                    "inside one that is read (docs/robustness.md)")
+    sp.add_argument("--device", default="cpu", help="where the generator runs: cpu (default), "
+                    "cuda, cuda:1, ...")
     sp.add_argument("--size", type=int, default=None,
                     help="working size: the sketch's longer side is resized to this, aspect kept, "
                     "and padded with white to a multiple of 16 for the generator; a positive "
-                    "multiple of 16 (default: the model's training resolution)")
+                    "multiple of 16, at most 2048 (default: the model's training resolution)")
     sp.add_argument("--lines", choices=("keep", "none"), default="keep",
                     help="how the colours get back to the sketch's size: 'keep' (default) "
                     "upsamples them bilinearly and draws the sketch's own full-resolution line "
                     "art in black on top; 'none' is the plain bilinear upsampling")
     sp = sub.add_parser("reproduce", help="run every notebook in order through papermill")
-    sp.add_argument("--profile", default=None)
+    sp.add_argument("--profile", default=None, help="smoke, mini or paper (default: "
+                    "$PAPERLIB_PROFILE or mini)")
     sp.add_argument("--only", default=None, help="run only notebooks whose name contains this")
     sp.add_argument("--dataset", default=None, help="openmoji or faces (default: "
                     "$PAPERLIB_DATASET, else openmoji); faces writes results/faces/")
@@ -128,7 +142,8 @@ def main(argv=None) -> int:
     sp.add_argument("--out", default=None, help="folder for the curves, logs, samples and "
                     "meta.json (default: the --work folder)")
     sp.add_argument("--profile", default="mini", help="the recipe (default mini)")
-    sp.add_argument("--seeds", type=int, nargs="+", default=[0, 1], metavar="SEED")
+    sp.add_argument("--seeds", type=int, nargs="+", default=[0, 1], metavar="SEED",
+                    help="one run per seed, side by side (default 0 1)")
     steps = sp.add_mutually_exclusive_group()
     steps.add_argument("--steps", type=int, default=None,
                        help="training steps of each run (default 8800, as in results/gpu)")
@@ -173,12 +188,14 @@ def main(argv=None) -> int:
                         "paperlib/tools/hue_study.py.")
     sp.add_argument("--work", default=None, help="folder of the study (default "
                     "runs/<profile>/hue-study)")
-    sp.add_argument("--profile", default="mini")
+    sp.add_argument("--profile", default="mini", help="the recipe the arms change (default mini)")
     sp.add_argument("--arms", nargs="+", default=[], help="registry runs (default the hue arms)")
-    sp.add_argument("--datasets", nargs="+", default=["openmoji", "faces"])
-    sp.add_argument("--seeds", type=int, nargs="+", default=[0], metavar="SEED")
+    sp.add_argument("--datasets", nargs="+", default=["openmoji", "faces"],
+                    help="datasets each arm trains on (default openmoji faces)")
+    sp.add_argument("--seeds", type=int, nargs="+", default=[0], metavar="SEED",
+                    help="seeds of each arm (default 0)")
     sp.add_argument("--steps", type=int, default=0, help="steps of each run (default: the arm's own)")
-    sp.add_argument("--snapshots", type=int, default=6)
+    sp.add_argument("--snapshots", type=int, default=6, help="snapshots over each run (default 6)")
     sp.add_argument("--val-n", type=int, default=256,
                     help="validation images each snapshot is measured on (0: all held out)")
     sp.add_argument("--device", default="auto", help="auto, cpu or cuda")
@@ -192,12 +209,26 @@ def main(argv=None) -> int:
     sp.add_argument("--best", type=int, default=0, metavar="K", help="print only the K levers "
                     "that bring both chroma axes in soonest (hue_study.best_arms), one line")
 
-    args = p.parse_args(argv)
+    return p
+
+
+# The exit status of a process stopped by Ctrl-C (128 + SIGINT), as shells report it.
+INTERRUPTED = 130
+
+
+def main(argv=None) -> int:
+    args = None
     try:
+        args = build_parser().parse_args(argv)
         return _dispatch(args)
+    except KeyboardInterrupt:
+        # One line, not the traceback of wherever the interrupt landed. Files are written
+        # through temp files and renames (paths.atomic_write), so none is left half written.
+        print("interrupted (Ctrl-C)", file=sys.stderr)
+        return INTERRUPTED
     except (OSError, ValueError, RuntimeError) as e:
         print(f"error: {_one_line(e)}", file=sys.stderr)
-        if args.cmd == "train" and type(e).__name__ == "NonFiniteLossError":
+        if args is not None and args.cmd == "train" and type(e).__name__ == "NonFiniteLossError":
             return 3
         return 2
 
@@ -214,12 +245,17 @@ def _one_line(e: BaseException) -> str:
     return text
 
 
+def write_json(path: str, obj) -> None:
+    """A result file, written all at once: an interrupted write leaves the earlier file."""
+    text = json.dumps(obj, indent=2)
+    atomic_write(path, lambda f: f.write(text.encode()))
+
+
 def _report(result, text: str, json_path: str | None) -> int:
     """Print a bench result's text, and write the result as JSON when asked."""
     print(text)
     if json_path:
-        with open(json_path, "w") as f:
-            json.dump(result, f, indent=2)
+        write_json(json_path, result)
     return 0
 
 
@@ -263,16 +299,14 @@ def _dispatch(args) -> int:
                 print(f"sample pipeline {r['resolution']:4d} px, {r['workers']} workers: "
                       f"{r['images_per_sec']:8.1f} images/s (median of {r['repeats']})")
             if args.json:
-                with open(args.json, "w") as f:
-                    json.dump(rows, f, indent=2)
+                write_json(args.json, rows)
             return 0
         rows = bench.run(args.resolution, args.batch, args.width, args.aggregation,
                          bench.bench_precisions(args.precision), args.repeats, train=not args.no_train,
                          channels_last=not args.contiguous)
         print(bench.format_rows(rows))
         if args.json:
-            with open(args.json, "w") as f:
-                json.dump(rows, f, indent=2)
+            write_json(args.json, rows)
     elif args.cmd == "evaluate":
         from .evaluation.evaluate import evaluate, format_table
         rows = evaluate(args.checkpoint, dataset=args.dataset, root=args.root,

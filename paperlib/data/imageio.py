@@ -19,7 +19,7 @@ import warnings
 
 import numpy as np
 import torch
-from PIL import Image, ImageFile, UnidentifiedImageError
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 # File names taken for images wherever a folder is listed (datasets, colorize), lower case.
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".ppm")
@@ -155,8 +155,8 @@ def pil_to_rgb(img: Image.Image, path="<image>") -> np.ndarray:
 def load_rgb(path) -> np.ndarray:
     """Read an image file as (H, W, 3) uint8 RGB.
 
-    Grayscale is replicated to three channels, alpha (RGBA/LA/palette transparency) is
-    composited on white, palette and CMYK are converted, 16-bit data is scaled by
+    An EXIF orientation tag is applied (`upright`). Grayscale is replicated to three channels,
+    alpha (RGBA/LA/palette transparency) is composited on white, palette and CMYK are converted, 16-bit data is scaled by
     255/65535. Unreadable, truncated or non-image files raise `BadImageError(path, reason)`.
     """
     return _to_rgb_checked(_open_checked(path), path)
@@ -169,8 +169,27 @@ def decode_rgb(data: bytes, name: str = "<upload>", max_pixels: int | None = Non
     return _to_rgb_checked(_open_and_decode(io.BytesIO(bytes(data)), name, max_pixels), name)
 
 
+EXIF_ORIENTATION = 0x0112  # the EXIF tag: 1 is upright; 2-8 are the mirrored and rotated storages
+
+
+def upright(img: Image.Image) -> Image.Image:
+    """`img` as it is meant to be seen: a camera JPEG stored sideways with an EXIF orientation
+    tag is rotated (or mirrored) accordingly, as every image viewer shows it. Images without
+    the tag, or with a damaged EXIF block, are returned as they are."""
+    try:
+        orientation = img.getexif().get(EXIF_ORIENTATION, 1)
+    except Exception:  # a damaged EXIF block fails in many ways; the pixels are still good
+        return img
+    if orientation not in range(2, 9):
+        return img
+    turned = ImageOps.exif_transpose(img)
+    img.close()
+    return turned
+
+
 def _to_rgb_checked(img: Image.Image, name) -> np.ndarray:
     try:
+        img = upright(img)
         out = pil_to_rgb(img, name)
     finally:
         img.close()

@@ -25,9 +25,7 @@ CURVE_METRICS = ("ref_gain_de_self", "palette_follow_cross", "region_de_self",
 
 def snapshots(run_dir) -> list[tuple[int, Path]]:
     """(step, path) of a run's intermediate snapshots and its final one, by step."""
-    import torch
-
-    from ..training.snapshot import FINAL
+    from ..training.snapshot import FINAL, load_pt
 
     run_dir = Path(run_dir)
     found = {}
@@ -37,7 +35,7 @@ def snapshots(run_dir) -> list[tuple[int, Path]]:
             found[int(m.group(1))] = p
     final = run_dir / FINAL
     if final.exists():
-        step = int(torch.load(final, map_location="cpu", weights_only=False)["step"])
+        step = int(load_pt(final)["step"])
         found.setdefault(step, final)
     return sorted(found.items())
 

@@ -33,7 +33,7 @@ from ..config import override
 from ..data.datasets import build_dataset
 from ..paths import append_atomic
 from ..core.perceptual import perceptual_name
-from ..training.snapshot import load_generator, resolve_snapshot
+from ..training.snapshot import load_generator, load_pt, resolve_snapshot
 
 
 def git_commit() -> str:
@@ -413,7 +413,7 @@ def read_metrics(run_dir, *, split: str = "test", no_reference: bool = False,
     if not rows:
         return []
     try:
-        step = torch.load(resolve_snapshot(run_dir), map_location="cpu", weights_only=False)["step"]
+        step = load_pt(resolve_snapshot(run_dir))["step"]
     except FileNotFoundError:
         return []
     rows = [r for r in rows if r["step"] == step]

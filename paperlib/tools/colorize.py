@@ -23,6 +23,7 @@ multiple of 16, e.g. the training resolution, it is exactly the plain generator 
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -33,22 +34,43 @@ from tqdm import tqdm
 from ..data.imageio import (IMAGE_EXTENSIONS, BadImageError, fit_inside, load_rgb, resize_long_side,
                             to_tensor, to_uint8)
 from ..core.sketch import binarize_sketch_image, looks_like_line_drawing, sketch_tensor
-from ..training.snapshot import load_generator
+from ..paths import DiskFullError, atomic_write
+from ..training.snapshot import load_generator, resolve_snapshot
 
 LINES = ("keep", "none")
 PAPER = 1.0  # white paper, in both the sketch's {-1,+1} and the reference's [-1,1] range
 
 
-def check_size(size, multiple: int = 16) -> int:
-    """`size` as an int, or a ValueError naming it unless it is a positive multiple of `multiple`."""
+# The largest working size. The attention of SCFT (and "sga") compares every cell of the
+# canvas's 16x-downsampled feature grid with every other, so its memory grows with the fourth
+# power of the size: a 2048 canvas is 128 x 128 = 16,384 cells and a 2 GiB score matrix
+# (scores and softmax, fp32, where they are materialised), 4096 would be 32 GiB. The colours are resized back to the
+# sketch's own size, so a working size near the training resolution is what the model knows.
+MAX_SIZE = 2048
+
+
+def attention_gib(size: int, stride: int = 16) -> float:
+    """GiB of the attention scores and their softmax (fp32) on a size x size canvas."""
+    cells = (size // stride) ** 2
+    return 2 * 4 * cells ** 2 / 2 ** 30
+
+
+def check_size(size, multiple: int = 16, name: str = "size") -> int:
+    """`size` as an int, or a ValueError naming it (as `name`) unless it is a positive multiple
+    of `multiple` and at most MAX_SIZE."""
     ok = isinstance(size, (int, np.integer)) and not isinstance(size, bool)
     if not ok or size <= 0 or size % multiple:
         hint = ""
         if ok and size > 0:
             lo = max(multiple, size // multiple * multiple)
             hint = f" (e.g. {lo} or {lo + multiple})" if lo != size else ""
-        raise ValueError(f"size {size!r} is not a positive multiple of {multiple} (the encoders' "
+        raise ValueError(f"{name} {size!r} is not a positive multiple of {multiple} (the encoders' "
                          f"total stride){hint}")
+    if size > MAX_SIZE:
+        raise ValueError(f"{name} {size} is over {MAX_SIZE}, the largest working size: the "
+                         f"attention over the canvas would need up to about {attention_gib(size):,.0f} "
+                         f"GiB ({attention_gib(MAX_SIZE):.0f} GiB at {MAX_SIZE}); the output has "
+                         f"the sketch's own size whatever the working size")
     return int(size)
 
 
@@ -147,7 +169,8 @@ def colorize_image(G, sketch: np.ndarray, reference: np.ndarray | None = None, *
     return finish_output(out, sketch, data_cfg=data_cfg, line_drawing=line_drawing, lines=lines)
 
 
-def _listing(path: Path) -> list[Path]:
+def listing(path: Path) -> list[Path]:
+    """The image files of a folder (recursively, sorted) or the one file `path` names."""
     if path.is_dir():
         files = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
         if not files:
@@ -158,33 +181,139 @@ def _listing(path: Path) -> list[Path]:
     return [path]
 
 
+def given(value, flag: str) -> Path:
+    """A path option as a Path; an empty one is an error (Path("") would mean the current
+    folder, searched recursively)."""
+    if value is None or not str(value).strip():
+        raise ValueError(f"{flag} is empty: give a file or folder")
+    return Path(value)
+
+
+def output_is_folder(out: str | Path) -> bool:
+    """Whether `out` names a folder (an existing folder, a path ending in '/', or a name without
+    a suffix) or an image file (a known image extension); anything else is a ValueError."""
+    text = str(out)
+    if text == "-":
+        raise ValueError("--out -: writing to standard output is not supported; give an image "
+                         "file or a folder")
+    path = Path(text)
+    if path.is_dir() or text.endswith(("/", os.sep)) or not path.suffix:
+        if path.exists() and not path.is_dir():
+            raise ValueError(f"--out {out} is an existing file without an image extension, "
+                             f"not a folder")
+        return True
+    if path.suffix.lower() not in IMAGE_EXTENSIONS:
+        raise ValueError(f"--out {out}: {path.suffix!r} is not an image extension "
+                         f"({', '.join(IMAGE_EXTENSIONS)}); give an image file, or a folder (an "
+                         f"existing one, a name without a suffix, or a path ending in '/')")
+    return False
+
+
+def inside(path: Path, folder: Path) -> bool:
+    """Whether `path` is `folder` or below it, symbolic links resolved."""
+    path, folder = Path(os.path.realpath(path)), Path(os.path.realpath(folder))
+    return path == folder or folder in path.parents
+
+
+def output_names(sketches: list[Path], root: Path) -> list[Path]:
+    """Each sketch's output path relative to the output folder: its path below `root` with a
+    .png suffix; sketches of one folder sharing a stem (a.png, a.jpg) keep their whole name
+    (a.png.png, a.jpg.png) so that no output replaces another."""
+    rels = [s.relative_to(root) for s in sketches]
+    stems: dict[tuple, int] = {}
+    for r in rels:
+        stems[(r.parent, r.stem)] = stems.get((r.parent, r.stem), 0) + 1
+    return [r.parent / ((r.name if stems[(r.parent, r.stem)] > 1 else r.stem) + ".png")
+            for r in rels]
+
+
+def plan_outputs(sketch, out, reference=None, checkpoint=None) -> list[tuple[Path, Path]]:
+    """(sketch file, output file) for each sketch, checked before anything is computed: an
+    output never replaces an input (sketch, reference or checkpoint) or another output, and the
+    output folder is never inside a folder that is read (a rerun would read its outputs as
+    sketches or references). Each refusal is a ValueError naming both paths."""
+    sketch, out_path = given(sketch, "--sketch"), given(out, "--out")
+    reads = [sketch] + ([given(reference, "--reference")] if reference is not None else [])
+    to_folder = output_is_folder(out)  # the text as given: Path() drops a trailing '/'
+    out = out_path
+    sketches = listing(sketch)
+    refs = listing(reads[1]) if reference is not None else []
+    if sketch.is_dir() and not to_folder:
+        raise ValueError(f"--out {out} is an image file but --sketch {sketch} is a folder of "
+                         f"sketches: give a folder for --out")
+    out_folder = out if to_folder else out.parent
+    for folder in (p for p in reads if p.is_dir()):
+        if inside(out_folder, folder):
+            raise ValueError(f"--out {out} is inside {folder}, a folder colorize reads: a rerun "
+                             f"would take its outputs for inputs; choose an output outside it")
+    if not to_folder:
+        targets = [out]
+    elif sketch.is_dir():
+        targets = [out / name for name in output_names(sketches, sketch)]
+    else:
+        targets = [out / (sketch.stem + ".png")]
+    inputs = {}
+    for p in sketches + refs + ([Path(checkpoint)] if checkpoint is not None else []):
+        if p.exists():
+            st = p.stat()
+            inputs[(st.st_dev, st.st_ino)] = p
+        inputs[os.path.realpath(p)] = p
+    seen: dict[str, Path] = {}
+    for s_path, target in zip(sketches, targets):
+        if target.is_dir():
+            raise ValueError(f"the output for {s_path} would be {target}, which is a folder")
+        st = target.stat() if target.exists() else None
+        hit = inputs.get(os.path.realpath(target)) or (st and inputs.get((st.st_dev, st.st_ino)))
+        if hit is not None:
+            raise ValueError(f"the output for {s_path} would overwrite the input {hit} "
+                             f"(--out {out}); choose another output")
+        key = os.path.realpath(target)
+        if key in seen:
+            raise ValueError(f"{seen[key]} and {s_path} would both be written to {target}; "
+                             f"rename one of them")
+        seen[key] = s_path
+    return list(zip(sketches, targets))
+
+
+def save_image(img: np.ndarray, target: Path) -> None:
+    """Write an (H,W,3) uint8 image through a temp file and a rename (`paths.atomic_write`): a
+    failed write (a full disk, a kill) leaves the file that was there before as it was."""
+    from PIL import Image
+
+    fmt = Image.registered_extensions().get(target.suffix.lower())
+    if fmt is None:
+        raise ValueError(f"{target}: {target.suffix or 'no extension'!r} is not an image "
+                         f"extension to write ({', '.join(IMAGE_EXTENSIONS)})")
+    try:
+        atomic_write(target, lambda f: Image.fromarray(img).save(f, format=fmt))
+    except DiskFullError:
+        raise
+    except OSError as e:
+        raise OSError(e.errno, f"cannot write {target}: {e.strerror or e}") from None
+
+
 def colorize_files(checkpoint, sketch, out, reference=None, device: str = "cpu",
                    progress: bool = True, size: int | None = None,
                    lines: str = "keep") -> list[Path]:
     """Colour one sketch file or a folder of them; `reference` is a file, a folder (paired by
-    sorted order, cycled if shorter) or None. `out` is a file for one sketch, else a folder.
-    Each output has its sketch's size; `size` is the working size of the longer side (default
-    the training resolution, a multiple of 16) and `lines` is "keep" or "none"."""
-    from PIL import Image
-
+    sorted order, cycled if shorter) or None. `out` is an image file for one sketch, else a
+    folder, where each output keeps its sketch's path below the sketch folder (`plan_outputs`
+    says which paths are refused, before any work). Each output has its sketch's size; `size`
+    is the working size of the longer side (default the training resolution, a multiple of 16)
+    and `lines` is "keep" or "none"."""
     if lines not in LINES:
         raise ValueError(f"lines={lines!r}; choose one of {LINES}")
-    G, config, _ = load_generator(checkpoint, device)
-    size = check_size(config.data.resolution if size is None else size, G.enc_s.total_stride)
-    sketches = _listing(Path(sketch))
-    refs = _listing(Path(reference)) if reference is not None else None
-    out = Path(out)
-    single = len(sketches) == 1 and out.suffix.lower() in IMAGE_EXTENSIONS
-    if not single:
-        out.mkdir(parents=True, exist_ok=True)
+    G, config, _ = load_generator(given(checkpoint, "--checkpoint"), device)
+    plan = plan_outputs(sketch, out, reference, resolve_snapshot(checkpoint))
+    refs = listing(Path(reference)) if reference is not None else None
+    size = (check_size(config.data.resolution, G.enc_s.total_stride) if size is None
+            else check_size(size, G.enc_s.total_stride, name="--size"))
     written = []
-    for i, s_path in enumerate(tqdm(sketches, desc="colorize",
-                                    **({} if progress and len(sketches) > 1 else {"disable": True}))):
+    for i, (s_path, target) in enumerate(tqdm(plan, desc="colorize",
+                                              **({} if progress and len(plan) > 1 else {"disable": True}))):
         r = load_rgb(refs[i % len(refs)]) if refs else None
         img = colorize_image(G, load_rgb(s_path), r, data_cfg=config.data, size=size, lines=lines)
-        target = out if single else out / (s_path.stem + ".png")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(img).save(target)
+        save_image(img, target)
         written.append(target)
     return written
 

@@ -23,7 +23,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .colorize import check_size, colorize_tensors, finish_output, padded_feature_grid, prepare_inputs
+from .colorize import (check_size, colorize_tensors, finish_output, padded_feature_grid, prepare_inputs,
+                       save_image)
 from ..core.sketch import binarize_sketch_image
 from ..data.imageio import BadImageError, decode_rgb, fit_inside, to_uint8
 from ..study import registry
@@ -255,16 +256,13 @@ class Demo:
 
     def save(self, path=None) -> Path | None:
         """Write the main arm's output (the sketch's own size) as PNG; None if there is none."""
-        from PIL import Image
-
         out = self.view().output
         if out is None:
             self.message = "nothing to save: no trained model"
             return None
         shown = Path(path) if path else self.save_path
         path = shown if shown.is_absolute() else self.root / shown
-        path.parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(out).save(path)
+        save_image(out, path)  # through a temp file: a failed save keeps the earlier file
         self.message = f"saved {shown} ({out.shape[1]} x {out.shape[0]})"
         return path
 

@@ -19,7 +19,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from ..paths import repo_root
+from ..paths import atomic_write, repo_root
 
 NOTEBOOK = "notebooks/08_try_it.ipynb"
 CHROMIUM = "/usr/bin/chromium"
@@ -76,6 +76,10 @@ def start_lab(root: Path, work: Path, port: int, profile: str) -> subprocess.Pop
 def take(out: str | os.PathLike | None = None, profile: str = "mini", chromium: str = CHROMIUM,
          width: int = 1500, height: int = 1500, timeout: float = 300.0) -> Path:
     """Run notebook 08 in JupyterLab in headless Chromium and save the widget's screenshot."""
+    if out is not None and (not str(out).strip() or Path(out).suffix.lower() != ".png"
+                            or Path(out).is_dir()):
+        # checked before minutes of JupyterLab and Chromium, not when the PNG is written
+        raise ValueError(f"--out {str(out)!r} is not a PNG file path (e.g. shot.png)")
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
@@ -138,5 +142,5 @@ def _drive(page, url: str, out: Path, timeout: float) -> None:
     widget = page.locator(".jp-OutputArea-output .widget-vbox").first  # the outermost box
     widget.scroll_into_view_if_needed()
     page.wait_for_timeout(500)  # let the last images paint
-    out.parent.mkdir(parents=True, exist_ok=True)
-    widget.screenshot(path=str(out))
+    png = widget.screenshot()  # bytes, written through a temp file: a stop keeps the old PNG
+    atomic_write(out, lambda f: f.write(png))

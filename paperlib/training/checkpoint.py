@@ -21,7 +21,7 @@ import torch.distributed as dist
 
 from ..config import Config, to_dict, to_json
 from ..paths import atomic_write
-from .snapshot import atomic_save
+from .snapshot import atomic_save, load_pt
 from .stats import STATS
 
 if TYPE_CHECKING:
@@ -55,7 +55,12 @@ def write_checkpoint(run_dir: Path, state: dict) -> None:
 
 
 def rng_state(gens: dict[str, torch.Generator]) -> dict:
-    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(),
+    # NumPy's state as a tensor and plain values: a checkpoint then holds nothing that the
+    # weights-only loader (`snapshot.load_pt`) must be told to allow
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    state = {"torch": torch.get_rng_state(),
+             "numpy": (kind, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss),
+                       float(gauss)),
              "python": random.getstate(), **{k: g.get_state() for k, g in gens.items()}}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
@@ -74,7 +79,8 @@ def gather_rng_states(gens: dict[str, torch.Generator], world: int = 1) -> list[
 
 def set_rng_state(state: dict, gens: dict[str, torch.Generator]) -> None:
     torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
+    kind, keys, *rest = state["numpy"]  # keys: a tensor, or (older checkpoints) a NumPy array
+    np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), *rest))
     random.setstate(state["python"])
     for k, g in gens.items():
         g.set_state(state[k])
@@ -92,11 +98,9 @@ def read_checkpoint(path: Path, config: Config) -> dict:
     """The resume state in `path`, or CheckpointError saying why this run cannot use it
     (unreadable, not a training checkpoint, or written under another config)."""
     try:
-        blob = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as e:  # truncated, empty or foreign files fail in many ways
-        detail = str(e).splitlines()[0][:200] if str(e) else ""
-        raise CheckpointError(f"{path} is unreadable ({type(e).__name__}"
-                              f"{': ' + detail if detail else ''})") from None
+        blob = load_pt(path)
+    except ValueError as e:  # truncated, empty, foreign, or holding a pickled object
+        raise CheckpointError(str(e)) from None
     if not isinstance(blob, dict) or not _CHECKPOINT_KEYS <= set(blob):
         missing = sorted(_CHECKPOINT_KEYS - set(blob)) if isinstance(blob, dict) else ["all"]
         raise CheckpointError(f"{path} is not a training checkpoint (missing {', '.join(missing)})")
