@@ -1,5 +1,5 @@
 """Command line: python -m paperlib {prepare-data,train,bench,evaluate,colorize,reproduce,screenshot,
-long-run,long-run-summary,hue-study,hue-study-summary}."""
+long-run,long-run-summary,hue-study,hue-study-summary,fp32-check}."""
 from __future__ import annotations
 
 import argparse
@@ -208,6 +208,13 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--out-dir", default=None, help="where they go (default the folder itself)")
     sp.add_argument("--best", type=int, default=0, metavar="K", help="print only the K levers "
                     "that bring both chroma axes in soonest (hue_study.best_arms), one line")
+    sp = sub.add_parser("fp32-check", help="the main model trained in float32 (what a CPU "
+                        "without bf16 units trains) beside the committed bf16 tables: "
+                        "results/fp32/main_<dataset>.{csv,md}")
+    sp.add_argument("--profile", default="mini", help="whose committed tables (default mini)")
+    sp.add_argument("--dataset", default="openmoji", help="openmoji or faces (default openmoji)")
+    sp.add_argument("--no-train", action="store_true",
+                    help="only score runs already trained and evaluated")
 
     return p
 
@@ -354,6 +361,10 @@ def _dispatch(args) -> int:
         else:
             for path in summarise(args.work, args.out_dir):
                 print(f"wrote {path}")
+    elif args.cmd == "fp32-check":
+        from .config import get_dataset
+        from .study.fp32_check import run
+        print(f"wrote {run(args.profile, get_dataset(args.dataset), train=not args.no_train)}")
     elif args.cmd == "reproduce":
         from .config import get_dataset
         from .study.estimate import plan

@@ -259,6 +259,16 @@ def recorded_precision(run_dir: Path) -> str | None:
         return None
 
 
+def recorded_machine(run_dir: Path) -> dict:
+    """config.json's record of the machine a run started on: device, precision and why ({} for
+    a run from before it was recorded, or an unreadable file)."""
+    try:
+        found = json.loads((Path(run_dir) / "config.json").read_text()).get(MACHINE, {})
+    except (OSError, ValueError, AttributeError):
+        return {}
+    return found if isinstance(found, dict) else {}
+
+
 def with_new_fields(theirs: dict, ours: dict) -> dict:
     """`theirs` (a config written by an earlier run) with the fields it lacks taken from `ours`:
     a field added to the config since that run was written cannot have been set differently
