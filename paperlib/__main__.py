@@ -366,13 +366,14 @@ def _dispatch(args) -> int:
         from .study.fp32_check import run
         print(f"wrote {run(args.profile, get_dataset(args.dataset), train=not args.no_train)}")
     elif args.cmd == "reproduce":
-        from .config import get_dataset
+        from .config import STUDY_DATASETS, get_dataset
         from .study.estimate import plan
         from .study.reproduce import notebooks, run_notebooks
         if args.plan:
             profile = args.profile or os.environ.get("PAPERLIB_PROFILE", "mini")
             names = [nb.name for nb in notebooks(args.only)]
-            print(plan(profile, get_dataset(args.dataset), names).summary())
+            for d in STUDY_DATASETS if args.dataset == "both" else [get_dataset(args.dataset)]:
+                print(f"== {d}\n{plan(profile, d, names).summary()}")
             return 0
         run_notebooks(profile=args.profile, only=args.only, dataset=args.dataset, planner=plan)
     return 0
