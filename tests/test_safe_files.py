@@ -427,6 +427,9 @@ def test_a_real_ctrl_c_during_colorize_is_one_line_and_status_130(tmp_path):
     png(tmp_path / "s.png")
     script = (
         "import os, signal, sys\n"
+        # a process started from a background job inherits SIGINT ignored (CI may be one):
+        # take it back, as a terminal's foreground process has it
+        "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
         "import paperlib.tools.colorize as c\n"
         "def interrupt(*a, **k):\n"
         "    os.kill(os.getpid(), signal.SIGINT)\n"
@@ -437,7 +440,7 @@ def test_a_real_ctrl_c_during_colorize_is_one_line_and_status_130(tmp_path):
     proc = subprocess.run([sys.executable, "-c", script, "colorize", "--checkpoint",
                            str(OLD_SNAPSHOT), "--sketch", str(tmp_path / "s.png"), "--out",
                            str(tmp_path / "o.png")], capture_output=True, text=True,
-                          env={**os.environ, "TQDM_DISABLE": "1"})
+                          env={**os.environ, "TQDM_DISABLE": "1"}, timeout=300)
     assert proc.returncode == INTERRUPTED, proc.stderr
     assert proc.stderr.strip().splitlines() == ["interrupted (Ctrl-C)"]
     assert not (tmp_path / "o.png").exists()
