@@ -73,7 +73,7 @@ def test_the_generalisation_notebook_runs_after_both_datasets(monkeypatch):
     assert [p.name for p in reproduce.notebooks("09")] == ["09_generalisation.ipynb"]
     calls = []
     monkeypatch.setattr(reproduce, "execute",
-                        lambda profile, dataset, books: calls.append((dataset, [b.name[:2] for b in books])))
+                        lambda profile, dataset, books, planner=None: calls.append((dataset, [b.name[:2] for b in books])))
     reproduce.run_notebooks("mini", dataset="both")
     per = [p.name[:2] for p in reproduce.notebooks()]
     assert calls == [("openmoji", per), ("faces", per), ("openmoji", ["09"])]
