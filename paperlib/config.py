@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 from dataclasses import dataclass, field, fields, is_dataclass, replace
 from typing import Any
@@ -290,6 +291,12 @@ CHOICES = {
 }
 
 
+def total_stride(model: ModelConfig) -> int:
+    """The encoders' total stride: input pixels per feature cell per side (16 in Table 2).
+    Defined here, at the bottom, because check_config needs it; core.model re-exports it."""
+    return math.prod(int(x) for x in model.encoder_strides)
+
+
 def check_config(config: Config) -> Config:
     """Refuse values that would otherwise fail deep inside the model or the data pipeline,
     with one message naming the field and the value; returns the config unchanged."""
@@ -298,9 +305,7 @@ def check_config(config: Config) -> Config:
         value = getattr(getattr(config, section), name)
         if value not in allowed:
             raise ValueError(f"{key}={value!r} is not one of {', '.join(allowed)}")
-    stride = 1
-    for s in config.model.encoder_strides:
-        stride *= s
+    stride = total_stride(config.model)
     res = config.data.resolution
     if not isinstance(res, int) or isinstance(res, bool) or res <= 0 or res % stride:
         lo = max(stride, res // stride * stride) if isinstance(res, int) else stride
