@@ -65,11 +65,6 @@ def region_colour(fake: torch.Tensor, target: torch.Tensor, regions: torch.Tenso
     return (means(fake) - means(target.detach())).abs().mean() / 100.0
 
 
-def lsgan_d(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
-    """LSGAN discriminator loss [S]: 0.5 * (E[(D(real) - 1)^2] + E[D(fake)^2])."""
-    return 0.5 * (((real_logits.float() - 1.0) ** 2).mean() + (fake_logits.float() ** 2).mean())
-
-
 def lsgan_g(fake_logits: torch.Tensor) -> torch.Tensor:
     """LSGAN generator loss [S]: E[(D(fake) - 1)^2]."""
     return ((fake_logits.float() - 1.0) ** 2).mean()

@@ -324,25 +324,6 @@ def fid_lowrank(a: np.ndarray, b: np.ndarray) -> float:
     return float(diff @ diff + (xa * xa).sum() / na + (xb * xb).sum() / nb - 2 * tr_sqrt)
 
 
-def fid_bootstrap(a: np.ndarray, b: np.ndarray, n: int = 200, seed: int = 0,
-                  level: float = 0.95) -> tuple[float, float]:
-    """Bootstrap interval (level) of FID: both sets resampled with replacement n times.
-
-    Resampling duplicates images, which inflates FID (it is biased upward at small N), so the
-    bootstrap distribution sits above the estimate; we shift it back by its estimated bias
-    (mean of the bootstrap values minus the estimate) before taking the percentiles
-    (bias-corrected percentile interval). The width shows how much the number would move
-    with another draw of the same number of images."""
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    rng = np.random.default_rng(seed)
-    vals = np.array([fid_from_activations(a[rng.integers(0, len(a), len(a))],
-                                          b[rng.integers(0, len(b), len(b))])
-                     for _ in range(n)])
-    vals -= vals.mean() - fid_from_activations(a, b)
-    lo, hi = np.percentile(vals, [50 * (1 - level), 50 * (1 + level)])
-    return float(lo), float(hi)
-
-
 def kid_subset_size(n: int) -> int:
     """KID subset size for n samples per set: n // 2 (at least 2). Subsets as large as the set
     all draw the same samples, so the spread over subsets would be 0 and say nothing."""
@@ -420,12 +401,3 @@ def reference_activations(key: dict, compute_fn: Callable[[], np.ndarray]) -> np
     atomic_write(path, lambda f: np.savez(f, acts=acts.astype(np.float32), mu=mu, sigma=sigma,
                                            key=json.dumps(key, sort_keys=True, default=str)))
     return acts
-
-
-def reference_stats(key: dict, compute_fn: Callable[[], np.ndarray]) -> tuple[np.ndarray, np.ndarray, int]:
-    """(mu, sigma, n) of a reference set, cached as in reference_activations."""
-    path = reference_path(key)
-    if not path.is_file():
-        reference_activations(key, compute_fn)
-    with np.load(path) as z:
-        return z["mu"], z["sigma"], int(len(z["acts"]))
