@@ -67,7 +67,7 @@ def load_pt(path: str | os.PathLike):
 
 def atomic_save(obj, path: str | os.PathLike, **kwargs) -> None:
     """torch.save through a temp file and a rename: a kill never leaves half a checkpoint.
-    `kwargs` go to `paths.atomic_write` (previous=..., fault=...)."""
+    `kwargs` go to `paths.atomic_write` (previous=..., at=...)."""
     atomic_write(path, lambda f: torch.save(obj, f), **kwargs)
 
 
