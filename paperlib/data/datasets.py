@@ -19,6 +19,7 @@ from pathlib import Path
 from torch.utils.data import Dataset, Subset
 
 from ..config import DataConfig
+from . import faces, openmoji
 from .imageio import (IMAGE_EXTENSIONS, BadImageError, check_image_header, load_rgb,
                       resize_center_crop, to_tensor)
 from ..core.sketch import sketch_tensor, to_gray01, xdog
@@ -70,8 +71,6 @@ class RenderedDataset(Dataset):
 
 class OpenMojiDataset(RenderedDataset):
     def __init__(self, cfg: DataConfig, split: str, limit: int | None = None):
-        from . import openmoji
-
         data = openmoji.load_openmoji(cfg, limit=limit)
         idx = openmoji.split_indices(data.codes, cfg, split)
         if len(idx) == 0:
@@ -87,8 +86,6 @@ class FacesDataset(RenderedDataset):
     """DiceBear faces of one split, held in memory; items as OpenMojiDataset's."""
 
     def __init__(self, cfg: DataConfig, split: str, limit: int | None = None):
-        from . import faces
-
         data = faces.load_faces(cfg, split, limit=limit)
         self.images = data.images  # (N,H,W,3) uint8
         self.inks = faces.sketch_masks(data, cfg)  # (N,H,W) bool
@@ -171,6 +168,13 @@ class Edges2ShoesDataset(FolderDataset):
         photo = resize_center_crop(photo, res)
         ink = to_gray01(resize_center_crop(edge, res)) < 0.5  # (H,W) bool; dark lines on white
         return {"image": to_tensor(photo), "sketch": sketch_tensor(ink), "key": self.rel_paths[i]}
+
+
+def check_data(cfg: DataConfig) -> None:
+    """What config.check_config cannot tell from the config alone: that the faces styles it
+    names are installed (dicebear-styles), and that the unseen style is not trained on."""
+    if cfg.dataset == "faces":
+        faces.check_styles(cfg)
 
 
 def build_dataset(cfg: DataConfig, split: str, limit: int | None = None) -> Dataset:

@@ -32,8 +32,8 @@ from torch.profiler import record_function
 from tqdm import tqdm
 
 from ..core import augment, losses
-from ..config import Config
-from ..data.datasets import build_dataset
+from ..config import Config, check_config
+from ..data.datasets import build_dataset, check_data
 from ..core.model import Discriminator, Generator, total_stride
 from ..paths import remove_stale_temp_files
 from ..core.perceptual import build_perceptual
@@ -278,9 +278,8 @@ def train(config: Config, run_dir: str | os.PathLike, *, stop_at_step: int | Non
     (step, done, last logged stats, weights digest). The training process holds the run
     folder's lock (rank 0 under torchrun): a second process on the same folder is refused.
     """
-    from ..config import check_config
-
     check_config(config)
+    check_data(config.data)  # before the run folder is made: an unknown style leaves nothing
     run_dir = Path(run_dir)
     rank, world, local_rank = _dist_info()
     main = rank == 0
