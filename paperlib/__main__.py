@@ -268,7 +268,7 @@ def _report(result, text: str, json_path: str | None) -> int:
 
 def _dispatch(args) -> int:
     if args.cmd == "prepare-data":
-        from .data.prepare import prepare
+        from .study.reproduce import prepare
         print(json.dumps(prepare(_config(args)), indent=2))
     elif args.cmd == "train":
         from .training.loop import train

@@ -13,8 +13,18 @@ import sys
 import time
 from pathlib import Path
 
-from ..config import get_dataset
+from ..config import Config, get_dataset
+from ..data.prepare import split_counts
+from ..evaluation import fid
 from ..paths import atomic_write, repo_root
+
+
+def prepare(config: Config) -> dict:
+    """Build (and cache) every split (faces: train, test, test-unseen), convert the FID weights;
+    return the split counts."""
+    counts = split_counts(config)
+    counts["fid_weights"] = str(fid.convert_fid_weights().name)
+    return counts
 
 
 def runs_dir(profile: str, dataset: str | None = None) -> Path:

@@ -20,7 +20,11 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from ..config import Config, get_profile, override, paper
+from torch.utils.data import DataLoader
+
+from ..config import Config, DataConfig, get_profile, override, paper
+from ..core import augment
+from ..data.datasets import build_dataset
 from ..paths import repo_root
 from ..training.loop import build_nets, train_step
 from ..training.steptime import synthetic_batch
@@ -153,10 +157,33 @@ def format_rows(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def bench_pipeline(resolution: int, batch_size: int = 16, n_batches: int = 20,
+                   num_workers: int = 2, cfg: DataConfig | None = None) -> float:
+    """Images/s of the whole sample pipeline on OpenMoji (cached renders): DataLoader workers
+    convert images and sketches, the main process applies a() and the TPS warp. The first
+    batch (worker start-up) is not timed."""
+    cfg = replace(cfg or DataConfig(), dataset="openmoji", resolution=resolution)
+    ds = build_dataset(cfg, "train")
+    gen = torch.Generator().manual_seed(0)
+    loader = DataLoader(ds, batch_size=batch_size, shuffle=True, drop_last=True,
+                        num_workers=num_workers, generator=torch.Generator().manual_seed(0),
+                        persistent_workers=False)
+    it = iter(loader)
+    augment.augmented_self(next(it)["image"], cfg, gen)
+    count, t0 = 0, time.perf_counter()
+    for _ in range(n_batches):
+        try:
+            batch = next(it)
+        except StopIteration:
+            it = iter(loader)
+            batch = next(it)
+        augment.augmented_self(batch["image"], cfg, gen)
+        count += batch["image"].shape[0]
+    return count / (time.perf_counter() - t0)
+
+
 def data_rows(resolutions=(128, 256), workers=(0, 2), repeats: int = 3) -> list[dict]:
     """Images/s of the whole sample pipeline (cached load, sketch, a(), TPS), median of repeats."""
-    from ..core.augment import bench_pipeline
-
     rows = []
     for res in resolutions:
         for w in workers:
