@@ -7,41 +7,12 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
+# the grids are drawn in core (training saves its samples with them); notebooks use them from here
+from ..core.grid import image_grid, save_grid, to_numpy_image  # noqa: F401
 from ..training.stats import read_stats
 
 QUERY_COLORS = ("red", "blue", "yellow", "green")  # the order of Fig. 14's columns (a)-(d)
 ATTENTION_CMAP, ATTENTION_ALPHA = "inferno", 0.6  # Fig. 14 style heat over the reference
-
-
-def to_numpy_image(t: torch.Tensor) -> np.ndarray:
-    """(C,H,W) in [-1,1] -> (H,W,3) float in [0,1]; single-channel sketches are repeated."""
-    t = t.detach().float().cpu()
-    if t.shape[0] == 1:
-        t = t.expand(3, -1, -1)
-    return ((t.clamp(-1, 1) + 1) / 2).permute(1, 2, 0).numpy()
-
-
-def image_grid(columns: list[torch.Tensor], titles: list[str] | None = None, size: float = 1.6):
-    """A figure with one column per tensor (B,C,H,W) and one row per image."""
-    n_rows, n_cols = columns[0].shape[0], len(columns)
-    fig, axes = plt.subplots(n_rows, n_cols, figsize=(size * n_cols, size * n_rows), squeeze=False)
-    for c, col in enumerate(columns):
-        for r in range(n_rows):
-            ax = axes[r][c]
-            ax.imshow(to_numpy_image(col[r]), interpolation="nearest")
-            ax.set_xticks([]), ax.set_yticks([])
-            if r == 0 and titles:
-                ax.set_title(titles[c], fontsize=9)
-    fig.tight_layout()
-    return fig
-
-
-def save_grid(columns, path, titles=None) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig = image_grid(columns, titles)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 def loss_curves(runs: dict[str, str | Path], terms=("g_rec", "g_tr", "g_adv", "d_total",

@@ -32,6 +32,7 @@ from torch.profiler import record_function
 from tqdm import tqdm
 
 from ..core import augment, losses
+from ..core.grid import save_grid
 from ..config import Config, check_config
 from ..data.datasets import build_dataset, check_data
 from ..core.model import Discriminator, Generator, total_stride
@@ -250,8 +251,6 @@ def lr_lambda(total_steps: int, decay_start: float):
 @torch.no_grad()
 def save_samples(G: torch.nn.Module, batch: dict, path: Path, config: Config, device) -> None:
     """A sketch | reference | output | ground truth grid of the batch's first 8 items."""
-    from ..study.figures import save_grid
-
     was_training = G.training
     G.eval()
     with autocast(config.train.precision, device):
