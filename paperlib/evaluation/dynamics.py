@@ -7,8 +7,9 @@ rate. The numbers are cached per snapshot in the run folder (`reference_use.json
 of a notebook measures only what is new.
 
 The recipe study compares recipes (named runs of the experiment registry) at an equal budget
-of training time. Recipes are selected on training images, never on the test split that the
-tables report: `recipe_table` defaults to split "train".
+of training time (study.tables.recipe_table and curves, which read these curves). Recipes are
+selected on training images, never on the test split that the tables report: `recipe_table`
+defaults to split "train".
 """
 from __future__ import annotations
 
@@ -97,50 +98,6 @@ def training_seconds(run_dir) -> float:
         total += (r["step"] - prev) * batch / max(r["images_per_sec"], 1e-9)
         prev = r["step"]
     return total
-
-
-def _run_curves(profile: str, names, seed: int, split: str, n: int | None, progress: bool,
-                dataset: str | None):
-    """(name, run folder, curve) for each named run that has snapshots."""
-    from ..study.registry import run_path
-
-    for name in names:
-        path = run_path(profile, name, seed, dataset)
-        curve = reference_use_curve(path, split=split, n=n, progress=progress)
-        if not curve.empty:
-            yield name, path, curve
-
-
-def recipe_table(profile: str, names, seed: int = 0, split: str = "train", n: int | None = None,
-                 progress: bool = True, *, dataset: str | None = None) -> pd.DataFrame:
-    """Each recipe's reference use at its last snapshot, with its steps and training minutes
-    (`dataset` None: $PAPERLIB_DATASET, else openmoji; as in `curves`)."""
-    from ..study.registry import RUNS
-
-    rows = []
-    for name, path, curve in _run_curves(profile, names, seed, split, n, progress, dataset):
-        last = curve.iloc[-1]
-        rows.append({"recipe": name, "what": RUNS[name][0], "steps": int(last["step"]),
-                     "train_minutes": training_seconds(path) / 60,
-                     **{m: float(last[m]) for m in ("ref_gain_de_self", "palette_follow_cross",
-                                                    "region_de_self", "region_dl_self",
-                                                    "region_dc_self", "region_dh_self",
-                                                    "attention_hit_rate")}})
-    return pd.DataFrame(rows)
-
-
-def curves(profile: str, names, seed: int = 0, split: str = "train", n: int | None = None,
-           progress: bool = True, *, dataset: str | None = None) -> pd.DataFrame:
-    """Long table (run, step, minutes, metric, value) of several runs' reference-use curves;
-    minutes is the training time at that step, scaled from the run's total."""
-    frames = []
-    for name, path, df in _run_curves(profile, names, seed, split, n, progress, dataset):
-        total_steps = json.loads((path / "config.json").read_text())["train"]["max_steps"]
-        minutes = training_seconds(path) / 60
-        df = df.assign(run=name, minutes=df["step"] / max(total_steps, 1) * minutes)
-        frames.append(df.melt(id_vars=["run", "step", "minutes"],
-                              value_vars=[m for m in CURVE_METRICS if m in df], var_name="metric"))
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
 def recipe_provenance(config, seed: int, n: int | None = None) -> dict:

@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..training.checkpoint import recorded_machine, recorded_precision
-from ..training.parallel import ensure_runs
+from .parallel import ensure_runs
 from .claims import Intervals, reference_use
 from .registry import MAIN, run_path
 from .reproduce import results_dir

@@ -1,19 +1,22 @@
 """Tables and analyses over the runs of the registry (`paperlib.study.registry`): their metrics
 in long and summarised form, saved with provenance; the example inputs and the runs' outputs
-that figures and checks are made from; and the final-snapshot studies (split gap, colour memory,
-region size, bf16 precision) that go beyond metrics.jsonl.
+that figures and checks are made from; the final-snapshot studies (split gap, colour memory,
+region size, bf16 precision) that go beyond metrics.jsonl; and the runs' reference-use curves
+over training (evaluation.dynamics measures them) side by side.
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pandas as pd
 
 from ..config import Config, override
+from ..evaluation.dynamics import CURVE_METRICS, reference_use_curve, training_seconds
 from ..evaluation.evaluate import decimals
 from ..training.checkpoint import recorded_precision
 from ..training.precision import cpu_name
-from .registry import ARMS, precision_runs, run_path
+from .registry import ARMS, RUNS, precision_runs, run_path
 
 
 def metrics_table(profile: str, names=None, seeds=(0,), *, dataset: str | None = None,
@@ -251,3 +254,45 @@ def save_headline(table: pd.DataFrame, results, prov: dict, note: str = "") -> P
     lines += [f"- {k}: {v}" for k, v in prov.items()]
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+# ------------------------------------------------------ reference use over training (dynamics)
+
+def run_curves(profile: str, names, seed: int, split: str, n: int | None, progress: bool,
+               dataset: str | None):
+    """(name, run folder, curve) for each named run that has snapshots."""
+    for name in names:
+        path = run_path(profile, name, seed, dataset)
+        curve = reference_use_curve(path, split=split, n=n, progress=progress)
+        if not curve.empty:
+            yield name, path, curve
+
+
+def recipe_table(profile: str, names, seed: int = 0, split: str = "train", n: int | None = None,
+                 progress: bool = True, *, dataset: str | None = None) -> pd.DataFrame:
+    """Each recipe's reference use at its last snapshot, with its steps and training minutes
+    (`dataset` None: $PAPERLIB_DATASET, else openmoji; as in `curves`)."""
+    rows = []
+    for name, path, curve in run_curves(profile, names, seed, split, n, progress, dataset):
+        last = curve.iloc[-1]
+        rows.append({"recipe": name, "what": RUNS[name][0], "steps": int(last["step"]),
+                     "train_minutes": training_seconds(path) / 60,
+                     **{m: float(last[m]) for m in ("ref_gain_de_self", "palette_follow_cross",
+                                                    "region_de_self", "region_dl_self",
+                                                    "region_dc_self", "region_dh_self",
+                                                    "attention_hit_rate")}})
+    return pd.DataFrame(rows)
+
+
+def curves(profile: str, names, seed: int = 0, split: str = "train", n: int | None = None,
+           progress: bool = True, *, dataset: str | None = None) -> pd.DataFrame:
+    """Long table (run, step, minutes, metric, value) of several runs' reference-use curves;
+    minutes is the training time at that step, scaled from the run's total."""
+    frames = []
+    for name, path, df in run_curves(profile, names, seed, split, n, progress, dataset):
+        total_steps = json.loads((path / "config.json").read_text())["train"]["max_steps"]
+        minutes = training_seconds(path) / 60
+        df = df.assign(run=name, minutes=df["step"] / max(total_steps, 1) * minutes)
+        frames.append(df.melt(id_vars=["run", "step", "minutes"],
+                              value_vars=[m for m in CURVE_METRICS if m in df], var_name="metric"))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
