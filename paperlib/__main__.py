@@ -185,7 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
                         description="Train the hue arms of the experiment registry (or --arms) on "
                         "each --datasets side by side and measure every snapshot on split 'val' "
                         "(reference use and the hue probe's 2x2 chroma map); see "
-                        "paperlib/tools/hue_study.py.")
+                        "paperlib/study/hue_study.py.")
     sp.add_argument("--work", default=None, help="folder of the study (default "
                     "runs/<profile>/hue-study)")
     sp.add_argument("--profile", default="mini", help="the recipe the arms change (default mini)")
@@ -321,16 +321,16 @@ def _dispatch(args) -> int:
                         limit=args.limit, no_reference=args.no_reference)
         print(format_table(rows))
     elif args.cmd == "colorize":
-        from .tools.colorize import colorize_files
+        from .app.colorize import colorize_files
         for path in colorize_files(args.checkpoint, args.sketch, args.out, args.reference,
                                    device=args.device, size=args.size, lines=args.lines):
             print(path)
     elif args.cmd == "screenshot":
-        from .tools.screenshot import take
+        from .app.screenshot import take
         print(take(args.out, profile=args.profile, chromium=args.chromium))
     elif args.cmd == "long-run":
         from .study.reproduce import runs_dir
-        from .tools.long_run import LongRun, run
+        from .study.long_run import LongRun, run
         length = ({"steps": 0, "budget_seconds": args.budget} if args.budget is not None
                   else {} if args.steps is None else {"steps": args.steps})
         work = args.work or str(runs_dir(args.profile) / "long-run")
@@ -341,13 +341,13 @@ def _dispatch(args) -> int:
                     test_n=args.test_n, train_n=args.train_n, workers=args.workers,
                     samples=args.samples, run=args.run, split=args.split, hue=args.hue))
     elif args.cmd == "long-run-summary":
-        from .tools.long_run_summary import summarise
+        from .study.long_run_summary import summarise
         text, md, png = summarise(args.folder, args.out_dir, args.runs_root)
         print(text)
         print(f"wrote {md} and {png}")
     elif args.cmd == "hue-study":
         from .study.reproduce import runs_dir
-        from .tools.hue_study import HueStudy, run as run_study
+        from .study.hue_study import HueStudy, run as run_study
         work = args.work or str(runs_dir(args.profile) / "hue-study")
         run_study(HueStudy(work=work, arms=tuple(args.arms), datasets=tuple(args.datasets),
                            seeds=tuple(args.seeds), profile=args.profile, steps=args.steps,
@@ -355,7 +355,7 @@ def _dispatch(args) -> int:
                            augment_on_device=args.augment_on_device, workers=args.workers))
         print(f"wrote {work}")
     elif args.cmd == "hue-study-summary":
-        from .tools.hue_study import arm_table, best_arms, curve_rows, summarise
+        from .study.hue_study import arm_table, best_arms, curve_rows, summarise
         if args.best:
             print(" ".join(best_arms(arm_table(curve_rows(args.work)), args.best)))
         else:

@@ -1,4 +1,4 @@
-"""The hue study's plan, its jobs and its summary (paperlib.tools.hue_study)."""
+"""The hue study's plan, its jobs and its summary (paperlib.study.hue_study)."""
 import json
 import math
 import os
@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from paperlib.tools import hue_study as hs
+from paperlib.study import hue_study as hs
 
 
 def write_curve(work, dataset, arm, seed, rows, max_steps=300, batch_size=16):

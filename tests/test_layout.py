@@ -4,7 +4,7 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SUBPACKAGES = {"core", "data", "training", "evaluation", "study", "tools"}
+SUBPACKAGES = {"core", "data", "training", "evaluation", "study", "app", "tools"}
 TOP_MODULES = {"__init__", "__main__", "config", "paths", "notebook"}
 
 

@@ -70,7 +70,7 @@ def pool_size(plan: HueStudy, jobs: int) -> int:
 
 
 def arms_of(plan: HueStudy) -> tuple:
-    from ..study.registry import HUE_ARMS
+    from .registry import HUE_ARMS
 
     return tuple(plan.arms) or tuple(HUE_ARMS)
 
@@ -78,7 +78,7 @@ def arms_of(plan: HueStudy) -> tuple:
 def check(plan: HueStudy) -> HueStudy:
     """A ValueError naming the option for values the study cannot use; the plan otherwise."""
     from ..config import CHOICES
-    from ..study.registry import RUNS
+    from .registry import RUNS
 
     for arm in arms_of(plan):
         if arm not in RUNS:
@@ -105,7 +105,7 @@ def arm_config(plan: HueStudy, dataset: str, arm: str, seed: int):
     """The registry arm on `dataset`, its schedule stretched to plan.steps (when given) with
     plan.snapshots snapshots, on plan.device."""
     from ..config import check_config, override
-    from ..study.registry import run_config
+    from .registry import run_config
 
     c = run_config(plan.profile, arm, seed, dataset)
     steps = plan.steps or c.train.max_steps
@@ -119,7 +119,7 @@ def arm_config(plan: HueStudy, dataset: str, arm: str, seed: int):
 
 
 def study_job(task: str, *args):
-    """One job of the pool: "train" or "measure" one run (tools.long_run's functions)."""
+    """One job of the pool: "train" or "measure" one run (study.long_run's functions)."""
     from .long_run import measure_snapshots, train_seed
 
     return {"train": train_seed, "measure": measure_snapshots}[task](*args)
@@ -161,7 +161,7 @@ def run(plan: HueStudy) -> Path:
 def curve_rows(work) -> pd.DataFrame:
     """Every measured snapshot under `work`: dataset, arm, seed, step, the lever's
     description and the metrics (reference_use.jsonl rows with the hue probe)."""
-    from ..study.registry import RUNS
+    from .registry import RUNS
 
     rows = []
     for cache in sorted(Path(work).glob("*/*/seed*/reference_use.jsonl")):

@@ -3,10 +3,10 @@
 `Demo` holds the current choice (sketch, reference, feature cell, working size, the model
 whose attention is shown) and every trained arm of the run registry. Each callback changes
 the choice and returns a `View`: the numpy arrays the notebook displays. It knows nothing of
-ipywidgets, so the tests drive it directly; `paperlib.tools.widget.build_widget` only wires
+ipywidgets, so the tests drive it directly; `paperlib.app.widget.build_widget` only wires
 widgets to it.
 
-Everything goes through `paperlib.tools.colorize`, the code behind `python -m paperlib colorize`:
+Everything goes through `paperlib.app.colorize`, the code behind `python -m paperlib colorize`:
 a line drawing is thresholded, a colour image becomes a sketch with the training XDoG, the
 output has the sketch's own size (long side resized to the working size, padded with white to
 the encoders' stride, cropped back, the full-resolution lines drawn over the colours), and no

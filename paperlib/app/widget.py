@@ -1,5 +1,5 @@
 """The ipywidgets front end of notebook 08: `build_widget` wires widgets to a
-`paperlib.tools.demo.Demo`, which holds every choice and does all the work. ipywidgets (and
+`paperlib.app.demo.Demo`, which holds every choice and does all the work. ipywidgets (and
 ipyevents, for clicks on the sketch) are imported only when a widget is built, so the demo logic
 and its tests need neither.
 """

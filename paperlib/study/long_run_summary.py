@@ -237,7 +237,7 @@ def plot(c: pd.DataFrame, s: pd.DataFrame, ref: pd.DataFrame, path: Path) -> Non
 
 def summarise(folder, out_dir=None, runs_root=None) -> tuple[str, Path, Path]:
     """Write the summary of a long-run folder; returns (markdown, .md path, .png path)."""
-    from ..study.reproduce import runs_dir
+    from .reproduce import runs_dir
 
     folder = Path(folder)
     c, s, meta = load(folder)

@@ -101,7 +101,7 @@ def run_config(plan: LongRun, seed: int, steps: int) -> Config:
     snapshot_every = max(1, steps // plan.snapshots)
     base = get_profile(plan.profile)
     if plan.run:
-        from ..study.registry import run_overrides
+        from .registry import run_overrides
 
         dataset = dict(s.split("=", 1) for s in plan.sets).get("data.dataset")
         base = override(base, {"data.dataset": dataset or base.data.dataset})
@@ -318,7 +318,7 @@ def sample_grid(snapshot, path: Path, n: int = SAMPLE_IMAGES) -> None:
 
     from ..data.datasets import build_dataset
     from ..evaluation.evaluate import generate
-    from ..study.figures import save_grid
+    from .figures import save_grid
     from ..training.snapshot import load_generator
 
     G, cfg, step = load_generator(snapshot, "cpu")
