@@ -388,3 +388,24 @@ def from_dict(d: dict) -> Config:
 
 def to_json(config: Config) -> str:
     return json.dumps(to_dict(config), indent=2, sort_keys=True)
+
+
+# ------------------------------------------------------------------ the command line's config options
+
+def add_config_arguments(sp) -> None:
+    """The options that build a config on the command line (`prepare-data`, `train`)."""
+    sp.add_argument("--profile", default=None, help="smoke, mini or paper (default: "
+                    "$PAPERLIB_PROFILE or mini)")
+    sp.add_argument("--dataset", default=None, help="openmoji, faces, folder or edges2shoes")
+    sp.add_argument("--root", default=None, help="image root for folder/edges2shoes")
+    sp.add_argument("--set", action="append", metavar="KEY=VALUE",
+                    help="override a config field, e.g. --set model.aggregation=add")
+
+
+def config_from_arguments(args) -> Config:
+    """The checked config that add_config_arguments' options name."""
+    c = get_profile(args.profile)
+    assignments = [f"data.dataset={args.dataset}"] if getattr(args, "dataset", None) else []
+    if getattr(args, "root", None):
+        assignments.append(f"data.root={args.root}")
+    return check_config(override(c, assignments + list(getattr(args, "set", None) or [])))

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from .config import Config, get_dataset, get_profile, override
 from .evaluation.evaluate import decimals
+from .study.reproduce import results_dir
 from .training.loop import resolve_device
 from .training.precision import resolve
 
@@ -25,8 +26,6 @@ def setup(profile: str | None = None, dataset: str | None = None, **overrides) -
     call of the notebook (and the worker processes it starts) reads and writes that dataset's
     runs. Keyword overrides name config fields with `__` for the dot (`data__resolution=64`);
     they are applied after the line is printed, which shows the profile's own values."""
-    from .study.reproduce import results_dir
-
     config = get_profile(profile)
     dataset = get_dataset(dataset)
     os.environ["PAPERLIB_DATASET"] = dataset

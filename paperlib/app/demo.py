@@ -23,13 +23,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..config import get_dataset, get_profile, override
+from ..core.sketch import binarize_sketch_image
+from ..data.datasets import build_dataset
+from ..data.imageio import BadImageError, decode_rgb, fit_inside, to_uint8
+from ..paths import repo_root
+from ..study import registry
+from ..study.figures import attention_overlay
+from ..study.registry import ARM_LABELS, ARMS, MAIN, TRAINED_BY
+from ..study.reproduce import results_dir
+from ..training.loop import is_complete
+from ..training.snapshot import FINAL, load_generator
 from .colorize import (check_size, colorize_tensors, finish_output, padded_feature_grid, prepare_inputs,
                        save_image)
-from ..core.sketch import binarize_sketch_image
-from ..data.imageio import BadImageError, decode_rgb, fit_inside, to_uint8
-from ..study import registry
-from ..study.registry import ARM_LABELS, ARMS, MAIN, TRAINED_BY
-from ..training.snapshot import FINAL
 
 # Uploads above this are refused before decoding: a 16.8-megapixel image already needs a few
 # hundred MB for the full-resolution XDoG and the six arms' outputs.
@@ -86,8 +92,6 @@ def one_line(text) -> str:
 def arm_status(profile: str, seed: int = 0, names=tuple(ARMS), dataset: str | None = None):
     """(trained: name -> run folder, missing: [MissingArm]) for the registry's arms on
     `dataset` (None: $PAPERLIB_DATASET, else openmoji)."""
-    from ..training.loop import is_complete
-
     trained, missing = {}, []
     for name in names:
         path = registry.run_path(profile, name, seed, dataset)
@@ -102,8 +106,6 @@ def arm_status(profile: str, seed: int = 0, names=tuple(ARMS), dataset: str | No
 
 def load_test_images(data_cfg, split: str = "test", limit: int | None = None) -> list[SplitImage]:
     """The split's images with their line-art ink masks (OpenMoji: the artist's line group)."""
-    from ..data.datasets import build_dataset
-
     ds = build_dataset(data_cfg, split)
     n = len(ds) if limit is None else min(limit, len(ds))
     items = (ds[i] for i in range(n))
@@ -155,11 +157,6 @@ class Demo:
         """Every complete arm of `profile` (seed `seed`) on `dataset` (None: $PAPERLIB_DATASET,
         else openmoji) and that dataset's test split; arms not trained are listed in
         `missing`, never trained here."""
-        from ..config import get_dataset, get_profile, override
-        from ..paths import repo_root
-        from ..study.reproduce import results_dir
-        from ..training.snapshot import load_generator
-
         dataset = get_dataset(dataset)
         config = override(get_profile(profile), {"data.dataset": dataset})
         trained, missing = arm_status(profile, seed, dataset=dataset)
@@ -317,8 +314,6 @@ class Demo:
         sketch[y0:y1, max(x1 - t, x0):x1] = CELL_COLOUR
         attention = None
         if run["attention"] is not None:
-            from ..study.figures import attention_overlay
-
             attention = attention_overlay(run["reference"], self._heat(run["attention"]))
         run["cells"][self.cell] = (sketch, attention)
         return sketch, attention

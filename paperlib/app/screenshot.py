@@ -144,3 +144,15 @@ def _drive(page, url: str, out: Path, timeout: float) -> None:
     page.wait_for_timeout(500)  # let the last images paint
     png = widget.screenshot()  # bytes, written through a temp file: a stop keeps the old PNG
     atomic_write(out, lambda f: f.write(png))
+
+
+# ----------------------------------------------------------------------------- command line
+
+def add_screenshot_arguments(sp) -> None:
+    sp.add_argument("--profile", default="mini", help="whose runs the notebook shows (default mini)")
+    sp.add_argument("--out", default=None, help="PNG path (default results/fig_try_it_screenshot.png)")
+    sp.add_argument("--chromium", default="/usr/bin/chromium", help="the browser executable")
+
+
+def screenshot_main(args) -> None:
+    print(take(args.out, profile=args.profile, chromium=args.chromium))

@@ -43,6 +43,7 @@ from pathlib import Path
 import numpy as np
 
 from ..config import DataConfig
+from ..core.sketch import xdog
 from ..paths import DiskFullError, atomic_write, cache_root
 
 SPLITS = ("train", "test", "test-unseen")
@@ -272,6 +273,4 @@ def load_faces(cfg: DataConfig, split: str, limit: int | None = None) -> FacesDa
 
 def sketch_masks(data: FacesData, cfg: DataConfig) -> np.ndarray:
     """(N,H,W) bool ink masks: XDoG of each colour render with cfg's XDoG settings [S 6.3]."""
-    from ..core.sketch import xdog
-
     return np.stack([xdog(img, cfg) for img in data.images])

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from ..config import DataConfig
+from ..core.sketch import xdog
 from ..paths import cache_root
 
 SVG_NS = "http://www.w3.org/2000/svg"
@@ -191,8 +192,6 @@ def sketch_masks(data: OpenMojiData, cfg: DataConfig) -> np.ndarray:
     if cfg.sketch_source == "line":
         return data.inks
     if cfg.sketch_source == "xdog":
-        from ..core.sketch import xdog
-
         return np.stack([xdog(img, cfg) for img in data.images])
     raise ValueError(f"unknown data.sketch_source {cfg.sketch_source!r}; use 'line' or 'xdog'")
 

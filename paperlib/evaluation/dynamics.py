@@ -19,6 +19,12 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..config import DataConfig
+from ..paths import append_atomic
+from ..training.snapshot import FINAL, load_generator, load_pt
+from ..training.stats import read_stats
+from .evaluate import git_commit, hue_transfer, reference_use
+
 CURVE_FILE = "reference_use.jsonl"
 CURVE_METRICS = ("ref_gain_de_self", "palette_follow_cross", "region_de_self",
                  "attention_hit_rate")
@@ -26,8 +32,6 @@ CURVE_METRICS = ("ref_gain_de_self", "palette_follow_cross", "region_de_self",
 
 def snapshots(run_dir) -> list[tuple[int, Path]]:
     """(step, path) of a run's intermediate snapshots and its final one, by step."""
-    from ..training.snapshot import FINAL, load_pt
-
     run_dir = Path(run_dir)
     found = {}
     for p in run_dir.glob("snapshot-*.pt"):
@@ -50,8 +54,6 @@ def _read_cache(path: Path) -> list[dict]:
 def curve_images(run_dir) -> int:
     """data.curve_images of a run; a run from before the field existed scored the field's
     default (48)."""
-    from ..config import DataConfig
-
     cfg = json.loads((Path(run_dir) / "config.json").read_text())
     return int(cfg["data"].get("curve_images", DataConfig.curve_images))
 
@@ -62,10 +64,6 @@ def reference_use_curve(run_dir, *, split: str = "test", n: int | None = None, s
     (None: the run's data.curve_images); with hue=True also evaluate.hue_transfer's (the 2x2
     chroma map and the errors under turned hues)."""
     from tqdm import tqdm
-
-    from .evaluate import hue_transfer, reference_use
-    from ..paths import append_atomic
-    from ..training.snapshot import load_generator
 
     run_dir = Path(run_dir)
     n = curve_images(run_dir) if n is None else n
@@ -89,8 +87,6 @@ def reference_use_curve(run_dir, *, split: str = "test", n: int | None = None, s
 
 def training_seconds(run_dir) -> float:
     """Wall-clock seconds of training, from the images/s of every stats.jsonl window."""
-    from ..training.stats import read_stats
-
     cfg = json.loads((Path(run_dir) / "config.json").read_text())
     batch = cfg["train"]["batch_size"]
     total, prev = 0.0, 0
@@ -102,8 +98,6 @@ def training_seconds(run_dir) -> float:
 
 def recipe_provenance(config, seed: int, n: int | None = None) -> dict:
     """What the recipe table depends on (the metrics come from reference_use, not metrics.jsonl)."""
-    from .evaluate import git_commit
-
     n = config.data.curve_images if n is None else n
     return {"profile": config.profile, "dataset": config.data.dataset,
             "split": f"train (first {n} images, fresh augmentations; never the test split)",

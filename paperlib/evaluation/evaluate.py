@@ -450,3 +450,23 @@ def format_table(rows: list[dict]) -> str:
             f"commit {r0['git_commit']}")
     lines = [head] + [f"  {r['metric']:24s} {r['value']:.{decimals(r['metric'])}f}" for r in rows]
     return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- command line
+
+def add_evaluate_arguments(sp) -> None:
+    sp.add_argument("--checkpoint", required=True, help="run folder or snapshot file")
+    sp.add_argument("--dataset", default=None, help="the dataset to evaluate on (default: the run's)")
+    sp.add_argument("--root", default=None, help="image root for folder/edges2shoes")
+    sp.add_argument("--sketch-source", default=None, choices=["line", "xdog"],
+                    help="OpenMoji's sketches: the artist's line art or XDoG (default: the run's)")
+    sp.add_argument("--split", default="test", help="test (default), train or val")
+    sp.add_argument("--limit", type=int, default=0, help="evaluate at most this many images")
+    sp.add_argument("--no-reference", action="store_true", help="feed zero references")
+
+
+def evaluate_main(args) -> None:
+    rows = evaluate(args.checkpoint, dataset=args.dataset, root=args.root,
+                    sketch_source=args.sketch_source, split=args.split,
+                    limit=args.limit, no_reference=args.no_reference)
+    print(format_table(rows))

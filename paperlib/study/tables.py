@@ -12,10 +12,16 @@ from pathlib import Path
 import pandas as pd
 
 from ..config import Config, override
+from ..core import augment
+from ..core.model import total_stride
+from ..data.datasets import build_dataset
 from ..evaluation.dynamics import CURVE_METRICS, reference_use_curve, training_seconds
-from ..evaluation.evaluate import decimals
+from ..evaluation.evaluate import (decimals, read_metrics, reference_or_memory, reference_use,
+                                   region_size_bins)
 from ..training.checkpoint import recorded_precision
 from ..training.precision import cpu_name
+from ..training.snapshot import load_generator
+from ..training.stats import read_stats
 from .registry import ARMS, RUNS, precision_runs, run_path
 
 
@@ -23,8 +29,6 @@ def metrics_table(profile: str, names=None, seeds=(0,), *, dataset: str | None =
                   **filters) -> pd.DataFrame:
     """All metrics rows of the given runs (long format: one row per run, seed and metric).
     `dataset` None means $PAPERLIB_DATASET, else openmoji, here and in the tables below."""
-    from ..evaluation.evaluate import read_metrics
-
     frames = []
     for name in names or ARMS:
         for seed in seeds:
@@ -58,10 +62,6 @@ def example_batch(config: Config, n: int = 4, seed: int = 0, split: str = "test"
     cross reference (the next image's colour image) for each."""
     import torch
 
-    from ..core import augment
-    from ..core.model import total_stride
-    from ..data.datasets import build_dataset
-
     ds = build_dataset(config.data, split)
     stride = max(1, len(ds) // max(n, 1))
     idx = [(start + i * stride) % len(ds) for i in range(n)]
@@ -78,8 +78,6 @@ def outputs(profile: str, names, batch: dict, seed: int = 0, reference: str = "r
             return_attention: bool = False, *, dataset: str | None = None) -> dict:
     """Each named run's output on `batch`; reference is a batch key or "zero"."""
     import torch
-
-    from ..training.snapshot import load_generator
 
     result = {}
     for name in names:
@@ -131,9 +129,6 @@ def precision_report(profile: str, main_run: str, batch: dict, seed: int = 0, *,
     (emulated bf16 takes seconds for those), and (2) is a row saying why it was not trained."""
     import torch
 
-    from ..training.snapshot import load_generator
-    from ..training.stats import read_stats
-
     G, _, _ = load_generator(run_path(profile, main_run, seed, dataset))
     shorts = precision_runs()
     if not shorts:
@@ -162,8 +157,6 @@ def precision_report(profile: str, main_run: str, batch: dict, seed: int = 0, *,
 
 def _final_generators(profile: str, names, seeds, dataset: str | None):
     """(name, seed, generator, config, step) of each run's final snapshot, one at a time."""
-    from ..training.snapshot import load_generator
-
     for name in names:
         for seed in seeds:
             G, cfg, step = load_generator(run_path(profile, name, seed, dataset))
@@ -181,9 +174,6 @@ def split_gap_table(profile: str, names, seeds=(0,), n: int = 0, *,
     average the same number of images). One row per run, seed and split. Whether a model
     misses a colour target through too little training (training images as far off as test
     images) or through overfitting (training images much closer)."""
-    from ..data.datasets import build_dataset
-    from ..evaluation.evaluate import reference_use
-
     rows = []
     for name, seed, G, cfg, step in _final_generators(profile, names, seeds, dataset):
         m = n or len(build_dataset(cfg.data, "test"))
@@ -198,8 +188,6 @@ def memory_table(profile: str, names, seeds=(0,), n: int = 0, *,
                  dataset: str | None = None) -> pd.DataFrame:
     """evaluate.reference_or_memory of each run's final snapshot (test split): one row per
     run, seed and comparison."""
-    from ..evaluation.evaluate import reference_or_memory
-
     return pd.DataFrame([{"run": name, "seed": seed, "step": step, **r}
                          for name, seed, G, cfg, step in _final_generators(profile, names, seeds, dataset)
                          for r in reference_or_memory(G, cfg.data, n=n)])
@@ -210,8 +198,6 @@ def region_size_table(profile: str, names, seeds=(0,), n: int | None = None, *,
     """evaluate.region_size_bins for each run and seed (final snapshots, test split): one row
     per run, seed and region-area bin, with a readable `bin` label. On the first n test
     images; None takes the run's data.eval_limit, as `evaluate` does (0: the whole split)."""
-    from ..evaluation.evaluate import region_size_bins
-
     rows = []
     for name, seed, G, cfg, _ in _final_generators(profile, names, seeds, dataset):
         for r in region_size_bins(G, cfg.data, n=cfg.data.eval_limit if n is None else n):

@@ -31,14 +31,14 @@ import torch.distributed as dist
 from torch.profiler import record_function
 from tqdm import tqdm
 
+from ..config import Config, add_config_arguments, check_config, config_from_arguments
 from ..core import augment, losses
 from ..core.grid import save_grid
-from ..config import Config, check_config
-from ..data.datasets import build_dataset, check_data
 from ..core.model import Discriminator, Generator, total_stride
-from ..paths import remove_stale_temp_files
 from ..core.perceptual import build_perceptual
 from ..core.sketch import region_labels
+from ..data.datasets import build_dataset, check_data
+from ..paths import remove_stale_temp_files
 from .checkpoint import (CHECKPOINT, checkpoint_state, gather_rng_states, load_resume_state,
                          recorded_precision, restore, trim_stats, write_checkpoint, write_or_check_config)
 from .precision import autocast, resolve
@@ -409,3 +409,16 @@ def weights_digest(*modules: torch.nn.Module) -> str:
 
 def is_complete(run_dir) -> bool:
     return (Path(run_dir) / FINAL).exists()
+
+
+# ----------------------------------------------------------------------------- command line
+
+def add_train_arguments(sp) -> None:
+    add_config_arguments(sp)
+    sp.add_argument("--run-dir", required=True, help="the run folder: created for a new run, "
+                    "resumed where it stopped for an existing one")
+
+
+def train_main(args) -> None:
+    summary = train(config_from_arguments(args), args.run_dir)
+    print(json.dumps(summary))

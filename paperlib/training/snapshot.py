@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from ..config import Config, from_dict, to_dict
+from ..core.model import Generator
 from ..paths import atomic_write
 
 FINAL = "snapshot-final.pt"
@@ -96,8 +97,6 @@ def resolve_snapshot(run_or_file: str | os.PathLike) -> Path:
 
 def load_generator(run_or_file, device: str | torch.device = "cpu"):
     """Return (generator in eval mode, Config, step) from a run folder or snapshot file."""
-    from ..core.model import Generator
-
     path = resolve_snapshot(run_or_file)
     blob = load_pt(path)
     if isinstance(blob, dict) and "G" in blob and "opt_g" in blob:
