@@ -45,6 +45,7 @@ import numpy as np
 from ..config import DataConfig
 from ..core.sketch import xdog
 from ..paths import DiskFullError, atomic_write, cache_root
+from .openmoji import render_svg
 
 SPLITS = ("train", "test", "test-unseen")
 TEST_SEED0 = 1_000_000  # first held-out seed of a training style
@@ -127,8 +128,7 @@ def face_options(style: str, seed: int) -> dict:
 
 def render_face(style: str, seed: int, resolution: int, **options) -> np.ndarray:
     """(resolution, resolution, 3) uint8 on white."""
-    from .openmoji import render_svg  # resvg, background white: the same path as OpenMoji
-
+    # resvg, background white: the same path as OpenMoji
     return render_svg(face_svg(style, seed, **options), resolution)
 
 
