@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pandas as pd
+
 from .config import Config, get_dataset, get_profile, override
 from .evaluation.evaluate import decimals
 from .study.reproduce import results_dir
@@ -45,8 +47,6 @@ def show(table, table_id: str, **properties):
     """A pandas Styler of `table` with each numeric column at its metric's decimals and the
     id `table_id` (pandas draws a random one per call, which would differ on every run; two
     tables of one notebook need two ids, or the page applies one's style to both)."""
-    import pandas as pd
-
     numeric = [c for c in table.columns if pd.api.types.is_float_dtype(table[c])]
     styler = table.style.set_uuid(table_id)
     # a grouped table's columns are (metric, statistic) pairs: the metric sets the decimals

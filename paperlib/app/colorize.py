@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from tqdm import tqdm
 
 from ..core.sketch import binarize_sketch_image, looks_like_line_drawing, sketch_tensor
@@ -278,8 +279,6 @@ def plan_outputs(sketch, out, reference=None, checkpoint=None) -> list[tuple[Pat
 def save_image(img: np.ndarray, target: Path) -> None:
     """Write an (H,W,3) uint8 image through a temp file and a rename (`paths.atomic_write`): a
     failed write (a full disk, a kill) leaves the file that was there before as it was."""
-    from PIL import Image
-
     fmt = Image.registered_extensions().get(target.suffix.lower())
     if fmt is None:
         raise ValueError(f"{target}: {target.suffix or 'no extension'!r} is not an image "

@@ -438,7 +438,7 @@ class Demo:
 
     def _heat(self, att: torch.Tensor) -> np.ndarray:
         """The chosen cell's attention row as an (H,W) map over the reference's own frame."""
-        import cv2
+        import cv2  # OpenCV is large: loaded by the functions that resize or filter
 
         run = self._run
         gh, gw = run["grid"]
@@ -456,7 +456,7 @@ class Demo:
 def try_it_figure(demo: Demo, sketch_index: int, reference_indices, kind: str = "line"):
     """One sketch (a test image's line art or XDoG), one row per reference (None: the zero
     reference), one column per trained arm; arms not trained are named under the grid."""
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # matplotlib only when a figure is drawn
 
     demo.set_sketch(sketch_index, kind)
     rows = [demo.set_reference(i) for i in reference_indices]

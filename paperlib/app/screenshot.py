@@ -81,7 +81,7 @@ def take(out: str | os.PathLike | None = None, profile: str = "mini", chromium: 
         # checked before minutes of JupyterLab and Chromium, not when the PNG is written
         raise ValueError(f"--out {str(out)!r} is not a PNG file path (e.g. shot.png)")
     try:
-        from playwright.sync_api import sync_playwright
+        from playwright.sync_api import sync_playwright  # optional (the 'screenshot' extra)
     except ImportError:
         raise RuntimeError("playwright is not installed: pip install -e '.[screenshot]' "
                            "(it drives the system's chromium; no browser is downloaded)") from None

@@ -147,7 +147,7 @@ def hed_weights_path() -> Path:
 
 def read_hed_h5(path: Path) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     """{layer: (weight (cout,cin,kh,kw), bias (cout,))} for conv1_1..conv5_3."""
-    import h5py
+    import h5py  # h5py only to read the HED weights
 
     def conv(group) -> tuple[torch.Tensor, torch.Tensor]:
         kernel = torch.from_numpy(group["0"][()])  # Keras (kh, kw, cin, cout)

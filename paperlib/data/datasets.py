@@ -14,15 +14,17 @@ from __future__ import annotations
 import hashlib
 import os
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 from torch.utils.data import Dataset, Subset
+from tqdm import tqdm
 
 from ..config import DataConfig
+from ..core.sketch import sketch_tensor, to_gray01, xdog
 from . import faces, openmoji
 from .imageio import (IMAGE_EXTENSIONS, BadImageError, check_image_header, load_rgb,
                       resize_center_crop, to_tensor)
-from ..core.sketch import sketch_tensor, to_gray01, xdog
 
 
 def _hash_fraction(key: str, seed: int) -> float:
@@ -49,8 +51,6 @@ def list_images(root) -> list[str]:
 
 def _validate(root: Path, rel_paths: list[str]) -> tuple[list[str], list[str]]:
     """Split into (readable, unreadable) by a header check, once, with a progress bar."""
-    from tqdm import tqdm
-
     good, bad = [], []
     for rel in tqdm(rel_paths, desc=f"checking images in {root.name}"):
         (bad if check_image_header(root / rel) else good).append(rel)
@@ -149,7 +149,6 @@ class Edges2ShoesDataset(FolderDataset):
         folder = next((base / n for n in names if (base / n).is_dir()), None)
         if folder is None:
             raise FileNotFoundError(f"edges2shoes: none of {[str(base / n) for n in names]} exists")
-        from dataclasses import replace
 
         # All files of the folder belong to the split: the folder is the split.
         super().__init__(replace(cfg, root=str(folder), test_fraction=0.0), "train")

@@ -18,6 +18,7 @@ import re
 from pathlib import Path
 
 import pandas as pd
+from tqdm import tqdm
 
 from ..config import DataConfig
 from ..paths import append_atomic
@@ -63,8 +64,6 @@ def reference_use_curve(run_dir, *, split: str = "test", n: int | None = None, s
     """One row per snapshot step: the reference-use metrics on the first n images of `split`
     (None: the run's data.curve_images); with hue=True also evaluate.hue_transfer's (the 2x2
     chroma map and the errors under turned hues)."""
-    from tqdm import tqdm
-
     run_dir = Path(run_dir)
     n = curve_images(run_dir) if n is None else n
     cache = run_dir / CURVE_FILE

@@ -15,6 +15,7 @@ import importlib.util
 import json
 import os
 import warnings
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Callable, Iterable
 from unittest import mock
@@ -106,7 +107,7 @@ def _module_name(tf_module: str) -> str:
 def _target_state_dict() -> dict[str, torch.Tensor]:
     """pytorch-fid's parameter names and shapes. The FID blocks only override forward(), so
     the keys are those of torchvision's Inception v3 with 1008 classes and no aux head."""
-    import torchvision
+    import torchvision  # FID only (tests/test_imports.py)
 
     net = torchvision.models.inception_v3(weights=None, aux_logits=False, num_classes=1008,
                                           init_weights=False)
@@ -206,7 +207,6 @@ def network_name(weights: str | Path | None = None) -> str:
 
 
 def _pf_version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
     try:
         return version("pytorch-fid")
     except PackageNotFoundError:
@@ -219,7 +219,7 @@ def inception(device: str | torch.device = "cpu",
 
     pytorch-fid builds the FID network in fid_inception_v3(), which fetches the weights by
     URL; we let it build everything and only answer that one fetch with our state dict."""
-    from pytorch_fid import inception as pf_inception
+    from pytorch_fid import inception as pf_inception  # FID only (tests/test_imports.py)
 
     sd = fid_state_dict(weights)
 
@@ -290,7 +290,7 @@ def stats(acts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
     """pytorch-fid's Frechet distance between two Gaussians."""
-    from pytorch_fid.fid_score import calculate_frechet_distance
+    from pytorch_fid.fid_score import calculate_frechet_distance  # FID only (tests/test_imports.py)
 
     with warnings.catch_warnings():  # pytorch-fid passes sqrtm's deprecated `disp` argument
         warnings.filterwarnings("ignore", message=".*`disp` argument", category=DeprecationWarning)

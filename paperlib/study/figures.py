@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+from matplotlib.patches import ConnectionPatch, Rectangle
 import numpy as np
 import torch
 
@@ -51,7 +52,6 @@ def correspondence_figure(sketch, target, reference, corr, mask, n_lines: int = 
     rng = np.random.default_rng(seed)
     pick = rng.choice(valid.numpy(), size=min(n_lines, len(valid)), replace=False) if len(valid) else []
     cmap = plt.get_cmap("hsv")
-    from matplotlib.patches import ConnectionPatch
     for j, p in enumerate(pick):
         colour = cmap(j / max(1, len(pick)))
         xa, ya = _cell_centre(p, grid, size)
@@ -67,8 +67,6 @@ def correspondence_figure(sketch, target, reference, corr, mask, n_lines: int = 
 def attention_figure(sketches, references, attentions, queries: list[int]):
     """Fig. 14: per row, the sketch with coloured query squares, then the attention over the
     reference for each query. attentions: (B, P_sketch, P_ref); queries: sketch-grid indices."""
-    from matplotlib.patches import Rectangle
-
     n = sketches.shape[0]
     fig, axes = plt.subplots(n, 2 + len(queries), figsize=(2 * (2 + len(queries)), 2 * n),
                              squeeze=False)
@@ -146,7 +144,7 @@ def reference_grid(G, sketches: torch.Tensor, references: torch.Tensor):
 def reference_use_curves(long_df, x: str = "step", metrics=None):
     """One panel per reference-use metric against training step (or minutes), a line per run.
     long_df has columns run, step, minutes, metric, value (dynamics.curves)."""
-    import seaborn as sns
+    import seaborn as sns  # seaborn only for the figures that use it
 
     metrics = list(metrics or dict.fromkeys(long_df["metric"]))
     targets = {"ref_gain_de_self": 8.0, "palette_follow_cross": 0.75, "region_de_self": 12.0}
@@ -167,7 +165,7 @@ def reference_use_curves(long_df, x: str = "step", metrics=None):
 def region_size_bars(df):
     """Share of regions, and mean dE00 and |dH*| per region, by region-area bin, a bar per run
     (mean over seeds, the bars' lines the spread between seeds). df: tables.region_size_table."""
-    import seaborn as sns
+    import seaborn as sns  # seaborn only for the figures that use it
 
     panels = [("share_regions", "share of regions"), ("mean_de", "region dE00"),
               ("mean_dh", "region |dH*| (hue)")]
@@ -187,7 +185,7 @@ def region_size_bars(df):
 def spread_points(ax, sub, order: list[str], flat: bool = False) -> None:
     """Every seed of each run in `order` as a point, the mean over seeds with its 95% interval
     (sub: long rows run, value); flat lays the runs along the y axis, for long labels."""
-    import seaborn as sns
+    import seaborn as sns  # seaborn only for the figures that use it
 
     run, val = ("y", "x") if flat else ("x", "y")
     sns.stripplot(data=sub, **{run: "run", val: "value"}, order=order, color="k",
@@ -212,7 +210,7 @@ def memory_bars(df, run: str):
     """Region dE00 and hue error dH* of `run`'s outputs against the reference's colours a(I) and
     against the unjittered image I, a bar per dataset (mean over seeds, the spread between
     seeds as the line). df: generalisation.memory_by_dataset."""
-    import seaborn as sns
+    import seaborn as sns  # seaborn only for the figures that use it
 
     sub = df[(df["run"] == run) & ~df["compared"].str.startswith("a(I)")]
     panels = [("region_de", "region dE00"), ("region_dh", "region |dH*| (hue)")]

@@ -223,7 +223,7 @@ def best_arms(table: pd.DataFrame, k: int = 2, base: str = "hue-base") -> list[s
 
 def summarise(work, out_dir=None) -> tuple[Path, Path, Path]:
     """Write hue_study.{csv,md,png} for the study under `work` into out_dir (default work)."""
-    import matplotlib
+    import matplotlib  # matplotlib only when a figure is drawn
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

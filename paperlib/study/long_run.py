@@ -33,6 +33,8 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import torch
+
 from ..config import Config, check_config, get_profile, override
 from ..data.datasets import build_dataset
 from ..evaluation.dynamics import reference_use_curve, snapshots, training_seconds
@@ -153,8 +155,6 @@ def time_steps(config: Config, work: str, augment_on_device: bool) -> float:
 
 def train_seed(config: Config, run_dir: str, augment_on_device: bool, log_file: str) -> dict:
     """Train (or resume) one seed's run; what meta.json records of it."""
-    import torch
-
     device = resolve_device(config.train.device)
     info = {"seed": config.train.seed, "device": str(device),
             "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
@@ -208,8 +208,6 @@ def log(log_file, tag: str, message: str) -> None:
 
 def run(plan: LongRun) -> dict:
     """Train and measure the plan's seeds, then write the --out folder; returns meta.json."""
-    import torch
-
     check(plan)
     out, work = Path(plan.out), Path(plan.work)
     out.mkdir(parents=True, exist_ok=True)
@@ -302,8 +300,6 @@ def collect(run_dir: Path, seed: int, out: Path, splits: list, samples: bool, lo
 def sample_grid(snapshot, path: Path, n: int = SAMPLE_IMAGES) -> None:
     """sketch | reference s(a(I)) | output | ground truth a(I) | another image | output with it,
     for n test images spread over the split (its first images are all flags and letters)."""
-    import torch
-
     G, cfg, step = load_generator(snapshot, "cpu")
     full = build_dataset(cfg.data, "test")
     idx = sorted({round(i * (len(full) - 1) / max(n - 1, 1)) for i in range(n)})

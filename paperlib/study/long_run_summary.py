@@ -182,7 +182,7 @@ def markdown(c: pd.DataFrame, s: pd.DataFrame, meta: dict, ref: pd.DataFrame) ->
 
 
 def plot(c: pd.DataFrame, s: pd.DataFrame, ref: pd.DataFrame, path: Path) -> None:
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # matplotlib only when a figure is drawn
 
     fig, axes = plt.subplots(2, 3, figsize=(15, 8.5))
     ax = axes.ravel()

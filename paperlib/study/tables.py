@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 import pandas as pd
+import torch
 
 from ..config import Config, override
 from ..core import augment
@@ -60,8 +61,6 @@ def example_batch(config: Config, n: int = 4, seed: int = 0, split: str = "test"
                   start: int = 0) -> dict:
     """n test images with their sketches, augmented-self references and correspondences, and a
     cross reference (the next image's colour image) for each."""
-    import torch
-
     ds = build_dataset(config.data, split)
     stride = max(1, len(ds) // max(n, 1))
     idx = [(start + i * stride) % len(ds) for i in range(n)]
@@ -77,8 +76,6 @@ def example_batch(config: Config, n: int = 4, seed: int = 0, split: str = "test"
 def outputs(profile: str, names, batch: dict, seed: int = 0, reference: str = "reference",
             return_attention: bool = False, *, dataset: str | None = None) -> dict:
     """Each named run's output on `batch`; reference is a batch key or "zero"."""
-    import torch
-
     result = {}
     for name in names:
         G, _, _ = load_generator(run_path(profile, name, seed, dataset))
@@ -127,8 +124,6 @@ def precision_report(profile: str, main_run: str, batch: dict, seed: int = 0, *,
 
     On a CPU without bf16 units, (1) runs on the batch's first EMULATED_IMAGES images only
     (emulated bf16 takes seconds for those), and (2) is a row saying why it was not trained."""
-    import torch
-
     G, _, _ = load_generator(run_path(profile, main_run, seed, dataset))
     shorts = precision_runs()
     if not shorts:

@@ -7,19 +7,24 @@ The perceptual network uses random weights here: no weight files are needed.
 """
 from __future__ import annotations
 
+import copy
 import json
 import os
 import statistics
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 from dataclasses import replace
+from io import BytesIO
 from pathlib import Path
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
+import torch.nn.functional as F
+from torch.profiler import ProfilerActivity, profile as torch_profile
 from torch.utils.data import DataLoader
+from torch.utils.flop_counter import FlopCounterMode
 
 from ..config import Config, DataConfig, get_profile, override, paper
 from ..core import augment
@@ -238,9 +243,6 @@ print("RESULT " + json.dumps({"package": paperlib.__file__, "batch": config.trai
 
 def export_tree(rev: str, dest) -> Path:
     """The commit `rev` of this repository, exported (git archive) into `dest`/src."""
-    import tarfile
-    from io import BytesIO
-
     root = repo_root()
     proc = subprocess.run(["git", "-C", str(root), "archive", "--format=tar", rev, "paperlib"],
                           capture_output=True)
@@ -361,8 +363,6 @@ def breakdown(profile: str = "mini", sets: list[str] | None = None, steps: int =
     the generator's forward by part (module hooks), data and per-step I/O (checkpoint, snapshot
     and sample grid, each divided by its interval), and the forward FLOPs of each part. Real
     OpenMoji batches, as `train` sees them."""
-    from torch.profiler import ProfilerActivity, profile as torch_profile
-
     config = override(get_profile(profile), list(sets or []) + ["train.device=cpu"])
     device = torch.device("cpu")
     config = override(config, {"train.precision": resolve(config.train.precision, device).precision})
@@ -472,8 +472,6 @@ def tap_rows(channels=(248, 384, 496), sides=(4, 8), precisions=("fp32",), batch
     """Milliseconds of one residual-block convolution, forward and both backward products,
     dense (F.conv2d, oneDNN) against tap by tap (core.tapconv), at each channel count, square
     map side and precision: the evidence for tapconv's MIN_TAP_CHANNELS and MAX_TAP_AREA."""
-    import torch.nn.functional as F
-
     rows = []
     for precision in precisions:
         dtype = torch.bfloat16 if precision == "bf16" else torch.float32
@@ -550,7 +548,7 @@ def loop(profile: str = "mini", sets: list[str] | None = None, steps: int = 100,
             out["train"].append(rate["images_per_sec"])
             walls["train"].append(rate["wall_images_per_sec"])
 
-            import nbformat
+            import nbformat  # nbformat only for the papermill timing
 
             run = tmp / f"nb-{r}"
             nb = nbformat.v4.new_notebook()
@@ -593,8 +591,6 @@ def fid_rows(n: int = 100, repeats: int = 3) -> list[dict]:
     """Images/s of the FID Inception's pool3 features (fid.activations, float32) in the memory
     order evaluation uses (channels-last) and in plain NCHW, in alternating repeats, with the
     largest feature difference between the two."""
-    import copy
-
     x = torch.rand(n, 3, 64, 64, generator=torch.Generator().manual_seed(0)) * 2 - 1
     models = {"channels-last (used)": fid.inception()}
     models["NCHW"] = copy.deepcopy(models["channels-last (used)"]).to(memory_format=torch.contiguous_format)

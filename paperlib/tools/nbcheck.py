@@ -14,6 +14,8 @@ pytest run in the repository, so a plain `pytest --nbval notebooks` compares the
 """
 from __future__ import annotations
 
+import sys
+
 from ..study.registry import PRECISION_RUNS, RUNS, precision_runs, run_path
 from ..study.reproduce import runs_dir
 from ..training.snapshot import FINAL
@@ -70,8 +72,6 @@ def missing_runs(profile: str = "mini", dataset: str | None = None) -> list[str]
 
 def main(argv=None) -> int:
     """Exit 0 when every run the check reads is complete, else 1 with a message naming them."""
-    import sys
-
     args = list(argv if argv is not None else sys.argv[1:]) or ["mini"]
     profile, dataset = args[0], (args[1] if len(args) > 1 else None)
     missing = missing_runs(profile, dataset)

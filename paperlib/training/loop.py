@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import hashlib
 import json
 import math
 import os
@@ -397,8 +398,6 @@ def train(config: Config, run_dir: str | os.PathLike, *, stop_at_step: int | Non
 def weights_digest(*modules: torch.nn.Module) -> str:
     """SHA-1 of every parameter: equal digests mean bit-identical weights. (BatchNorm running
     statistics are left out: under DDP each rank updates its own until the next broadcast.)"""
-    import hashlib
-
     h = hashlib.sha1()
     for m in modules:
         for k, v in sorted(m.named_parameters()):

@@ -15,7 +15,11 @@ trains its seeds and measures their snapshots in it.
 """
 from __future__ import annotations
 
+import ctypes
+import json
+import multiprocessing
 import os
+import signal
 from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
 from pathlib import Path
 
@@ -34,6 +38,7 @@ def default_workers() -> int:
         if n < 1:
             raise ValueError(f"{WORKERS_ENV}={text!r}: expected a whole number of at least 1")
         return n
+    # not at import: a spawned worker must set its thread count (OMP_NUM_THREADS) before torch loads
     import torch
 
     if torch.cuda.is_available():
@@ -49,9 +54,6 @@ def threads_per_worker(workers: int, cores: int | None = None) -> int:
 def _die_with_parent() -> None:
     """Ask Linux to SIGKILL this process when its parent dies (no-op elsewhere)."""
     try:
-        import ctypes
-        import signal
-
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
         pass
@@ -61,6 +63,7 @@ def _init_worker(threads: int) -> None:
     _die_with_parent()
     os.environ["OMP_NUM_THREADS"] = str(threads)
     os.environ["TQDM_DISABLE"] = "1"  # the parent draws one bar for all jobs
+    # not at import: a spawned worker must set its thread count (OMP_NUM_THREADS) before torch loads
     import torch
 
     torch.set_num_threads(threads)
@@ -68,8 +71,6 @@ def _init_worker(threads: int) -> None:
 
 def steps_done(path: Path) -> int:
     """The last step logged in a run's stats.jsonl (0 before the first log line)."""
-    import json
-
     try:
         lines = (path / "stats.jsonl").read_text().splitlines()
     except OSError:
@@ -96,7 +97,6 @@ def run_in_workers(fn, jobs: list[tuple], workers: int, *, name=str, on_poll=Non
     """
     if workers <= 1:
         return [fn(*job) for job in jobs]
-    import multiprocessing
 
     workers = min(workers, len(jobs))
     pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
