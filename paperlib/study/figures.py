@@ -143,7 +143,7 @@ def reference_grid(G, sketches: torch.Tensor, references: torch.Tensor):
 
 def reference_use_curves(long_df, x: str = "step", metrics=None):
     """One panel per reference-use metric against training step (or minutes), a line per run.
-    long_df has columns run, step, minutes, metric, value (dynamics.curves)."""
+    long_df has columns run, step, minutes, metric, value (tables.curves)."""
     import seaborn as sns  # seaborn only for the figures that use it
 
     metrics = list(metrics or dict.fromkeys(long_df["metric"]))
