@@ -8,7 +8,7 @@ PROFILE ?= mini
 # runs the two in turn, then notebook 09 (generalisation), which needs the runs of both
 DATASET ?= openmoji
 
-.PHONY: install reproduce plan test test-bench check-notebooks bench clean-cache
+.PHONY: install reproduce try plan test test-bench check-notebooks bench clean-cache
 
 # CPU_STANDIN=avx2 runs any target as on a CPU with AVX2 only (no AVX-512, no bf16 units), on
 # whatever x86 CPU this is: oneDNN, ATen and MKL are kept to their AVX2 kernels (so bf16 is
@@ -65,6 +65,10 @@ check-notebooks: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m paperlib bench
+
+# A first colouring: only the main model of DATASET, seed 0, then `colorize` or notebook 08
+try: $(STAMP)
+	$(PY) -m paperlib try --profile $(PROFILE) --dataset $(DATASET)
 
 # What `make reproduce` would train and how long that takes on this CPU, without training
 plan: $(STAMP)

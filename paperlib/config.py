@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 from dataclasses import dataclass, field, fields, is_dataclass, replace
 from typing import Any
@@ -290,6 +291,12 @@ CHOICES = {
 }
 
 
+def total_stride(model: ModelConfig) -> int:
+    """The encoders' total stride: input pixels per feature cell per side (16 in Table 2).
+    Defined here, at the bottom, because check_config needs it; core.model re-exports it."""
+    return math.prod(int(x) for x in model.encoder_strides)
+
+
 def check_config(config: Config) -> Config:
     """Refuse values that would otherwise fail deep inside the model or the data pipeline,
     with one message naming the field and the value; returns the config unchanged."""
@@ -298,9 +305,7 @@ def check_config(config: Config) -> Config:
         value = getattr(getattr(config, section), name)
         if value not in allowed:
             raise ValueError(f"{key}={value!r} is not one of {', '.join(allowed)}")
-    stride = 1
-    for s in config.model.encoder_strides:
-        stride *= s
+    stride = total_stride(config.model)
     res = config.data.resolution
     if not isinstance(res, int) or isinstance(res, bool) or res <= 0 or res % stride:
         lo = max(stride, res // stride * stride) if isinstance(res, int) else stride
@@ -334,8 +339,10 @@ def check_config(config: Config) -> Config:
 
 
 def _check_faces(config: Config) -> None:
-    """Counts that leave a split empty or the training split shorter than one batch, and
-    style names that dicebear-styles does not ship."""
+    """Counts that leave a split empty or the training split shorter than one batch. The style
+    names are checked against the installed dicebear-styles by data.datasets.check_data (train
+    calls it next; loading the faces checks them too): config, at the bottom of the package,
+    reads nothing installed."""
     d = config.data
     for name in ("faces_train_per_style", "faces_test_per_style", "faces_unseen"):
         value = getattr(d, name)
@@ -349,9 +356,6 @@ def _check_faces(config: Config) -> None:
         raise ValueError(f"data.faces_train_per_style={d.faces_train_per_style} gives "
                          f"{n_train} training faces ({len(d.faces_styles)} styles), fewer than "
                          f"train.batch_size={config.train.batch_size}")
-    from .data.faces import check_styles  # reads the installed dicebear-styles
-
-    check_styles(d)
 
 
 def _split_assignment(text: str) -> tuple[str, str]:
@@ -384,3 +388,24 @@ def from_dict(d: dict) -> Config:
 
 def to_json(config: Config) -> str:
     return json.dumps(to_dict(config), indent=2, sort_keys=True)
+
+
+# ------------------------------------------------------------------ the command line's config options
+
+def add_config_arguments(sp) -> None:
+    """The options that build a config on the command line (`prepare-data`, `train`)."""
+    sp.add_argument("--profile", default=None, help="smoke, mini or paper (default: "
+                    "$PAPERLIB_PROFILE or mini)")
+    sp.add_argument("--dataset", default=None, help="openmoji, faces, folder or edges2shoes")
+    sp.add_argument("--root", default=None, help="image root for folder/edges2shoes")
+    sp.add_argument("--set", action="append", metavar="KEY=VALUE",
+                    help="override a config field, e.g. --set model.aggregation=add")
+
+
+def config_from_arguments(args) -> Config:
+    """The checked config that add_config_arguments' options name."""
+    c = get_profile(args.profile)
+    assignments = [f"data.dataset={args.dataset}"] if getattr(args, "dataset", None) else []
+    if getattr(args, "root", None):
+        assignments.append(f"data.root={args.root}")
+    return check_config(override(c, assignments + list(getattr(args, "set", None) or [])))

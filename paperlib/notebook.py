@@ -11,8 +11,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pandas as pd
+
 from .config import Config, get_dataset, get_profile, override
 from .evaluation.evaluate import decimals
+from .study.reproduce import results_dir
 from .training.loop import resolve_device
 from .training.precision import resolve
 
@@ -25,8 +28,6 @@ def setup(profile: str | None = None, dataset: str | None = None, **overrides) -
     call of the notebook (and the worker processes it starts) reads and writes that dataset's
     runs. Keyword overrides name config fields with `__` for the dot (`data__resolution=64`);
     they are applied after the line is printed, which shows the profile's own values."""
-    from .study.reproduce import results_dir
-
     config = get_profile(profile)
     dataset = get_dataset(dataset)
     os.environ["PAPERLIB_DATASET"] = dataset
@@ -46,8 +47,6 @@ def show(table, table_id: str, **properties):
     """A pandas Styler of `table` with each numeric column at its metric's decimals and the
     id `table_id` (pandas draws a random one per call, which would differ on every run; two
     tables of one notebook need two ids, or the page applies one's style to both)."""
-    import pandas as pd
-
     numeric = [c for c in table.columns if pd.api.types.is_float_dtype(table[c])]
     styler = table.style.set_uuid(table_id)
     # a grouped table's columns are (metric, statistic) pairs: the metric sets the decimals

@@ -5,7 +5,7 @@ import errno
 import os
 import tempfile
 from pathlib import Path
-from typing import Callable
+from typing import BinaryIO, Callable
 
 
 def repo_root(start: str | os.PathLike | None = None) -> Path:
@@ -59,18 +59,19 @@ def disk_nearly_full(folder: str | os.PathLike) -> bool:
 
 
 def atomic_write(dst: str | os.PathLike, write: Callable, *, previous: str | os.PathLike | None = None,
-                 fault: str | None = None) -> None:
+                 at: Callable[[str, BinaryIO | None], None] | None = None) -> None:
     """write(binary file) into a temp file beside dst, then rename: a kill at any moment leaves
     either the old file or the new one, never half of one.
 
     The data is fsynced before the rename, so a crash of the machine (not only of the process)
     cannot leave a renamed but empty file. With `previous`, the file being replaced is kept
-    under that name (renamed, not copied) once the new one is fully written. `fault` names the
-    test hook points of `paperlib.training.faults` ("<fault>" after the data is written, "<fault>-rotate"
-    between the two renames). A full disk raises DiskFullError; the temp file is removed.
+    under that name (renamed, not copied) once the new one is fully written. `at(stage, file)`,
+    when given, is called at two moments a test may want to interrupt: "written" (the data is in
+    the temp file, which is passed) and "rotate" (between the two renames; file None); the
+    fault-injection hooks come in this way (training.faults.points), so this module, at the
+    bottom of the package, knows nothing of them. A full disk raises DiskFullError; the temp
+    file is removed.
     """
-    from .training import faults
-
     dst = Path(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=dst.name + ".", suffix=".tmp")
@@ -78,13 +79,13 @@ def atomic_write(dst: str | os.PathLike, write: Callable, *, previous: str | os.
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
-            if fault:
-                faults.point(fault, f)
+            if at is not None:
+                at("written", f)
             os.fsync(f.fileno())
         if previous is not None and dst.exists():
             os.replace(dst, previous)
-            if fault:
-                faults.point(fault + "-rotate")
+            if at is not None:
+                at("rotate", None)
         os.replace(tmp, dst)
     except BaseException as exc:
         # asked before the temp file is removed, which frees what it had taken

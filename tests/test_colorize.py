@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from paperlib.tools.colorize import check_size, colorize_image, colorize_tensors, crop_box, pad_to_multiple
+from paperlib.app.colorize import check_size, colorize_image, colorize_tensors, crop_box, pad_to_multiple
 from paperlib.config import get_profile
 from paperlib.data.imageio import fit_inside
 from paperlib.core.model import Generator
@@ -130,7 +130,7 @@ def test_a_folder_of_sketches_is_listed_with_the_datasets_image_extensions(smoke
     from PIL import Image
 
     from paperlib.data.imageio import IMAGE_EXTENSIONS
-    from paperlib.tools.colorize import colorize_files
+    from paperlib.app.colorize import colorize_files
     from paperlib.training.snapshot import save_snapshot
 
     G, c = smoke

@@ -4,7 +4,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from paperlib.tools.compare_results import compare_dirs, compare_table, main, report
+from paperlib.study.compare_results import compare_dirs, compare_table, main, report
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 

@@ -1,4 +1,4 @@
-"""The try-it notebook's logic (paperlib.tools.demo), driven through its callbacks without a browser."""
+"""The try-it notebook's logic (paperlib.app.demo), driven through its callbacks without a browser."""
 import io
 from datetime import datetime, timezone
 import shlex
@@ -12,11 +12,11 @@ import torch
 from PIL import Image, ImageFile
 
 from conftest import draw_shapes
-from paperlib.tools import demo as demo_mod
+from paperlib.app import demo as demo_mod
 from paperlib.study import registry as experiments
-from paperlib.tools.colorize import colorize_image
+from paperlib.app.colorize import colorize_image
 from paperlib.config import get_profile, override
-from paperlib.tools.demo import Demo, SplitImage, arm_status, try_it_figure
+from paperlib.app.demo import Demo, SplitImage, arm_status, try_it_figure
 from paperlib.core.model import Generator
 from paperlib.study.figures import ATTENTION_ALPHA, ATTENTION_CMAP
 
@@ -280,7 +280,7 @@ def test_figure_has_a_row_per_reference_and_a_column_per_arm(smoke_arms):
 
 def test_widget_is_wired_to_the_demo(tmp_path):
     W = pytest.importorskip("ipywidgets")
-    from paperlib.tools.widget import build_widget
+    from paperlib.app.widget import build_widget
 
     d = Demo({"scft-triplet": StandIn()}, DATA, sample_images(), root=tmp_path)
     box = build_widget(d)

@@ -143,12 +143,11 @@ def test_no_reference_claim_averages_the_seeds_like_the_table_beside_it(monkeypa
     """fig5 puts the no-reference model's FIDs next to the full model's two-seed mean, so they
     are two-seed means too; a seed without both evaluations is left out, not half counted."""
     from paperlib.study import claims
-    from paperlib.evaluation import evaluate
 
     fid = {("0", False): 110.0, ("0", True): 140.0, ("1", False): 120.0, ("1", True): 150.0,
            ("2", False): 500.0}  # seed 2 lacks its zero-reference evaluation
     monkeypatch.setattr(claims, "run_path", lambda profile, name, seed, dataset=None: f"{name}-seed{seed}")
-    monkeypatch.setattr(evaluate, "read_metrics", lambda run, no_reference=False: (
+    monkeypatch.setattr(claims, "read_metrics", lambda run, no_reference=False: (
         [{"metric": "fid_cross", "value": fid[(run[-1], no_reference)]}]
         if (run[-1], no_reference) in fid else []))
     assert claims.read_metrics_pair("mini", seeds=(0, 1, 2)) == {"image": 115.0, "zero": 145.0,
@@ -161,12 +160,11 @@ def test_ensure_evaluated_selects_rows_by_filters_and_passes_the_rest_to_evaluat
                                                                                   monkeypatch):
     """evaluate's other keywords (progress, limit, ...) change how an evaluation runs, not
     which rows it wrote: they reach evaluate, never read_metrics (which refuses them)."""
-    from paperlib.evaluation import evaluate
     from paperlib.study import registry
 
     monkeypatch.setattr(registry, "run_path", lambda profile, name, seed, dataset=None: tmp_path)
     calls = []
-    monkeypatch.setattr(evaluate, "evaluate", lambda run, **kw: calls.append(kw) or [{"metric": "x"}])
+    monkeypatch.setattr(registry, "evaluate", lambda run, **kw: calls.append(kw) or [{"metric": "x"}])
     rows = registry.ensure_evaluated("smoke", "add", 0, no_reference=True, progress=False, limit=8)
     assert rows == [{"metric": "x"}]
     assert calls == [{"no_reference": True, "progress": False, "limit": 8}]

@@ -10,7 +10,7 @@ import torch
 
 from paperlib.config import DataConfig, check_config, get_profile, override
 from paperlib.data import faces
-from paperlib.data.datasets import build_dataset
+from paperlib.data.datasets import build_dataset, check_data
 
 RES = 64
 TINY = DataConfig(dataset="faces", resolution=RES, faces_train_per_style=12,
@@ -242,4 +242,4 @@ def test_dicebear_missing(tmp_path, monkeypatch):
     with pytest.raises(faces.FacesUnavailableError, match="needs dicebear-core==10.7.0"):
         faces.load_faces(TINY, "train")
     with pytest.raises(RuntimeError, match="dicebear-styles==10.6.0"):
-        check_config(override(get_profile("smoke"), {"data.dataset": "faces"}))
+        check_data(check_config(override(get_profile("smoke"), {"data.dataset": "faces"})).data)

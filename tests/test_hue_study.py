@@ -1,4 +1,4 @@
-"""The hue study's plan, its jobs and its summary (paperlib.tools.hue_study)."""
+"""The hue study's plan, its jobs and its summary (paperlib.study.hue_study)."""
 import json
 import math
 import os
@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from paperlib.tools import hue_study as hs
+from paperlib.study import hue_study as hs
 
 
 def write_curve(work, dataset, arm, seed, rows, max_steps=300, batch_size=16):
@@ -105,7 +105,7 @@ def test_the_study_trains_and_measures_every_arm_on_every_dataset(tmp_path, monk
         seen["jobs"], seen["workers"] = jobs, workers
         return [None] * len(jobs)
 
-    monkeypatch.setattr("paperlib.training.parallel.run_in_workers", fake_pool)
+    monkeypatch.setattr(hs, "run_in_workers", fake_pool)
     monkeypatch.setattr(hs, "summarise", lambda work: None)
     plan = hs.HueStudy(work=str(tmp_path), arms=("hue-base", "hue-sga"), datasets=("faces",),
                        seeds=(0, 1), profile="smoke", steps=40, snapshots=4, val_n=8)
@@ -138,7 +138,7 @@ def test_the_pool_runs_every_job_at_once_on_a_gpu_and_one_per_core_on_a_cpu(tmp_
     plan = hs.HueStudy(work=str(tmp_path), device="cpu")
     assert hs.pool_size(plan, 20) == (os.cpu_count() or 1)
     assert hs.pool_size(hs.HueStudy(work=str(tmp_path), device="cpu", workers=3), 20) == 3
-    monkeypatch.setattr("paperlib.training.loop.resolve_device", lambda name: torch.device("cuda"))
+    monkeypatch.setattr(hs, "resolve_device", lambda name: torch.device("cuda"))
     assert hs.pool_size(hs.HueStudy(work=str(tmp_path), device="cuda"), 20) == 20
 
 

@@ -20,7 +20,7 @@ def loaded_after(code: str) -> list[str]:
 
 
 @pytest.mark.parametrize("module", ["paperlib.training.loop", "paperlib.evaluation.evaluate",
-                                    "paperlib.evaluation.dynamics", "paperlib.tools.long_run"])
+                                    "paperlib.evaluation.dynamics", "paperlib.study.long_run"])
 def test_importing_loads_no_optional_package(module):
     assert loaded_after(f"import {module}") == []
 

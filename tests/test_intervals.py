@@ -87,7 +87,7 @@ def test_run_values_are_cached_per_snapshot_and_image_count(folder_config, tmp_p
     save_snapshot(Generator(folder_config.model), folder_config, 3, run / FINAL)
     calls = []
     real = ev.generate
-    monkeypatch.setattr(ev, "generate", lambda *a, **k: calls.append(1) or real(*a, **k))
+    monkeypatch.setattr(iv, "generate", lambda *a, **k: calls.append(1) or real(*a, **k))
     first = iv.run_values(run, n=6)
     again = iv.run_values(run, n=6)
     assert len(calls) == 1 and all(np.array_equal(first[k], again[k]) for k in iv.FIELDS)

@@ -14,8 +14,8 @@ import torch
 from PIL import Image
 
 from paperlib.__main__ import main
-from paperlib.tools import long_run
-from paperlib.tools.long_run_summary import SUMMARY_MD, last_per_seed, summarise
+from paperlib.study import long_run
+from paperlib.study.long_run_summary import SUMMARY_MD, last_per_seed, summarise
 from paperlib.training.snapshot import FINAL
 
 GPU = Path(__file__).resolve().parents[1] / "results" / "gpu"
@@ -172,7 +172,7 @@ def test_the_committed_tables_come_out_without_avx512(tmp_path):
            if ("512" in f or f == "X86_V4") and f not in simd["baseline"]]
     script = ("import json, sys\n"
               "import numpy as np, pandas as pd\n"
-              "from paperlib.tools.long_run_summary import load, markdown\n"
+              "from paperlib.study.long_run_summary import load, markdown\n"
               "c, s, meta = load(__import__('pathlib').Path(sys.argv[1]))\n"
               "print(json.dumps({'found': np.show_config(mode='dicts')['SIMD Extensions']['found'],\n"
               "                  'text': markdown(c, s, meta, pd.DataFrame())}))\n")
@@ -224,7 +224,7 @@ def test_the_summary_of_a_folder_without_curves_fails_clearly(tmp_path, capsys):
 def test_a_registry_run_is_the_start_of_the_plan():
     """--run takes the registry's overrides (dataset first, as the registry does), then the
     plan's schedule, then --set."""
-    from paperlib.tools.long_run import LongRun, run_config
+    from paperlib.study.long_run import LongRun, run_config
 
     plan = LongRun(out="o", work="w", run="hue-sga", sets=("data.dataset=faces", "train.lr_g=0.0003"),
                    split="val", hue=True)

@@ -1,4 +1,4 @@
-"""Registry runs side by side (paperlib.training.parallel): same results as one after the other,
+"""Registry runs side by side (paperlib.study.parallel, on the pool of paperlib.training.parallel): same results as one after the other,
 resumable, errors named, and the thread share each worker gets."""
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from paperlib.training import parallel
+from paperlib.study import parallel
+from paperlib.training import parallel as pool
 from paperlib.training.snapshot import load_generator
 
 
@@ -34,20 +35,20 @@ def _weights(path: Path) -> dict:
 
 
 def test_default_workers_reads_the_environment(monkeypatch):
-    monkeypatch.setenv(parallel.WORKERS_ENV, "3")
-    assert parallel.default_workers() == 3
+    monkeypatch.setenv(pool.WORKERS_ENV, "3")
+    assert pool.default_workers() == 3
     for bad in ("0", "-1", "two"):
-        monkeypatch.setenv(parallel.WORKERS_ENV, bad)
-        with pytest.raises(ValueError, match=parallel.WORKERS_ENV):
-            parallel.default_workers()
-    monkeypatch.delenv(parallel.WORKERS_ENV)
-    assert parallel.default_workers() == (1 if torch.cuda.is_available()
-                                          else max(1, min(2, os.cpu_count() or 1)))
+        monkeypatch.setenv(pool.WORKERS_ENV, bad)
+        with pytest.raises(ValueError, match=pool.WORKERS_ENV):
+            pool.default_workers()
+    monkeypatch.delenv(pool.WORKERS_ENV)
+    assert pool.default_workers() == (1 if torch.cuda.is_available()
+                                      else max(1, min(2, os.cpu_count() or 1)))
 
 
 @pytest.mark.parametrize("workers,cores,expected", [(2, 2, 1), (1, 2, 2), (2, 16, 8), (4, 2, 1)])
 def test_threads_per_worker_shares_the_cores(workers, cores, expected):
-    assert parallel.threads_per_worker(workers, cores) == expected
+    assert pool.threads_per_worker(workers, cores) == expected
 
 
 def test_two_workers_train_and_evaluate_like_one(fake_root, monkeypatch, capfd):
@@ -73,7 +74,7 @@ def test_two_workers_train_and_evaluate_like_one(fake_root, monkeypatch, capfd):
         assert (p / "snapshot-final.pt").exists() and (p / "metrics.jsonl").exists()
 
     # A second call finds everything done and starts no worker.
-    monkeypatch.setattr(parallel, "ProcessPoolExecutor", None)
+    monkeypatch.setattr(pool, "ProcessPoolExecutor", None)
     assert parallel.ensure_runs("smoke", jobs, workers=2, progress=False) == paths
 
     solo_root = fake_root / "solo"
@@ -134,8 +135,8 @@ def test_pool_bar_redraws_every_refresh_interval_and_when_a_run_ends(fake_root, 
         done = {f for f in pending if f.done()}
         return done, set(pending) - done
 
-    monkeypatch.setattr(parallel, "ProcessPoolExecutor", FakePool)
-    monkeypatch.setattr(parallel, "wait", fake_wait)
+    monkeypatch.setattr(pool, "ProcessPoolExecutor", FakePool)
+    monkeypatch.setattr(pool, "wait", fake_wait)
     parallel.ensure_runs("smoke", [("scft-triplet", 0), ("add", 0)], workers=2, progress=True)
     bar = capfd.readouterr().err
     assert polls[0] == 30
@@ -180,7 +181,7 @@ def test_workers_die_with_their_parent(fake_root):
     import time
 
     marker = fake_root / "worker.pid"
-    code = ("from paperlib.training import parallel; parallel.ensure_runs('smoke', "
+    code = ("from paperlib.study import parallel; parallel.ensure_runs('smoke', "
             "[('scft-triplet', 2), ('add', 2)], workers=2, progress=False)")
     env = {**os.environ, "PAPERLIB_FAULT": "checkpoint-write:stall",
            "PAPERLIB_FAULT_MARKER": str(marker)}

@@ -164,7 +164,7 @@ def test_the_region_arms_train_at_smoke_size(arm, image_folder, tmp_path, one_th
 
 
 def test_the_study_summary_shows_the_region_error_by_size_where_measured(tmp_path):
-    from paperlib.tools import hue_study as hs
+    from paperlib.study import hue_study as hs
 
     def write(arm, small):
         run = hs.run_folder(tmp_path, "openmoji", arm, 0)
@@ -200,7 +200,7 @@ def test_the_committed_region_study_rebuilds_and_shows_the_grid_is_what_holds_th
     the base on both seeds, but not on faces; the per-region loss moves the base by less than 1."""
     from pathlib import Path
 
-    from paperlib.tools import hue_study as hs
+    from paperlib.study import hue_study as hs
 
     folder = Path(__file__).resolve().parents[1] / "results" / "region-study"
     csv, md, _ = hs.summarise(folder, tmp_path)

@@ -269,7 +269,7 @@ def earlier_snapshot(tmp_path, capsys, monkeypatch):
 
 
 def size_too_large(tmp_path, capsys, monkeypatch):
-    import paperlib.tools.colorize as colorize_module
+    import paperlib.app.colorize as colorize_module
 
     def never(*args, **kwargs):
         raise AssertionError("a sketch was coloured")
@@ -281,7 +281,7 @@ def size_too_large(tmp_path, capsys, monkeypatch):
 
 
 def ctrl_c(tmp_path, capsys, monkeypatch):
-    import paperlib.tools.colorize as colorize_module
+    import paperlib.app.colorize as colorize_module
 
     sketches = tmp_path / "sketches"
     for i in range(3):
@@ -430,7 +430,7 @@ def test_a_real_ctrl_c_during_colorize_is_one_line_and_status_130(tmp_path):
         # a process started from a background job inherits SIGINT ignored (CI may be one):
         # take it back, as a terminal's foreground process has it
         "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
-        "import paperlib.tools.colorize as c\n"
+        "import paperlib.app.colorize as c\n"
         "def interrupt(*a, **k):\n"
         "    os.kill(os.getpid(), signal.SIGINT)\n"
         "    signal.pause()\n"

@@ -14,8 +14,6 @@ the DataLoader, on whatever device the images are on.
 """
 from __future__ import annotations
 
-import time
-
 import torch
 import torch.nn.functional as F
 
@@ -161,34 +159,3 @@ def augmented_self(image: torch.Tensor, cfg: DataConfig, generator: torch.Genera
     mask = mask & has_ref.view(b, 1)
     return {"reference": reference, "target": target, "corr": corr, "corr_mask": mask,
             "has_reference": has_ref}
-
-
-def bench_pipeline(resolution: int, batch_size: int = 16, n_batches: int = 20,
-                   num_workers: int = 2, cfg: DataConfig | None = None) -> float:
-    """Images/s of the whole sample pipeline on OpenMoji (cached renders): DataLoader workers
-    convert images and sketches, the main process applies a() and the TPS warp. The first
-    batch (worker start-up) is not timed."""
-    from dataclasses import replace
-
-    from torch.utils.data import DataLoader
-
-    from ..data.datasets import build_dataset
-
-    cfg = replace(cfg or DataConfig(), dataset="openmoji", resolution=resolution)
-    ds = build_dataset(cfg, "train")
-    gen = torch.Generator().manual_seed(0)
-    loader = DataLoader(ds, batch_size=batch_size, shuffle=True, drop_last=True,
-                        num_workers=num_workers, generator=torch.Generator().manual_seed(0),
-                        persistent_workers=False)
-    it = iter(loader)
-    augmented_self(next(it)["image"], cfg, gen)
-    count, t0 = 0, time.perf_counter()
-    for _ in range(n_batches):
-        try:
-            batch = next(it)
-        except StopIteration:
-            it = iter(loader)
-            batch = next(it)
-        augmented_self(batch["image"], cfg, gen)
-        count += batch["image"].shape[0]
-    return count / (time.perf_counter() - t0)

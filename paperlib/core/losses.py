@@ -10,6 +10,8 @@ import math
 import torch
 import torch.nn.functional as F
 
+from .color import srgb_to_lab
+
 
 def _zero(like: torch.Tensor) -> torch.Tensor:
     # A zero that keeps `like` in the autograd graph, so backward() never sees a leaf-less loss.
@@ -27,8 +29,6 @@ def chroma_ab(fake: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """[I] mean |delta a*| + |delta b*| / 100 between two (B, 3, H, W) images in [-1, 1], in
     CIELAB (core.color, float32): one unit of perceived chroma costs the same along red-green
     and yellow-blue. Not in the paper; loss.lambda_ab switches it on."""
-    from .color import srgb_to_lab
-
     ab_fake = srgb_to_lab((fake + 1.0) / 2.0)[:, 1:]  # (B, 2, H, W)
     ab_target = srgb_to_lab((target.detach() + 1.0) / 2.0)[:, 1:]
     return (ab_fake - ab_target).abs().mean() / 100.0
@@ -40,8 +40,6 @@ def region_colour(fake: torch.Tensor, target: torch.Tensor, regions: torch.Tenso
     / 100). fake, target (B, 3, H, W) in [-1, 1]; regions (B, H, W) int64 as
     core.sketch.region_labels gives them (0: no region). Zero, in the graph, with no region.
     Not in the paper; loss.lambda_region switches it on."""
-    from .color import srgb_to_lab
-
     if regions.shape != (fake.shape[0], *fake.shape[-2:]):
         raise ValueError(f"regions {tuple(regions.shape)} must be (B, H, W) = "
                          f"{(fake.shape[0], *fake.shape[-2:])}")
@@ -63,11 +61,6 @@ def region_colour(fake: torch.Tensor, target: torch.Tensor, regions: torch.Tenso
         return sums / count.unsqueeze(1)
 
     return (means(fake) - means(target.detach())).abs().mean() / 100.0
-
-
-def lsgan_d(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
-    """LSGAN discriminator loss [S]: 0.5 * (E[(D(real) - 1)^2] + E[D(fake)^2])."""
-    return 0.5 * (((real_logits.float() - 1.0) ** 2).mean() + (fake_logits.float() ** 2).mean())
 
 
 def lsgan_g(fake_logits: torch.Tensor) -> torch.Tensor:

@@ -36,15 +36,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..config import ModelConfig
+from ..config import ModelConfig, total_stride  # total_stride is defined once, in config, and used from here
 from .tapconv import TapConv2d, to_tap_layout
 
 ADAIN_EPS = 1e-5
-
-
-def total_stride(cfg: ModelConfig) -> int:
-    """The encoders' total stride: input pixels per feature cell per side (16 in Table 2)."""
-    return math.prod(int(x) for x in cfg.encoder_strides)
 
 
 def scaled(channels: int, width: float) -> int:
@@ -76,7 +71,7 @@ class Encoder(nn.Module):
                              f"encoder_strides ({len(cfg.encoder_strides)}) must have equal length")
         self.channels = [scaled(c, cfg.width) for c in cfg.encoder_channels]
         self.strides = [int(s) for s in cfg.encoder_strides]
-        self.total_stride = math.prod(self.strides)
+        self.total_stride = total_stride(cfg)
         self.convs = nn.ModuleList()
         cin = in_channels
         for cout, stride in zip(self.channels, self.strides):

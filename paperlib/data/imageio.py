@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import warnings
 
 import numpy as np
@@ -88,7 +89,6 @@ def _open_header(source, name=None, limit: int | None = None) -> Image.Image:
     except UnidentifiedImageError:
         raise BadImageError(name, "not an image file (no image format PIL knows starts it)") from None
     except Image.DecompressionBombError as exc:  # PIL's own guard, above 2 x its limit (179 MP)
-        import re
 
         n = re.search(r"\((\d+) pixels\)", str(exc))
         size = f"{int(n.group(1)):,} pixels is" if n else "it is"
@@ -230,7 +230,7 @@ def resize_center_crop(img: np.ndarray, size: int) -> np.ndarray:
     bilinearly rather than padded, so every sample fills the frame (a soft but complete image
     is a better training target than a mostly-padding one).
     """
-    import cv2
+    import cv2  # OpenCV is large: loaded by the functions that resize or filter
 
     h, w = img.shape[:2]
     scale = size / min(h, w)
@@ -244,7 +244,7 @@ def resize_center_crop(img: np.ndarray, size: int) -> np.ndarray:
 
 def _resize(img: np.ndarray, h: int, w: int) -> np.ndarray:
     """Area averaging when shrinking (no aliasing), bilinear when enlarging."""
-    import cv2
+    import cv2  # OpenCV is large: loaded by the functions that resize or filter
 
     if (h, w) == img.shape[:2]:
         return img

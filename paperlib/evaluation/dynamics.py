@@ -7,8 +7,9 @@ rate. The numbers are cached per snapshot in the run folder (`reference_use.json
 of a notebook measures only what is new.
 
 The recipe study compares recipes (named runs of the experiment registry) at an equal budget
-of training time. Recipes are selected on training images, never on the test split that the
-tables report: `recipe_table` defaults to split "train".
+of training time (study.tables.recipe_table and curves, which read these curves). Recipes are
+selected on training images, never on the test split that the tables report: `recipe_table`
+defaults to split "train".
 """
 from __future__ import annotations
 
@@ -17,6 +18,13 @@ import re
 from pathlib import Path
 
 import pandas as pd
+from tqdm import tqdm
+
+from ..config import DataConfig
+from ..paths import append_atomic
+from ..training.snapshot import FINAL, load_generator, load_pt
+from ..training.stats import read_stats
+from .evaluate import git_commit, hue_transfer, reference_use
 
 CURVE_FILE = "reference_use.jsonl"
 CURVE_METRICS = ("ref_gain_de_self", "palette_follow_cross", "region_de_self",
@@ -25,8 +33,6 @@ CURVE_METRICS = ("ref_gain_de_self", "palette_follow_cross", "region_de_self",
 
 def snapshots(run_dir) -> list[tuple[int, Path]]:
     """(step, path) of a run's intermediate snapshots and its final one, by step."""
-    from ..training.snapshot import FINAL, load_pt
-
     run_dir = Path(run_dir)
     found = {}
     for p in run_dir.glob("snapshot-*.pt"):
@@ -49,8 +55,6 @@ def _read_cache(path: Path) -> list[dict]:
 def curve_images(run_dir) -> int:
     """data.curve_images of a run; a run from before the field existed scored the field's
     default (48)."""
-    from ..config import DataConfig
-
     cfg = json.loads((Path(run_dir) / "config.json").read_text())
     return int(cfg["data"].get("curve_images", DataConfig.curve_images))
 
@@ -60,12 +64,6 @@ def reference_use_curve(run_dir, *, split: str = "test", n: int | None = None, s
     """One row per snapshot step: the reference-use metrics on the first n images of `split`
     (None: the run's data.curve_images); with hue=True also evaluate.hue_transfer's (the 2x2
     chroma map and the errors under turned hues)."""
-    from tqdm import tqdm
-
-    from .evaluate import hue_transfer, reference_use
-    from ..paths import append_atomic
-    from ..training.snapshot import load_generator
-
     run_dir = Path(run_dir)
     n = curve_images(run_dir) if n is None else n
     cache = run_dir / CURVE_FILE
@@ -88,8 +86,6 @@ def reference_use_curve(run_dir, *, split: str = "test", n: int | None = None, s
 
 def training_seconds(run_dir) -> float:
     """Wall-clock seconds of training, from the images/s of every stats.jsonl window."""
-    from ..training.stats import read_stats
-
     cfg = json.loads((Path(run_dir) / "config.json").read_text())
     batch = cfg["train"]["batch_size"]
     total, prev = 0.0, 0
@@ -99,54 +95,8 @@ def training_seconds(run_dir) -> float:
     return total
 
 
-def _run_curves(profile: str, names, seed: int, split: str, n: int | None, progress: bool,
-                dataset: str | None):
-    """(name, run folder, curve) for each named run that has snapshots."""
-    from ..study.registry import run_path
-
-    for name in names:
-        path = run_path(profile, name, seed, dataset)
-        curve = reference_use_curve(path, split=split, n=n, progress=progress)
-        if not curve.empty:
-            yield name, path, curve
-
-
-def recipe_table(profile: str, names, seed: int = 0, split: str = "train", n: int | None = None,
-                 progress: bool = True, *, dataset: str | None = None) -> pd.DataFrame:
-    """Each recipe's reference use at its last snapshot, with its steps and training minutes
-    (`dataset` None: $PAPERLIB_DATASET, else openmoji; as in `curves`)."""
-    from ..study.registry import RUNS
-
-    rows = []
-    for name, path, curve in _run_curves(profile, names, seed, split, n, progress, dataset):
-        last = curve.iloc[-1]
-        rows.append({"recipe": name, "what": RUNS[name][0], "steps": int(last["step"]),
-                     "train_minutes": training_seconds(path) / 60,
-                     **{m: float(last[m]) for m in ("ref_gain_de_self", "palette_follow_cross",
-                                                    "region_de_self", "region_dl_self",
-                                                    "region_dc_self", "region_dh_self",
-                                                    "attention_hit_rate")}})
-    return pd.DataFrame(rows)
-
-
-def curves(profile: str, names, seed: int = 0, split: str = "train", n: int | None = None,
-           progress: bool = True, *, dataset: str | None = None) -> pd.DataFrame:
-    """Long table (run, step, minutes, metric, value) of several runs' reference-use curves;
-    minutes is the training time at that step, scaled from the run's total."""
-    frames = []
-    for name, path, df in _run_curves(profile, names, seed, split, n, progress, dataset):
-        total_steps = json.loads((path / "config.json").read_text())["train"]["max_steps"]
-        minutes = training_seconds(path) / 60
-        df = df.assign(run=name, minutes=df["step"] / max(total_steps, 1) * minutes)
-        frames.append(df.melt(id_vars=["run", "step", "minutes"],
-                              value_vars=[m for m in CURVE_METRICS if m in df], var_name="metric"))
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-
-
 def recipe_provenance(config, seed: int, n: int | None = None) -> dict:
     """What the recipe table depends on (the metrics come from reference_use, not metrics.jsonl)."""
-    from .evaluate import git_commit
-
     n = config.data.curve_images if n is None else n
     return {"profile": config.profile, "dataset": config.data.dataset,
             "split": f"train (first {n} images, fresh augmentations; never the test split)",

@@ -26,14 +26,16 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from ..config import from_dict, override
 from ..core import augment
-from ..training import faults
-from . import fid, metrics
-from ..config import override
+from ..core.color import rotate_hue
+from ..core.perceptual import perceptual_name
 from ..data.datasets import build_dataset
 from ..paths import append_atomic
-from ..core.perceptual import perceptual_name
+from ..training import faults
 from ..training.snapshot import load_generator, load_pt, resolve_snapshot
+from . import fid, metrics
+from .per_image import save_values, values_from_errors
 
 
 def git_commit() -> str:
@@ -214,8 +216,6 @@ def hue_transfer(G, data_cfg, *, n: int = 48, seed: int = 0, split: str = "test"
     identity when hue follows the reference; NaN when too few pixels are coloured), and the
     region colour error against the turned ground truth (region_de_rot, region_dh_rot). G runs
     in eval mode; its mode is restored."""
-    from ..core.color import rotate_hue
-
     ds = first_n(build_dataset(data_cfg, split), n)
     items = [ds[i] for i in range(len(ds))]
     image = torch.stack([it["image"] for it in items])  # (N,3,H,W)
@@ -361,8 +361,6 @@ def evaluate(run_or_file, *, dataset: str | None = None, root: str | None = None
         if not (transfer or no_reference or limit not in (0, data_cfg.eval_limit)):
             # the claims' intervals resample these (on the evaluation's own images, never a
             # shorter check's); stored now, they cost nothing later
-            from .intervals import save_values, values_from_errors
-
             save_values(path, values_from_errors(errors),
                         {"step": int(step), "split": split, "eval_seed": seed,
                          "limit": limit or data_cfg.eval_limit})
@@ -394,8 +392,6 @@ def read_metrics(run_dir, *, split: str = "test", no_reference: bool = False,
     run_dir = Path(run_dir)
     name, sketch, own_sketch = "metrics.jsonl", None, None
     if (dataset or sketch_source) and (run_dir / "config.json").exists():
-        from ..config import from_dict
-
         own = from_dict(json.loads((run_dir / "config.json").read_text()))
         wanted = evaluation_data(own, dataset=dataset, sketch_source=sketch_source)
         if data_identity(wanted) != data_identity(own.data):
@@ -454,3 +450,23 @@ def format_table(rows: list[dict]) -> str:
             f"commit {r0['git_commit']}")
     lines = [head] + [f"  {r['metric']:24s} {r['value']:.{decimals(r['metric'])}f}" for r in rows]
     return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- command line
+
+def add_evaluate_arguments(sp) -> None:
+    sp.add_argument("--checkpoint", required=True, help="run folder or snapshot file")
+    sp.add_argument("--dataset", default=None, help="the dataset to evaluate on (default: the run's)")
+    sp.add_argument("--root", default=None, help="image root for folder/edges2shoes")
+    sp.add_argument("--sketch-source", default=None, choices=["line", "xdog"],
+                    help="OpenMoji's sketches: the artist's line art or XDoG (default: the run's)")
+    sp.add_argument("--split", default="test", help="test (default), train or val")
+    sp.add_argument("--limit", type=int, default=0, help="evaluate at most this many images")
+    sp.add_argument("--no-reference", action="store_true", help="feed zero references")
+
+
+def evaluate_main(args) -> None:
+    rows = evaluate(args.checkpoint, dataset=args.dataset, root=args.root,
+                    sketch_source=args.sketch_source, split=args.split,
+                    limit=args.limit, no_reference=args.no_reference)
+    print(format_table(rows))

@@ -15,6 +15,7 @@ import importlib.util
 import json
 import os
 import warnings
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Callable, Iterable
 from unittest import mock
@@ -106,7 +107,7 @@ def _module_name(tf_module: str) -> str:
 def _target_state_dict() -> dict[str, torch.Tensor]:
     """pytorch-fid's parameter names and shapes. The FID blocks only override forward(), so
     the keys are those of torchvision's Inception v3 with 1008 classes and no aux head."""
-    import torchvision
+    import torchvision  # FID only (tests/test_imports.py)
 
     net = torchvision.models.inception_v3(weights=None, aux_logits=False, num_classes=1008,
                                           init_weights=False)
@@ -206,7 +207,6 @@ def network_name(weights: str | Path | None = None) -> str:
 
 
 def _pf_version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
     try:
         return version("pytorch-fid")
     except PackageNotFoundError:
@@ -219,7 +219,7 @@ def inception(device: str | torch.device = "cpu",
 
     pytorch-fid builds the FID network in fid_inception_v3(), which fetches the weights by
     URL; we let it build everything and only answer that one fetch with our state dict."""
-    from pytorch_fid import inception as pf_inception
+    from pytorch_fid import inception as pf_inception  # FID only (tests/test_imports.py)
 
     sd = fid_state_dict(weights)
 
@@ -290,7 +290,7 @@ def stats(acts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
     """pytorch-fid's Frechet distance between two Gaussians."""
-    from pytorch_fid.fid_score import calculate_frechet_distance
+    from pytorch_fid.fid_score import calculate_frechet_distance  # FID only (tests/test_imports.py)
 
     with warnings.catch_warnings():  # pytorch-fid passes sqrtm's deprecated `disp` argument
         warnings.filterwarnings("ignore", message=".*`disp` argument", category=DeprecationWarning)
@@ -322,25 +322,6 @@ def fid_lowrank(a: np.ndarray, b: np.ndarray) -> float:
     na, nb = len(a) - 1, len(b) - 1
     tr_sqrt = np.linalg.svd(xa @ xb.T, compute_uv=False).sum() / np.sqrt(na * nb)
     return float(diff @ diff + (xa * xa).sum() / na + (xb * xb).sum() / nb - 2 * tr_sqrt)
-
-
-def fid_bootstrap(a: np.ndarray, b: np.ndarray, n: int = 200, seed: int = 0,
-                  level: float = 0.95) -> tuple[float, float]:
-    """Bootstrap interval (level) of FID: both sets resampled with replacement n times.
-
-    Resampling duplicates images, which inflates FID (it is biased upward at small N), so the
-    bootstrap distribution sits above the estimate; we shift it back by its estimated bias
-    (mean of the bootstrap values minus the estimate) before taking the percentiles
-    (bias-corrected percentile interval). The width shows how much the number would move
-    with another draw of the same number of images."""
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    rng = np.random.default_rng(seed)
-    vals = np.array([fid_from_activations(a[rng.integers(0, len(a), len(a))],
-                                          b[rng.integers(0, len(b), len(b))])
-                     for _ in range(n)])
-    vals -= vals.mean() - fid_from_activations(a, b)
-    lo, hi = np.percentile(vals, [50 * (1 - level), 50 * (1 + level)])
-    return float(lo), float(hi)
 
 
 def kid_subset_size(n: int) -> int:
@@ -420,12 +401,3 @@ def reference_activations(key: dict, compute_fn: Callable[[], np.ndarray]) -> np
     atomic_write(path, lambda f: np.savez(f, acts=acts.astype(np.float32), mu=mu, sigma=sigma,
                                            key=json.dumps(key, sort_keys=True, default=str)))
     return acts
-
-
-def reference_stats(key: dict, compute_fn: Callable[[], np.ndarray]) -> tuple[np.ndarray, np.ndarray, int]:
-    """(mu, sigma, n) of a reference set, cached as in reference_activations."""
-    path = reference_path(key)
-    if not path.is_file():
-        reference_activations(key, compute_fn)
-    with np.load(path) as z:
-        return z["mu"], z["sigma"], int(len(z["acts"]))

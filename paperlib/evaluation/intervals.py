@@ -23,41 +23,16 @@ from pathlib import Path
 
 import numpy as np
 
+from ..data.datasets import build_dataset
+from ..training.snapshot import load_generator
 from . import metrics
-
-
-def per_image_file(run_dir, split: str = "test") -> Path:
-    """Where a run's per-image values on `split` are kept, for its current snapshot."""
-    return Path(run_dir) / f"per_image-{split}.npz"
-
-
-PER_IMAGE_METRICS = ("region_de_self", "region_dh_self", "ref_gain_de_self", "palette_follow_cross")
-FIELDS = ("de_sum", "de_n", "wrong_sum", "wrong_n", "dh_area", "area", "pal_own", "pal_other")
-
-
-def values_from_errors(errors: dict) -> dict[str, np.ndarray]:
-    """The per-image sums (FIELDS, each (N,)) from evaluate.colour_errors: the regions of
-    all images come concatenated in image order, each image's count in regions_per_image."""
-    def per_image(sums, counts):
-        # reduceat on the image boundaries; an image without regions sums to 0
-        edges = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(int)
-        total = np.add.reduceat(np.append(sums, 0.0), edges) if len(counts) else np.zeros(0)
-        return np.where(np.asarray(counts) > 0, total, 0.0)
-
-    region, wrong = errors["region"], errors["wrong"]
-    n_own, n_wrong = region["regions_per_image"], wrong["regions_per_image"]
-    return {"de_sum": per_image(region["region_de"], n_own), "de_n": n_own.astype(np.float64),
-            "wrong_sum": per_image(wrong["region_de"], n_wrong), "wrong_n": n_wrong.astype(np.float64),
-            "dh_area": per_image(region["region_lch"][:, 2] * region["region_area"], n_own),
-            "area": per_image(region["region_area"], n_own),
-            "pal_own": np.asarray(errors["palette_own"], np.float64),
-            "pal_other": np.asarray(errors["palette_other"], np.float64)}
+from .evaluate import colour_errors, first_n, generate
+# the per-image values are stored by evaluate too (as it scores a run), so they live below both
+from .per_image import FIELDS, PER_IMAGE_METRICS, per_image_file, save_values, values_from_errors  # noqa: F401
 
 
 def per_image_values(out: dict) -> dict[str, np.ndarray]:
     """The per-image sums (FIELDS, each (N,)) of evaluate.generate's output `out`."""
-    from .evaluate import colour_errors
-
     return values_from_errors(colour_errors(out))
 
 
@@ -129,10 +104,6 @@ def run_values(run_dir, *, n: int | None = None, seed: int = 0, split: str = "te
                progress: bool = False) -> dict[str, np.ndarray]:
     """The per-image values of a run's current snapshot on the first n images of `split` (None:
     the run's data.eval_limit, as evaluate takes them), cached in the run folder."""
-    from ..data.datasets import build_dataset
-    from ..training.snapshot import load_generator
-    from .evaluate import first_n, generate
-
     run_dir = Path(run_dir)
     G, config, step = load_generator(run_dir)
     meta = {"step": int(step), "split": split, "eval_seed": seed,
@@ -146,11 +117,3 @@ def run_values(run_dir, *, n: int | None = None, seed: int = 0, split: str = "te
     values = per_image_values(generate(G, ds, seed=seed, data_cfg=config.data, progress=progress))
     save_values(run_dir, values, meta)
     return values
-
-
-def save_values(run_dir, values: dict, meta: dict) -> None:
-    """Write a run's per-image values with what they were computed on (run_values' cache)."""
-    path = per_image_file(run_dir, meta["split"])
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez(tmp, meta=json.dumps(meta), **values)
-    tmp.replace(path)  # a kill leaves the old or the new, never half

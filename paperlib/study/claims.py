@@ -5,7 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ..config import STUDY_DATASETS
+from ..evaluation.evaluate import decimals, read_metrics
+from ..evaluation.intervals import bootstrap, gap_interval, interval_verdict, run_values
+from ..evaluation.metrics import attention_hit_rate
 from ..training.snapshot import FINAL
+from .published import CLAIMS
 from .registry import MAIN, load_config, run_path
 from .tables import example_batch, metrics_table, outputs, summarise
 
@@ -13,8 +18,6 @@ from .tables import example_batch, metrics_table, outputs, summarise
 def attention_accuracy(profile: str, names, seeds=(0,), n: int = 64, *,
                        dataset: str | None = None) -> pd.DataFrame:
     """Top-1 attention on the true correspondence over n augmented-self test images."""
-    from ..evaluation.metrics import attention_hit_rate
-
     rows = []
     for name in names:
         for seed in seeds:
@@ -52,8 +55,6 @@ class Intervals:
         self.values: dict[str, list] = {}
 
     def of(self, run: str) -> list:
-        from ..evaluation.intervals import run_values
-
         if run not in self.values:
             paths = [run_path(self.profile, run, s, self.dataset) for s in self.seeds]
             self.values[run] = [run_values(p) for p in paths if (p / FINAL).exists()]
@@ -63,8 +64,6 @@ class Intervals:
             reference: float = 0.0) -> tuple[float, float] | None:
         """95% interval of the gap by which run `better` beats run `worse` on `metric` (or the
         number `reference` when `worse` is None); None when a run has no finished seed."""
-        from ..evaluation.intervals import bootstrap, gap_interval
-
         arms = {better: self.of(better)} | ({worse: self.of(worse)} if worse else {})
         if any(len(v) < 2 for v in arms.values()):
             return None  # one seed says nothing about training noise: the seed-spread rule
@@ -77,9 +76,6 @@ def judged(interval: tuple[float, float] | None, fallback: str, metric: str) -> 
     """(the interval as text, at the metric's decimals, and its verdict); without a finite
     interval (a run with fewer than two seeds, or draws without a value), the seed-spread
     verdict `fallback`."""
-    from ..evaluation.evaluate import decimals
-    from ..evaluation.intervals import interval_verdict
-
     if interval is None or not np.isfinite(interval).all():
         return "", fallback
     lo, hi = interval
@@ -117,8 +113,6 @@ def claims(profile: str, seeds=(0, 1), *, dataset: str | None = None,
     not a mean over images: those claims keep the seed-spread rule of `verdict`, where
     "inside the seed spread" means the gap is no larger than the larger standard deviation
     between seeds of the two arms compared: not evidence either way."""
-    from .published import CLAIMS
-
     boot = Intervals(profile, seeds, dataset, reps)
 
     df = metrics_table(profile, None, seeds, dataset=dataset)
@@ -216,9 +210,6 @@ def by_dataset(profile: str, seeds=(0, 1), datasets=None) -> pd.DataFrame:
     `verdict` column per dataset, and `datasets agree` saying whether the verdicts are the
     same. A dataset whose runs have no metrics yet gets "not run" and the command that runs it.
     """
-    from ..config import STUDY_DATASETS
-    from .published import CLAIMS
-
     datasets = list(datasets or STUDY_DATASETS)
     out = pd.DataFrame({"claim": list(CLAIMS), "paper": list(CLAIMS.values())})
     ran = []
@@ -244,8 +235,6 @@ def read_metrics_pair(profile: str, seeds=(0,), *, dataset: str | None = None) -
     """FID (cross references) of the no-reference model with an image reference and with a
     zero-filled one, each the mean over the seeds that have both (as the full model's FID beside
     it is), and how many seeds that is; {} when no seed has both."""
-    from ..evaluation.evaluate import read_metrics
-
     pairs = []
     for seed in seeds:
         pair = {}

@@ -4,44 +4,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+from matplotlib.patches import ConnectionPatch, Rectangle
 import numpy as np
 import torch
 
+# the grids are drawn in core (training saves its samples with them); notebooks use them from here
+from ..core.grid import image_grid, save_grid, to_numpy_image  # noqa: F401
 from ..training.stats import read_stats
 
 QUERY_COLORS = ("red", "blue", "yellow", "green")  # the order of Fig. 14's columns (a)-(d)
 ATTENTION_CMAP, ATTENTION_ALPHA = "inferno", 0.6  # Fig. 14 style heat over the reference
-
-
-def to_numpy_image(t: torch.Tensor) -> np.ndarray:
-    """(C,H,W) in [-1,1] -> (H,W,3) float in [0,1]; single-channel sketches are repeated."""
-    t = t.detach().float().cpu()
-    if t.shape[0] == 1:
-        t = t.expand(3, -1, -1)
-    return ((t.clamp(-1, 1) + 1) / 2).permute(1, 2, 0).numpy()
-
-
-def image_grid(columns: list[torch.Tensor], titles: list[str] | None = None, size: float = 1.6):
-    """A figure with one column per tensor (B,C,H,W) and one row per image."""
-    n_rows, n_cols = columns[0].shape[0], len(columns)
-    fig, axes = plt.subplots(n_rows, n_cols, figsize=(size * n_cols, size * n_rows), squeeze=False)
-    for c, col in enumerate(columns):
-        for r in range(n_rows):
-            ax = axes[r][c]
-            ax.imshow(to_numpy_image(col[r]), interpolation="nearest")
-            ax.set_xticks([]), ax.set_yticks([])
-            if r == 0 and titles:
-                ax.set_title(titles[c], fontsize=9)
-    fig.tight_layout()
-    return fig
-
-
-def save_grid(columns, path, titles=None) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig = image_grid(columns, titles)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 def loss_curves(runs: dict[str, str | Path], terms=("g_rec", "g_tr", "g_adv", "d_total",
@@ -80,7 +52,6 @@ def correspondence_figure(sketch, target, reference, corr, mask, n_lines: int = 
     rng = np.random.default_rng(seed)
     pick = rng.choice(valid.numpy(), size=min(n_lines, len(valid)), replace=False) if len(valid) else []
     cmap = plt.get_cmap("hsv")
-    from matplotlib.patches import ConnectionPatch
     for j, p in enumerate(pick):
         colour = cmap(j / max(1, len(pick)))
         xa, ya = _cell_centre(p, grid, size)
@@ -96,8 +67,6 @@ def correspondence_figure(sketch, target, reference, corr, mask, n_lines: int = 
 def attention_figure(sketches, references, attentions, queries: list[int]):
     """Fig. 14: per row, the sketch with coloured query squares, then the attention over the
     reference for each query. attentions: (B, P_sketch, P_ref); queries: sketch-grid indices."""
-    from matplotlib.patches import Rectangle
-
     n = sketches.shape[0]
     fig, axes = plt.subplots(n, 2 + len(queries), figsize=(2 * (2 + len(queries)), 2 * n),
                              squeeze=False)
@@ -174,8 +143,8 @@ def reference_grid(G, sketches: torch.Tensor, references: torch.Tensor):
 
 def reference_use_curves(long_df, x: str = "step", metrics=None):
     """One panel per reference-use metric against training step (or minutes), a line per run.
-    long_df has columns run, step, minutes, metric, value (dynamics.curves)."""
-    import seaborn as sns
+    long_df has columns run, step, minutes, metric, value (tables.curves)."""
+    import seaborn as sns  # seaborn only for the figures that use it
 
     metrics = list(metrics or dict.fromkeys(long_df["metric"]))
     targets = {"ref_gain_de_self": 8.0, "palette_follow_cross": 0.75, "region_de_self": 12.0}
@@ -196,7 +165,7 @@ def reference_use_curves(long_df, x: str = "step", metrics=None):
 def region_size_bars(df):
     """Share of regions, and mean dE00 and |dH*| per region, by region-area bin, a bar per run
     (mean over seeds, the bars' lines the spread between seeds). df: tables.region_size_table."""
-    import seaborn as sns
+    import seaborn as sns  # seaborn only for the figures that use it
 
     panels = [("share_regions", "share of regions"), ("mean_de", "region dE00"),
               ("mean_dh", "region |dH*| (hue)")]
@@ -216,7 +185,7 @@ def region_size_bars(df):
 def spread_points(ax, sub, order: list[str], flat: bool = False) -> None:
     """Every seed of each run in `order` as a point, the mean over seeds with its 95% interval
     (sub: long rows run, value); flat lays the runs along the y axis, for long labels."""
-    import seaborn as sns
+    import seaborn as sns  # seaborn only for the figures that use it
 
     run, val = ("y", "x") if flat else ("x", "y")
     sns.stripplot(data=sub, **{run: "run", val: "value"}, order=order, color="k",
@@ -241,7 +210,7 @@ def memory_bars(df, run: str):
     """Region dE00 and hue error dH* of `run`'s outputs against the reference's colours a(I) and
     against the unjittered image I, a bar per dataset (mean over seeds, the spread between
     seeds as the line). df: generalisation.memory_by_dataset."""
-    import seaborn as sns
+    import seaborn as sns  # seaborn only for the figures that use it
 
     sub = df[(df["run"] == run) & ~df["compared"].str.startswith("a(I)")]
     panels = [("region_de", "region dE00"), ("region_dh", "region |dH*| (hue)")]

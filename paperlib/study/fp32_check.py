@@ -14,9 +14,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..config import get_dataset
 from ..training.checkpoint import recorded_machine, recorded_precision
-from ..training.parallel import ensure_runs
 from .claims import Intervals, reference_use
+from .parallel import ensure_runs
 from .registry import MAIN, run_path
 from .reproduce import results_dir
 from .tables import metrics_table, provenance, save_table, summarise
@@ -85,3 +86,16 @@ def run(profile: str = "mini", dataset: str = "openmoji", seeds=(0, 1), *,
     devices = sorted({recorded_machine(run_path(profile, FP32_RUN, s, dataset)).get("device", "-") for s in seeds})
     prov = {**provenance(df), "trained on": ", ".join(devices)}
     return save_table(table, f"main_{dataset}", out, prov, note)
+
+
+# ----------------------------------------------------------------------------- command line
+
+def add_fp32_check_arguments(sp) -> None:
+    sp.add_argument("--profile", default="mini", help="whose committed tables (default mini)")
+    sp.add_argument("--dataset", default="openmoji", help="openmoji or faces (default openmoji)")
+    sp.add_argument("--no-train", action="store_true",
+                    help="only score runs already trained and evaluated")
+
+
+def fp32_check_main(args) -> None:
+    print(f"wrote {run(args.profile, get_dataset(args.dataset), train=not args.no_train)}")

@@ -20,10 +20,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..config import STUDY_DATASETS
+from ..config import STUDY_DATASETS, get_profile
+from ..evaluation.dynamics import reference_use_curve
+from ..evaluation.evaluate import evaluate, read_metrics
+from ..training.loop import is_complete
 from .registry import MAIN, run_path
 from .reproduce import results_dir
-from .tables import HEADLINE_METRICS, headline_table
+from .tables import HEADLINE_METRICS, headline_table, memory_table
 
 
 @dataclass(frozen=True)
@@ -70,9 +73,6 @@ def training_jobs(cases=CASES, seeds=(0, 1)) -> dict[str, list[tuple[str, int]]]
 
 def case_rows(profile: str, case: Case, seed: int, progress: bool = True) -> list[dict]:
     """The case's metrics rows for the run's current snapshot, evaluated if not stored yet."""
-    from ..evaluation.evaluate import evaluate, read_metrics
-    from ..training.loop import is_complete
-
     path = run_path(profile, case.run, seed, case.trained)
     if not is_complete(path):
         raise FileNotFoundError(f"{case.name}: run {case.run} (seed {seed}, trained on "
@@ -118,8 +118,6 @@ def curves_by_dataset(profile: str, seed: int = 0, datasets=STUDY_DATASETS,
     """Long table (run = dataset, step, minutes, metric, value) of each dataset's main model's
     reference-use curve on its test split (the snapshots notebook 02 measured), for
     figures.reference_use_curves."""
-    from ..evaluation.dynamics import reference_use_curve
-
     frames = []
     for d in datasets:
         curve = reference_use_curve(run_path(profile, MAIN, seed, d), split="test",
@@ -139,9 +137,6 @@ def memory_by_dataset(profile: str, seeds=(0, 1), datasets=STUDY_DATASETS) -> pd
     """Each dataset's reference-or-memory table with a `dataset` column: the same comparisons,
     one block per dataset. Read from the table notebook 02 wrote; where that is missing, the
     main model's rows are measured as notebook 02 measures them."""
-    from ..config import get_profile
-    from .tables import memory_table
-
     frames = []
     for d in datasets:
         path = Path(results_dir(profile, d)) / MEMORY_TABLE

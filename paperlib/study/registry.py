@@ -11,7 +11,9 @@ import json
 import shlex
 from pathlib import Path
 
-from ..config import Config, get_dataset, get_profile, override, paper
+from ..config import Config, from_dict, get_dataset, get_profile, override, paper
+from ..evaluation.evaluate import METRIC_FILTERS, evaluate, read_metrics
+from ..training.loop import is_complete, train
 from ..training.precision import native_bf16
 from .reproduce import runs_dir
 
@@ -267,15 +269,11 @@ def run_path(profile: str, name: str, seed: int = 0, dataset: str | None = None)
 
 def is_trained(profile: str, name: str, seed: int = 0, dataset: str | None = None) -> bool:
     """Whether registry run `name` has finished (its final snapshot exists)."""
-    from ..training.loop import is_complete
-
     return is_complete(run_path(profile, name, seed, dataset))
 
 
 def ensure_trained(profile: str, name: str, seed: int = 0, progress: bool = True,
                    dataset: str | None = None) -> Path:
-    from ..training.loop import is_complete, train
-
     path = run_path(profile, name, seed, dataset)
     if not is_complete(path):
         train(run_config(profile, name, seed, dataset), path, progress=progress)
@@ -287,8 +285,6 @@ def ensure_evaluated(profile: str, name: str, seed: int = 0, dataset: str | None
     """Evaluate a finished run unless its metrics.jsonl already covers its final snapshot.
     `kwargs` go to `evaluate.evaluate`; those that select rows (evaluate.METRIC_FILTERS) also
     decide which earlier rows count."""
-    from ..evaluation.evaluate import METRIC_FILTERS, evaluate, read_metrics
-
     path = run_path(profile, name, seed, dataset)
     rows = read_metrics(path, **{k: v for k, v in kwargs.items() if k in METRIC_FILTERS})
     if rows:
@@ -297,6 +293,4 @@ def ensure_evaluated(profile: str, name: str, seed: int = 0, dataset: str | None
 
 
 def load_config(run_dir) -> Config:
-    from ..config import from_dict
-
     return from_dict(json.loads((Path(run_dir) / "config.json").read_text()))

@@ -7,14 +7,26 @@ complete and continues those that are not.
 """
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from ..config import get_dataset
+from ..config import (Config, STUDY_DATASETS, add_config_arguments, config_from_arguments,
+                      get_dataset)
+from ..data.prepare import split_counts
+from ..evaluation import fid
 from ..paths import atomic_write, repo_root
+
+
+def prepare(config: Config) -> dict:
+    """Build (and cache) every split (faces: train, test, test-unseen), convert the FID weights;
+    return the split counts."""
+    counts = split_counts(config)
+    counts["fid_weights"] = str(fid.convert_fid_weights().name)
+    return counts
 
 
 def runs_dir(profile: str, dataset: str | None = None) -> Path:
@@ -101,8 +113,6 @@ def run_notebooks(profile: str | None = None, only: str | None = None,
     they will train and how long that takes here (`estimate.plan`)."""
     profile = profile or os.environ.get("PAPERLIB_PROFILE", "mini")
     if dataset == "both":
-        from ..config import STUDY_DATASETS
-
         chosen = notebooks(only) if only is not None else notebooks() + notebooks(cross=True)
         if not chosen:
             raise FileNotFoundError(f"no notebooks matching {only!r} in {repo_root() / 'notebooks'}")
@@ -154,3 +164,38 @@ def execute(profile: str, dataset: str, books: list[Path], planner=None) -> None
                             plan.cpu if plan else "-", plan.precision_name if plan else "-")
         atomic_write(log, lambda f: f.write(text.encode()))
         print(f"   done in {minutes:.1f} min", flush=True)
+
+
+# ----------------------------------------------------------------------------- command line
+
+def add_prepare_arguments(sp) -> None:
+    add_config_arguments(sp)
+
+
+def prepare_main(args) -> None:
+    print(json.dumps(prepare(config_from_arguments(args)), indent=2))
+
+
+def add_reproduce_arguments(sp) -> None:
+    sp.add_argument("--profile", default=None, help="smoke, mini or paper (default: "
+                    "$PAPERLIB_PROFILE or mini)")
+    sp.add_argument("--only", default=None, help="run only notebooks whose name contains this")
+    sp.add_argument("--dataset", default=None, help="openmoji or faces (default: "
+                    "$PAPERLIB_DATASET, else openmoji); faces writes results/faces/")
+    sp.add_argument("--plan", action="store_true",
+                    help="only say what the notebooks would train and how long that takes on "
+                         "this CPU (a few steps of each kind of run are timed), then stop")
+
+
+def reproduce_main(args) -> int:
+    # estimate reads the registry, which imports this module for runs_dir: imported here, once
+    # both are loaded, so that neither needs the other half made
+    from .estimate import plan  # a cycle: estimate -> registry -> reproduce
+    if args.plan:
+        profile = args.profile or os.environ.get("PAPERLIB_PROFILE", "mini")
+        names = [nb.name for nb in notebooks(args.only)]
+        for d in STUDY_DATASETS if args.dataset == "both" else [get_dataset(args.dataset)]:
+            print(f"== {d}\n{plan(profile, d, names).summary()}")
+        return 0
+    run_notebooks(profile=args.profile, only=args.only, dataset=args.dataset, planner=plan)
+    return 0

@@ -1,27 +1,35 @@
 """Tables and analyses over the runs of the registry (`paperlib.study.registry`): their metrics
 in long and summarised form, saved with provenance; the example inputs and the runs' outputs
-that figures and checks are made from; and the final-snapshot studies (split gap, colour memory,
-region size, bf16 precision) that go beyond metrics.jsonl.
+that figures and checks are made from; the final-snapshot studies (split gap, colour memory,
+region size, bf16 precision) that go beyond metrics.jsonl; and the runs' reference-use curves
+over training (evaluation.dynamics measures them) side by side.
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pandas as pd
+import torch
 
 from ..config import Config, override
-from ..evaluation.evaluate import decimals
+from ..core import augment
+from ..core.model import total_stride
+from ..data.datasets import build_dataset
+from ..evaluation.dynamics import CURVE_METRICS, reference_use_curve, training_seconds
+from ..evaluation.evaluate import (decimals, read_metrics, reference_or_memory, reference_use,
+                                   region_size_bins)
 from ..training.checkpoint import recorded_precision
 from ..training.precision import cpu_name
-from .registry import ARMS, precision_runs, run_path
+from ..training.snapshot import load_generator
+from ..training.stats import read_stats
+from .registry import ARMS, RUNS, precision_runs, run_path
 
 
 def metrics_table(profile: str, names=None, seeds=(0,), *, dataset: str | None = None,
                   **filters) -> pd.DataFrame:
     """All metrics rows of the given runs (long format: one row per run, seed and metric).
     `dataset` None means $PAPERLIB_DATASET, else openmoji, here and in the tables below."""
-    from ..evaluation.evaluate import read_metrics
-
     frames = []
     for name in names or ARMS:
         for seed in seeds:
@@ -53,12 +61,6 @@ def example_batch(config: Config, n: int = 4, seed: int = 0, split: str = "test"
                   start: int = 0) -> dict:
     """n test images with their sketches, augmented-self references and correspondences, and a
     cross reference (the next image's colour image) for each."""
-    import torch
-
-    from ..core import augment
-    from ..core.model import total_stride
-    from ..data.datasets import build_dataset
-
     ds = build_dataset(config.data, split)
     stride = max(1, len(ds) // max(n, 1))
     idx = [(start + i * stride) % len(ds) for i in range(n)]
@@ -74,10 +76,6 @@ def example_batch(config: Config, n: int = 4, seed: int = 0, split: str = "test"
 def outputs(profile: str, names, batch: dict, seed: int = 0, reference: str = "reference",
             return_attention: bool = False, *, dataset: str | None = None) -> dict:
     """Each named run's output on `batch`; reference is a batch key or "zero"."""
-    import torch
-
-    from ..training.snapshot import load_generator
-
     result = {}
     for name in names:
         G, _, _ = load_generator(run_path(profile, name, seed, dataset))
@@ -126,11 +124,6 @@ def precision_report(profile: str, main_run: str, batch: dict, seed: int = 0, *,
 
     On a CPU without bf16 units, (1) runs on the batch's first EMULATED_IMAGES images only
     (emulated bf16 takes seconds for those), and (2) is a row saying why it was not trained."""
-    import torch
-
-    from ..training.snapshot import load_generator
-    from ..training.stats import read_stats
-
     G, _, _ = load_generator(run_path(profile, main_run, seed, dataset))
     shorts = precision_runs()
     if not shorts:
@@ -159,8 +152,6 @@ def precision_report(profile: str, main_run: str, batch: dict, seed: int = 0, *,
 
 def _final_generators(profile: str, names, seeds, dataset: str | None):
     """(name, seed, generator, config, step) of each run's final snapshot, one at a time."""
-    from ..training.snapshot import load_generator
-
     for name in names:
         for seed in seeds:
             G, cfg, step = load_generator(run_path(profile, name, seed, dataset))
@@ -178,9 +169,6 @@ def split_gap_table(profile: str, names, seeds=(0,), n: int = 0, *,
     average the same number of images). One row per run, seed and split. Whether a model
     misses a colour target through too little training (training images as far off as test
     images) or through overfitting (training images much closer)."""
-    from ..data.datasets import build_dataset
-    from ..evaluation.evaluate import reference_use
-
     rows = []
     for name, seed, G, cfg, step in _final_generators(profile, names, seeds, dataset):
         m = n or len(build_dataset(cfg.data, "test"))
@@ -195,8 +183,6 @@ def memory_table(profile: str, names, seeds=(0,), n: int = 0, *,
                  dataset: str | None = None) -> pd.DataFrame:
     """evaluate.reference_or_memory of each run's final snapshot (test split): one row per
     run, seed and comparison."""
-    from ..evaluation.evaluate import reference_or_memory
-
     return pd.DataFrame([{"run": name, "seed": seed, "step": step, **r}
                          for name, seed, G, cfg, step in _final_generators(profile, names, seeds, dataset)
                          for r in reference_or_memory(G, cfg.data, n=n)])
@@ -207,8 +193,6 @@ def region_size_table(profile: str, names, seeds=(0,), n: int | None = None, *,
     """evaluate.region_size_bins for each run and seed (final snapshots, test split): one row
     per run, seed and region-area bin, with a readable `bin` label. On the first n test
     images; None takes the run's data.eval_limit, as `evaluate` does (0: the whole split)."""
-    from ..evaluation.evaluate import region_size_bins
-
     rows = []
     for name, seed, G, cfg, _ in _final_generators(profile, names, seeds, dataset):
         for r in region_size_bins(G, cfg.data, n=cfg.data.eval_limit if n is None else n):
@@ -251,3 +235,45 @@ def save_headline(table: pd.DataFrame, results, prov: dict, note: str = "") -> P
     lines += [f"- {k}: {v}" for k, v in prov.items()]
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+# ------------------------------------------------------ reference use over training (dynamics)
+
+def run_curves(profile: str, names, seed: int, split: str, n: int | None, progress: bool,
+               dataset: str | None):
+    """(name, run folder, curve) for each named run that has snapshots."""
+    for name in names:
+        path = run_path(profile, name, seed, dataset)
+        curve = reference_use_curve(path, split=split, n=n, progress=progress)
+        if not curve.empty:
+            yield name, path, curve
+
+
+def recipe_table(profile: str, names, seed: int = 0, split: str = "train", n: int | None = None,
+                 progress: bool = True, *, dataset: str | None = None) -> pd.DataFrame:
+    """Each recipe's reference use at its last snapshot, with its steps and training minutes
+    (`dataset` None: $PAPERLIB_DATASET, else openmoji; as in `curves`)."""
+    rows = []
+    for name, path, curve in run_curves(profile, names, seed, split, n, progress, dataset):
+        last = curve.iloc[-1]
+        rows.append({"recipe": name, "what": RUNS[name][0], "steps": int(last["step"]),
+                     "train_minutes": training_seconds(path) / 60,
+                     **{m: float(last[m]) for m in ("ref_gain_de_self", "palette_follow_cross",
+                                                    "region_de_self", "region_dl_self",
+                                                    "region_dc_self", "region_dh_self",
+                                                    "attention_hit_rate")}})
+    return pd.DataFrame(rows)
+
+
+def curves(profile: str, names, seed: int = 0, split: str = "train", n: int | None = None,
+           progress: bool = True, *, dataset: str | None = None) -> pd.DataFrame:
+    """Long table (run, step, minutes, metric, value) of several runs' reference-use curves;
+    minutes is the training time at that step, scaled from the run's total."""
+    frames = []
+    for name, path, df in run_curves(profile, names, seed, split, n, progress, dataset):
+        total_steps = json.loads((path / "config.json").read_text())["train"]["max_steps"]
+        minutes = training_seconds(path) / 60
+        df = df.assign(run=name, minutes=df["step"] / max(total_steps, 1) * minutes)
+        frames.append(df.melt(id_vars=["run", "step", "minutes"],
+                              value_vars=[m for m in CURVE_METRICS if m in df], var_name="metric"))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()

@@ -10,12 +10,13 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from ..data.prepare import prepare
 from ..training.loop import is_complete, train
 from ..training.parallel import steps_done
 from ..training.precision import cpu_name, resolve
 from ..training.steptime import step_seconds
+from ..config import get_dataset
 from .registry import MAIN, run_config, run_path
+from .reproduce import prepare
 
 
 def first_model(profile: str = "mini", dataset: str | None = None, seed: int = 0, *,
@@ -36,3 +37,18 @@ def first_model(profile: str = "mini", dataset: str | None = None, seed: int = 0
           file=out, flush=True)
     train(config, path, progress=progress)
     return path
+
+
+def add_try_arguments(sp) -> None:
+    sp.add_argument("--profile", default="mini", help="the profile (default mini)")
+    sp.add_argument("--dataset", default=None, help="openmoji or faces (default: "
+                    "$PAPERLIB_DATASET, else openmoji)")
+    sp.add_argument("--seed", type=int, default=0, help="the training seed (default 0)")
+
+
+def try_main(args) -> int:
+    path = first_model(args.profile, get_dataset(args.dataset), args.seed)
+    print(f"trained: {path}\ncolour a sketch with it:\n  python -m paperlib colorize "
+          f"--checkpoint {path} --sketch SKETCH.png --reference REFERENCE.png --out OUT.png\n"
+          f"or open notebooks/08_try_it.ipynb")
+    return 0

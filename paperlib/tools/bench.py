@@ -7,24 +7,38 @@ The perceptual network uses random weights here: no weight files are needed.
 """
 from __future__ import annotations
 
+import copy
 import json
 import os
 import statistics
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 from dataclasses import replace
+from io import BytesIO
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
+from torch.profiler import ProfilerActivity, profile as torch_profile
+from torch.utils.data import DataLoader
 from torch.utils.flop_counter import FlopCounterMode
 
-from ..config import Config, get_profile, override, paper
-from ..paths import repo_root
-from ..training.loop import build_nets, train_step
-from ..training.steptime import synthetic_batch
+from ..config import Config, DataConfig, get_profile, override, paper
+from ..core import augment
+from ..core.tapconv import tap_conv3x3
+from ..data.datasets import build_dataset
+from ..evaluation import fid
+from ..paths import atomic_write, repo_root
+from ..training.checkpoint import checkpoint_state, rng_state
+from ..training.loop import (EpochBatches, batches_from, build_nets, lr_lambda, prepare_batch,
+                             save_samples, train_step)
+from ..training.parallel import threads_per_worker
 from ..training.precision import autocast, cpu_name, native_bf16, resolve
+from ..training.snapshot import atomic_save, save_snapshot
+from ..training.steptime import synthetic_batch
 
 
 def _median_time(fn, repeats: int, warmup: int = 1) -> float:
@@ -153,10 +167,33 @@ def format_rows(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def bench_pipeline(resolution: int, batch_size: int = 16, n_batches: int = 20,
+                   num_workers: int = 2, cfg: DataConfig | None = None) -> float:
+    """Images/s of the whole sample pipeline on OpenMoji (cached renders): DataLoader workers
+    convert images and sketches, the main process applies a() and the TPS warp. The first
+    batch (worker start-up) is not timed."""
+    cfg = replace(cfg or DataConfig(), dataset="openmoji", resolution=resolution)
+    ds = build_dataset(cfg, "train")
+    gen = torch.Generator().manual_seed(0)
+    loader = DataLoader(ds, batch_size=batch_size, shuffle=True, drop_last=True,
+                        num_workers=num_workers, generator=torch.Generator().manual_seed(0),
+                        persistent_workers=False)
+    it = iter(loader)
+    augment.augmented_self(next(it)["image"], cfg, gen)
+    count, t0 = 0, time.perf_counter()
+    for _ in range(n_batches):
+        try:
+            batch = next(it)
+        except StopIteration:
+            it = iter(loader)
+            batch = next(it)
+        augment.augmented_self(batch["image"], cfg, gen)
+        count += batch["image"].shape[0]
+    return count / (time.perf_counter() - t0)
+
+
 def data_rows(resolutions=(128, 256), workers=(0, 2), repeats: int = 3) -> list[dict]:
     """Images/s of the whole sample pipeline (cached load, sketch, a(), TPS), median of repeats."""
-    from ..core.augment import bench_pipeline
-
     rows = []
     for res in resolutions:
         for w in workers:
@@ -206,9 +243,6 @@ print("RESULT " + json.dumps({"package": paperlib.__file__, "batch": config.trai
 
 def export_tree(rev: str, dest) -> Path:
     """The commit `rev` of this repository, exported (git archive) into `dest`/src."""
-    import tarfile
-    from io import BytesIO
-
     root = repo_root()
     proc = subprocess.run(["git", "-C", str(root), "archive", "--format=tar", rev, "paperlib"],
                           capture_output=True)
@@ -253,8 +287,6 @@ def time_step_in(tree, profile: str, sets: list[str], warmup: int, steps: int,
     seconds per step of their combined throughput (combined_seconds)."""
     if workers <= 1:
         return _step_result(_step_worker(tree, profile, sets, warmup, steps), tree)
-    from ..training.parallel import threads_per_worker
-
     procs = [_step_worker(tree, profile, sets, warmup, steps, threads_per_worker(workers))
              for _ in range(workers)]
     results = [_step_result(p, tree) for p in procs]
@@ -331,13 +363,6 @@ def breakdown(profile: str = "mini", sets: list[str] | None = None, steps: int =
     the generator's forward by part (module hooks), data and per-step I/O (checkpoint, snapshot
     and sample grid, each divided by its interval), and the forward FLOPs of each part. Real
     OpenMoji batches, as `train` sees them."""
-    from torch.profiler import ProfilerActivity, profile as torch_profile
-
-    from ..data.datasets import build_dataset
-    from ..training.checkpoint import checkpoint_state, rng_state
-    from ..training.loop import EpochBatches, batches_from, lr_lambda, prepare_batch, save_samples
-    from ..training.snapshot import atomic_save, save_snapshot
-
     config = override(get_profile(profile), list(sets or []) + ["train.device=cpu"])
     device = torch.device("cpu")
     config = override(config, {"train.precision": resolve(config.train.precision, device).precision})
@@ -447,10 +472,6 @@ def tap_rows(channels=(248, 384, 496), sides=(4, 8), precisions=("fp32",), batch
     """Milliseconds of one residual-block convolution, forward and both backward products,
     dense (F.conv2d, oneDNN) against tap by tap (core.tapconv), at each channel count, square
     map side and precision: the evidence for tapconv's MIN_TAP_CHANNELS and MAX_TAP_AREA."""
-    import torch.nn.functional as F
-
-    from ..core.tapconv import tap_conv3x3
-
     rows = []
     for precision in precisions:
         dtype = torch.bfloat16 if precision == "bf16" else torch.float32
@@ -527,7 +548,7 @@ def loop(profile: str = "mini", sets: list[str] | None = None, steps: int = 100,
             out["train"].append(rate["images_per_sec"])
             walls["train"].append(rate["wall_images_per_sec"])
 
-            import nbformat
+            import nbformat  # nbformat only for the papermill timing
 
             run = tmp / f"nb-{r}"
             nb = nbformat.v4.new_notebook()
@@ -570,10 +591,6 @@ def fid_rows(n: int = 100, repeats: int = 3) -> list[dict]:
     """Images/s of the FID Inception's pool3 features (fid.activations, float32) in the memory
     order evaluation uses (channels-last) and in plain NCHW, in alternating repeats, with the
     largest feature difference between the two."""
-    import copy
-
-    from ..evaluation import fid
-
     x = torch.rand(n, 3, 64, 64, generator=torch.Generator().manual_seed(0)) * 2 - 1
     models = {"channels-last (used)": fid.inception()}
     models["NCHW"] = copy.deepcopy(models["channels-last (used)"]).to(memory_format=torch.contiguous_format)
@@ -588,3 +605,104 @@ def fid_rows(n: int = 100, repeats: int = 3) -> list[dict]:
     return [{"what": f"FID Inception features, {k}", "images": n, "cpu": cpu_name(),
              "images_per_sec": n / statistics.median(v), "max_feature_difference": diff}
             for k, v in times.items()]
+
+
+# ----------------------------------------------------------------------------- command line
+
+def add_bench_arguments(sp) -> None:
+    sp.add_argument("--resolution", type=int, default=256, help="image side in pixels (default 256)")
+    sp.add_argument("--batch", type=int, default=4, help="images per batch (default 4)")
+    sp.add_argument("--width", type=float, default=1.0,
+                    help="channel width multiplier of the networks (default 1.0)")
+    sp.add_argument("--aggregation", default="scft", help="how the reference is merged "
+                    "(model.aggregation; default scft)")
+    sp.add_argument("--precision", default="auto",
+                    help="fp32, bf16 or both (fp32,bf16); auto (default): fp32, and bf16 too "
+                         "where the CPU has bf16 units")
+    sp.add_argument("--repeats", type=int, default=5, help="timed repeats of each row (default 5)")
+    sp.add_argument("--no-train", action="store_true", help="time inference only")
+    sp.add_argument("--contiguous", action="store_true", help="NCHW instead of channels_last")
+    sp.add_argument("--fid", action="store_true",
+                    help="time the FID Inception features, channels-last against NCHW")
+    sp.add_argument("--data", action="store_true",
+                    help="time the data pipeline (OpenMoji, 128 and 256 px) instead of the networks")
+    sp.add_argument("--compare", metavar="REV", default=None,
+                    help="time the training step of --profile now and at commit REV, in "
+                         "alternating processes, and print the speed-up")
+    sp.add_argument("--profile", default="mini", help="with --compare: the profile to time")
+    sp.add_argument("--workers", type=int, default=1,
+                    help="with --compare: processes stepping at once on the working tree's side, "
+                         "each on its share of the cores (as make reproduce trains runs)")
+    sp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="with --compare: override a config field on both sides")
+    sp.add_argument("--rev-set", action="append", default=[], metavar="KEY=VALUE",
+                    help="with --compare: override a field on REV's side only")
+    sp.add_argument("--now-set", action="append", default=[], metavar="KEY=VALUE",
+                    help="with --compare: override a field on the working tree's side only")
+    sp.add_argument("--rounds", type=int, default=None,
+                    help="alternating rounds of --compare (default 5) or --loop (default 2)")
+    sp.add_argument("--loop", action="store_true",
+                    help="images/s of the bare step, of `train` and of `train` under papermill")
+    sp.add_argument("--breakdown", action="store_true",
+                    help="where a training step of --profile goes: phases, generator parts, "
+                         "data and I/O")
+    sp.add_argument("--taps", action="store_true",
+                    help="time the residual convolution dense against tap by tap, per channel "
+                         "count, map size and --precision")
+    sp.add_argument("--json", default=None, help="also write the rows to this JSON file")
+
+
+def write_json(path: str, obj) -> None:
+    """A result file, written all at once: an interrupted write leaves the earlier file."""
+    text = json.dumps(obj, indent=2)
+    atomic_write(path, lambda f: f.write(text.encode()))
+
+
+def report(result, text: str, json_path: str | None) -> int:
+    """Print a bench result's text, and write the result as JSON when asked."""
+    print(text)
+    if json_path:
+        write_json(json_path, result)
+    return 0
+
+
+def bench_main(args) -> int:
+    for flag, value, modes in (("--rev-set", args.rev_set, ["--compare"]),
+                               ("--now-set", args.now_set, ["--compare"]),
+                               ("--set", args.set, ["--compare", "--breakdown", "--loop"])):
+        if value and not any(getattr(args, m[2:]) for m in modes):
+            raise SystemExit(f"error: {flag} applies only with {' or '.join(modes)}; "
+                             f"this bench would ignore {' '.join(value)}")
+    if args.breakdown or args.loop:
+        result = (breakdown(args.profile, args.set) if args.breakdown
+                  else loop(args.profile, args.set, rounds=args.rounds or 2))
+        return report(result, format_breakdown(result) if args.breakdown
+                      else format_loop(result), args.json)
+    if args.compare:
+        result = compare(args.compare, args.profile, args.set, args.rev_set,
+                         args.now_set, rounds=args.rounds or 5, workers=args.workers)
+        return report(result, format_compare(result), args.json)
+    if args.taps:
+        rows = tap_rows(precisions=bench_precisions(args.precision))
+        return report(rows, format_taps(rows), args.json)
+    if args.fid:
+        rows = fid_rows()
+        text = "\n".join(f"{r['what']:48s} {r['images_per_sec']:6.1f} images/s ({r['cpu']})"
+                         for r in rows)
+        return report(rows, text + f"\nlargest feature difference between the two: "
+                                   f"{rows[0]['max_feature_difference']:.1e}", args.json)
+    if args.data:
+        rows = data_rows()
+        for r in rows:
+            print(f"sample pipeline {r['resolution']:4d} px, {r['workers']} workers: "
+                  f"{r['images_per_sec']:8.1f} images/s (median of {r['repeats']})")
+        if args.json:
+            write_json(args.json, rows)
+        return 0
+    rows = run(args.resolution, args.batch, args.width, args.aggregation,
+               bench_precisions(args.precision), args.repeats, train=not args.no_train,
+               channels_last=not args.contiguous)
+    print(format_rows(rows))
+    if args.json:
+        write_json(args.json, rows)
+    return 0

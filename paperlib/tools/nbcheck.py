@@ -14,6 +14,12 @@ pytest run in the repository, so a plain `pytest --nbval notebooks` compares the
 """
 from __future__ import annotations
 
+import sys
+
+from ..study.registry import PRECISION_RUNS, RUNS, precision_runs, run_path
+from ..study.reproduce import runs_dir
+from ..training.snapshot import FINAL
+
 IGNORED_STREAMS = ("stderr",)
 
 
@@ -52,9 +58,6 @@ def missing_runs(profile: str = "mini", dataset: str | None = None) -> list[str]
     """The runs a strict check of `profile`'s notebooks on `dataset` (None: $PAPERLIB_DATASET,
     else openmoji) reads whose training is not complete: nbval re-executes the notebooks, and
     a missing run would start training instead."""
-    from ..study.registry import PRECISION_RUNS, RUNS, precision_runs, run_path
-    from ..training.snapshot import FINAL
-
     if profile not in REQUIRED:
         raise ValueError(f"no strict notebook check for profile {profile!r}; it exists for "
                          f"{', '.join(REQUIRED)}")
@@ -69,10 +72,6 @@ def missing_runs(profile: str = "mini", dataset: str | None = None) -> list[str]
 
 def main(argv=None) -> int:
     """Exit 0 when every run the check reads is complete, else 1 with a message naming them."""
-    import sys
-
-    from ..study.reproduce import runs_dir
-
     args = list(argv if argv is not None else sys.argv[1:]) or ["mini"]
     profile, dataset = args[0], (args[1] if len(args) > 1 else None)
     missing = missing_runs(profile, dataset)

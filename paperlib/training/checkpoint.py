@@ -21,6 +21,7 @@ import torch.distributed as dist
 
 from ..config import Config, to_dict, to_json
 from ..paths import atomic_write
+from . import faults
 from .snapshot import atomic_save, load_pt
 from .stats import STATS
 
@@ -51,7 +52,7 @@ MACHINE = "machine"  # config.json's record of where a run started; not a config
 def write_checkpoint(run_dir: Path, state: dict) -> None:
     """Replace checkpoint-latest.pt atomically; the file it replaces becomes checkpoint-previous.pt."""
     atomic_save(state, Path(run_dir) / CHECKPOINT, previous=Path(run_dir) / PREVIOUS,
-                fault="checkpoint-write")
+                at=faults.points("checkpoint-write"))
 
 
 def rng_state(gens: dict[str, torch.Generator]) -> dict:

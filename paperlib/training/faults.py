@@ -23,10 +23,21 @@ import os
 import signal
 import time
 from pathlib import Path
+from typing import Callable
 
 ENV = "PAPERLIB_FAULT"
 MARKER_ENV = "PAPERLIB_FAULT_MARKER"
 _seen: dict[str, int] = {}
+
+
+def points(name: str) -> Callable:
+    """The `at` hook of paths.atomic_write for the points `name` (the data written, not yet
+    renamed) and `name`-rotate (between the two renames)."""
+
+    def at(stage: str, file=None) -> None:
+        point(name if stage == "written" else f"{name}-{stage}", file)
+
+    return at
 
 
 def point(name: str, file=None) -> None:

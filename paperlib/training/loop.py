@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import hashlib
 import json
 import math
 import os
@@ -31,13 +32,14 @@ import torch.distributed as dist
 from torch.profiler import record_function
 from tqdm import tqdm
 
+from ..config import Config, add_config_arguments, check_config, config_from_arguments
 from ..core import augment, losses
-from ..config import Config
-from ..data.datasets import build_dataset
+from ..core.grid import save_grid
 from ..core.model import Discriminator, Generator, total_stride
-from ..paths import remove_stale_temp_files
 from ..core.perceptual import build_perceptual
 from ..core.sketch import region_labels
+from ..data.datasets import build_dataset, check_data
+from ..paths import remove_stale_temp_files
 from .checkpoint import (CHECKPOINT, checkpoint_state, gather_rng_states, load_resume_state,
                          recorded_precision, restore, trim_stats, write_checkpoint, write_or_check_config)
 from .precision import autocast, resolve
@@ -250,8 +252,6 @@ def lr_lambda(total_steps: int, decay_start: float):
 @torch.no_grad()
 def save_samples(G: torch.nn.Module, batch: dict, path: Path, config: Config, device) -> None:
     """A sketch | reference | output | ground truth grid of the batch's first 8 items."""
-    from ..study.figures import save_grid
-
     was_training = G.training
     G.eval()
     with autocast(config.train.precision, device):
@@ -278,9 +278,8 @@ def train(config: Config, run_dir: str | os.PathLike, *, stop_at_step: int | Non
     (step, done, last logged stats, weights digest). The training process holds the run
     folder's lock (rank 0 under torchrun): a second process on the same folder is refused.
     """
-    from ..config import check_config
-
     check_config(config)
+    check_data(config.data)  # before the run folder is made: an unknown style leaves nothing
     run_dir = Path(run_dir)
     rank, world, local_rank = _dist_info()
     main = rank == 0
@@ -399,8 +398,6 @@ def train(config: Config, run_dir: str | os.PathLike, *, stop_at_step: int | Non
 def weights_digest(*modules: torch.nn.Module) -> str:
     """SHA-1 of every parameter: equal digests mean bit-identical weights. (BatchNorm running
     statistics are left out: under DDP each rank updates its own until the next broadcast.)"""
-    import hashlib
-
     h = hashlib.sha1()
     for m in modules:
         for k, v in sorted(m.named_parameters()):
@@ -411,3 +408,16 @@ def weights_digest(*modules: torch.nn.Module) -> str:
 
 def is_complete(run_dir) -> bool:
     return (Path(run_dir) / FINAL).exists()
+
+
+# ----------------------------------------------------------------------------- command line
+
+def add_train_arguments(sp) -> None:
+    add_config_arguments(sp)
+    sp.add_argument("--run-dir", required=True, help="the run folder: created for a new run, "
+                    "resumed where it stopped for an existing one")
+
+
+def train_main(args) -> None:
+    summary = train(config_from_arguments(args), args.run_dir)
+    print(json.dumps(summary))

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from ..config import Config, from_dict, to_dict
+from ..core.model import Generator
 from ..paths import atomic_write
 
 FINAL = "snapshot-final.pt"
@@ -67,7 +68,7 @@ def load_pt(path: str | os.PathLike):
 
 def atomic_save(obj, path: str | os.PathLike, **kwargs) -> None:
     """torch.save through a temp file and a rename: a kill never leaves half a checkpoint.
-    `kwargs` go to `paths.atomic_write` (previous=..., fault=...)."""
+    `kwargs` go to `paths.atomic_write` (previous=..., at=...)."""
     atomic_write(path, lambda f: torch.save(obj, f), **kwargs)
 
 
@@ -96,8 +97,6 @@ def resolve_snapshot(run_or_file: str | os.PathLike) -> Path:
 
 def load_generator(run_or_file, device: str | torch.device = "cpu"):
     """Return (generator in eval mode, Config, step) from a run folder or snapshot file."""
-    from ..core.model import Generator
-
     path = resolve_snapshot(run_or_file)
     blob = load_pt(path)
     if isinstance(blob, dict) and "G" in blob and "opt_g" in blob:

@@ -6,7 +6,7 @@ absolute difference over the rows both have, the column's spread between seeds w
 has one (`<metric>_sd`), and the ratio of the two: a difference well inside the seed spread is
 what a different bf16 kernel is expected to give.
 
-    python -m paperlib.tools.compare_results A_DIR B_DIR --label-a AMD --label-b Intel \
+    python -m paperlib.study.compare_results A_DIR B_DIR --label-a AMD --label-b Intel \
         --out results/cross_cpu.md
 """
 from __future__ import annotations
@@ -90,7 +90,7 @@ def compare_dirs(a_dir: Path, b_dir: Path) -> dict[str, pd.DataFrame]:
 def report(tables: dict[str, pd.DataFrame], label_a: str, label_b: str) -> str:
     lines = [f"# {label_a} against {label_b}", "",
              f"Largest absolute difference per column over the rows both tables have "
-             f"(`python -m paperlib.tools.compare_results`); `seed_sd` is the mean spread "
+             f"(`python -m paperlib.study.compare_results`); `seed_sd` is the mean spread "
              f"between seeds in {label_a}'s table where it has one.", ""]
     for name, table in tables.items():
         lines += [f"## {name}", "", table.to_markdown(index=False, floatfmt=".4g"), ""]
@@ -98,7 +98,7 @@ def report(tables: dict[str, pd.DataFrame], label_a: str, label_b: str) -> str:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m paperlib.tools.compare_results", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m paperlib.study.compare_results", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("a_dir", type=Path)
     p.add_argument("b_dir", type=Path)

@@ -1,13 +1,15 @@
 """The ipywidgets front end of notebook 08: `build_widget` wires widgets to a
-`paperlib.tools.demo.Demo`, which holds every choice and does all the work. ipywidgets (and
+`paperlib.app.demo.Demo`, which holds every choice and does all the work. ipywidgets (and
 ipyevents, for clicks on the sketch) are imported only when a widget is built, so the demo logic
 and its tests need neither.
 """
 from __future__ import annotations
 
 import html
+import io
 
 import numpy as np
+from PIL import Image
 
 from ..study.registry import ARM_LABELS
 from .demo import Demo, MissingArm, View, one_line
@@ -16,10 +18,7 @@ from .demo import Demo, MissingArm, View, one_line
 def png_bytes(img: np.ndarray, display: int = 256) -> bytes:
     """PNG of `img` for display: small images enlarged by whole pixels (crisp), large ones
     shrunk to `display` on the longer side (the full size is what `save` writes)."""
-    import io
-
-    import cv2
-    from PIL import Image
+    import cv2  # OpenCV is large: loaded by the functions that resize or filter
 
     H, W = img.shape[:2]
     if max(H, W) < display:
@@ -41,6 +40,7 @@ def build_widget(demo: Demo):
     """The ipywidgets box for `demo`: choices on top, then sketch | reference | attention |
     output, the two cell sliders (or a click on the sketch, with ipyevents), every trained arm,
     the arms not trained, and a save button. All logic stays in `demo`."""
+    # the notebook's widget libraries: only the notebook needs them (tests/test_imports.py)
     import ipywidgets as W
 
     blank = np.full((8, 8, 3), 255, np.uint8)
@@ -151,6 +151,7 @@ def build_widget(demo: Demo):
 
     click_hint = "move the sliders to pick a cell of the sketch's feature grid"
     try:  # clicks on the sketch need ipyevents; the sliders work without it
+        # the notebook's widget libraries: only the notebook needs them (tests/test_imports.py)
         from ipyevents import Event
 
         ev = Event(source=images["sketch"], watched_events=["click"])

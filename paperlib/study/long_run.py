@@ -33,8 +33,20 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import torch
+
 from ..config import Config, check_config, get_profile, override
+from ..data.datasets import build_dataset
+from ..evaluation.dynamics import reference_use_curve, snapshots, training_seconds
+from ..evaluation.evaluate import generate, git_commit
 from ..paths import atomic_write
+from ..training.loop import is_complete, resolve_device, train
+from ..training.parallel import run_in_workers
+from ..training.snapshot import FINAL, load_generator
+from ..training.stats import STATS, read_stats
+from .figures import save_grid
+from .registry import run_overrides
+from .reproduce import runs_dir
 
 # Budget planning. The step time is the median log window of a short run (CAL_WINDOWS windows of
 # CAL_WINDOW steps after one for start-up and warm-up), timed while the other seeds time theirs,
@@ -101,8 +113,6 @@ def run_config(plan: LongRun, seed: int, steps: int) -> Config:
     snapshot_every = max(1, steps // plan.snapshots)
     base = get_profile(plan.profile)
     if plan.run:
-        from ..study.registry import run_overrides
-
         dataset = dict(s.split("=", 1) for s in plan.sets).get("data.dataset")
         base = override(base, {"data.dataset": dataset or base.data.dataset})
         base = override(base, run_overrides(plan.profile, plan.run, base.data.dataset))
@@ -132,9 +142,6 @@ def _job(task: str, seed: int, *args):
 
 def time_steps(config: Config, work: str, augment_on_device: bool) -> float:
     """Seconds per training step of `config` on its device, from a throwaway run."""
-    from ..training.loop import train
-    from ..training.stats import read_stats
-
     steps = CAL_WINDOW * (CAL_WINDOWS + 1)
     c = override(config, {"train.max_steps": steps, "train.log_every": CAL_WINDOW,
                           "train.snapshot_every": 0, "train.sample_every": steps,
@@ -148,11 +155,6 @@ def time_steps(config: Config, work: str, augment_on_device: bool) -> float:
 
 def train_seed(config: Config, run_dir: str, augment_on_device: bool, log_file: str) -> dict:
     """Train (or resume) one seed's run; what meta.json records of it."""
-    import torch
-
-    from ..evaluation.dynamics import training_seconds
-    from ..training.loop import resolve_device, train
-
     device = resolve_device(config.train.device)
     info = {"seed": config.train.seed, "device": str(device),
             "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
@@ -176,9 +178,6 @@ def measure_snapshots(run_dir: str, splits: list, log_file: str, hue: bool = Fal
     """Measure each snapshot of a run on each (split, n) as it appears, until the run is
     complete and all of them are measured; returns the number of (snapshot, split) rows.
     Log lines name the run by `label` (default its folder's name)."""
-    from ..evaluation.dynamics import reference_use_curve, snapshots
-    from ..training.loop import is_complete
-
     seen = {split: 0 for split, _ in splits}
     while True:
         finished = is_complete(run_dir)  # read before measuring: no snapshot can follow it
@@ -209,12 +208,6 @@ def log(log_file, tag: str, message: str) -> None:
 
 def run(plan: LongRun) -> dict:
     """Train and measure the plan's seeds, then write the --out folder; returns meta.json."""
-    import torch
-
-    from ..data.datasets import build_dataset
-    from ..evaluation.evaluate import git_commit
-    from ..training.parallel import run_in_workers
-
     check(plan)
     out, work = Path(plan.out), Path(plan.work)
     out.mkdir(parents=True, exist_ok=True)
@@ -275,9 +268,6 @@ def run(plan: LongRun) -> dict:
 
 
 def _progress_line(seed: int, run_dir: Path) -> str:
-    from ..evaluation.dynamics import snapshots
-    from ..training.stats import read_stats
-
     rows = read_stats(run_dir)
     last = rows[-1] if rows else {}
     return (f"seed{seed}: step {last.get('step', 0)} {last.get('images_per_sec', 0):.0f} img/s "
@@ -287,10 +277,6 @@ def _progress_line(seed: int, run_dir: Path) -> str:
 def collect(run_dir: Path, seed: int, out: Path, splits: list, samples: bool, log_file,
             runner: dict, hue: bool = False) -> dict:
     """Copy a finished run's log and curves into `out`, draw its sample grid; meta.json's entry."""
-    from ..evaluation.dynamics import reference_use_curve, snapshots
-    from ..training.snapshot import FINAL
-    from ..training.stats import STATS, read_stats
-
     if (run_dir / STATS).exists():
         shutil.copyfile(run_dir / STATS, out / f"stats-seed{seed}.jsonl")
     found = snapshots(run_dir)
@@ -314,13 +300,6 @@ def collect(run_dir: Path, seed: int, out: Path, splits: list, samples: bool, lo
 def sample_grid(snapshot, path: Path, n: int = SAMPLE_IMAGES) -> None:
     """sketch | reference s(a(I)) | output | ground truth a(I) | another image | output with it,
     for n test images spread over the split (its first images are all flags and letters)."""
-    import torch
-
-    from ..data.datasets import build_dataset
-    from ..evaluation.evaluate import generate
-    from ..study.figures import save_grid
-    from ..training.snapshot import load_generator
-
     G, cfg, step = load_generator(snapshot, "cpu")
     full = build_dataset(cfg.data, "test")
     idx = sorted({round(i * (len(full) - 1) / max(n - 1, 1)) for i in range(n)})
@@ -330,3 +309,60 @@ def sample_grid(snapshot, path: Path, n: int = SAMPLE_IMAGES) -> None:
                out["cross_reference"], out["cross"]], path,
               titles=["sketch", "reference s(a(I))", f"output, step {step}", "ground truth a(I)",
                       "other test image", "output with it"])
+
+
+# ----------------------------------------------------------------------------- command line
+
+def add_long_run_arguments(sp) -> None:
+    sp.description = ("Train --profile with its schedule stretched to --steps (or to what fits "
+                      "--budget), seeds side by side, and measure every snapshot with "
+                      "evaluate.reference_use while it trains; see results/gpu/README.md.")
+    sp.add_argument("--work", default=None,
+                    help="folder for the run folders (checkpoints, snapshots; default "
+                         "runs/<profile>/long-run)")
+    sp.add_argument("--out", default=None, help="folder for the curves, logs, samples and "
+                    "meta.json (default: the --work folder)")
+    sp.add_argument("--profile", default="mini", help="the recipe (default mini)")
+    sp.add_argument("--seeds", type=int, nargs="+", default=[0, 1], metavar="SEED",
+                    help="one run per seed, side by side (default 0 1)")
+    steps = sp.add_mutually_exclusive_group()
+    steps.add_argument("--steps", type=int, default=None,
+                       help="training steps of each run (default 8800, as in results/gpu)")
+    steps.add_argument("--budget", type=float, default=None, metavar="SECONDS",
+                       help="instead of --steps: time each seed's step on this device, then "
+                            "train as many steps as fit this many seconds")
+    sp.add_argument("--round", type=int, default=800, help="with --budget: the step count is a "
+                    "multiple of this")
+    sp.add_argument("--snapshots", type=int, default=8, help="snapshots over each run")
+    sp.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    sp.add_argument("--augment-on-device", action="store_true",
+                    help="build the augmented-self pair on the training device (for GPUs: the "
+                         "same random draws, not bit-identical arithmetic)")
+    sp.add_argument("--test-n", type=int, default=0,
+                    help="test images each snapshot is measured on (0: the whole split)")
+    sp.add_argument("--train-n", type=int, default=48,
+                    help="training images each snapshot is also measured on (0: none)")
+    sp.add_argument("--workers", type=int, default=0,
+                    help="worker processes (default two per seed: one trains, one measures)")
+    sp.add_argument("--no-samples", dest="samples", action="store_false",
+                    help="draw no sample grid")
+    sp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a field of the recipe, e.g. --set train.ema_decay=0.999")
+    sp.add_argument("--run", default="", help="start from this run of the experiment registry "
+                    "(its overrides of --profile; --set comes after them)")
+    sp.add_argument("--split", default="test", help="the split each snapshot is measured on "
+                    "(--test-n images of it; 'val' needs data.val_holdout > 0)")
+    sp.add_argument("--hue", action="store_true", help="also measure the hue probe "
+                    "(evaluate.hue_transfer: the 2x2 chroma map) at every snapshot")
+
+
+def long_run_main(args) -> None:
+    length = ({"steps": 0, "budget_seconds": args.budget} if args.budget is not None
+              else {} if args.steps is None else {"steps": args.steps})
+    work = args.work or str(runs_dir(args.profile) / "long-run")
+    run(LongRun(out=args.out or work, work=work, profile=args.profile,
+                seeds=tuple(args.seeds), **length,
+                round_to=args.round, snapshots=args.snapshots, device=args.device,
+                augment_on_device=args.augment_on_device, sets=tuple(args.set),
+                test_n=args.test_n, train_n=args.train_n, workers=args.workers,
+                samples=args.samples, run=args.run, split=args.split, hue=args.hue))

@@ -31,6 +31,14 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..config import CHOICES, check_config, override
+from ..data.datasets import build_dataset
+from ..training.loop import resolve_device
+from ..training.parallel import run_in_workers
+from .long_run import log, measure_snapshots, train_seed
+from .registry import HUE_ARMS, RUNS, run_config
+from .reproduce import runs_dir
+
 # [I] dH* below this counts as following hue, but only where dC* is below it too: dH* scales
 # with chroma, so a washed-out output (an untrained one, say) has a small dH* without any hue.
 DH_LEVEL = 10.0
@@ -62,24 +70,17 @@ def pool_size(plan: HueStudy, jobs: int) -> int:
     share, and one per core on a CPU, where more trainings than cores only slow each other."""
     if plan.workers:
         return plan.workers
-    from ..training.loop import resolve_device
-
     if resolve_device(plan.device).type == "cuda":
         return jobs
     return max(1, os.cpu_count() or 1)
 
 
 def arms_of(plan: HueStudy) -> tuple:
-    from ..study.registry import HUE_ARMS
-
     return tuple(plan.arms) or tuple(HUE_ARMS)
 
 
 def check(plan: HueStudy) -> HueStudy:
     """A ValueError naming the option for values the study cannot use; the plan otherwise."""
-    from ..config import CHOICES
-    from ..study.registry import RUNS
-
     for arm in arms_of(plan):
         if arm not in RUNS:
             raise ValueError(f"--arms {arm}: not a run of the experiment registry")
@@ -104,9 +105,6 @@ def run_folder(work, dataset: str, arm: str, seed: int) -> Path:
 def arm_config(plan: HueStudy, dataset: str, arm: str, seed: int):
     """The registry arm on `dataset`, its schedule stretched to plan.steps (when given) with
     plan.snapshots snapshots, on plan.device."""
-    from ..config import check_config, override
-    from ..study.registry import run_config
-
     c = run_config(plan.profile, arm, seed, dataset)
     steps = plan.steps or c.train.max_steps
     every = max(1, steps // plan.snapshots)
@@ -119,19 +117,13 @@ def arm_config(plan: HueStudy, dataset: str, arm: str, seed: int):
 
 
 def study_job(task: str, *args):
-    """One job of the pool: "train" or "measure" one run (tools.long_run's functions)."""
-    from .long_run import measure_snapshots, train_seed
-
+    """One job of the pool: "train" or "measure" one run (study.long_run's functions)."""
     return {"train": train_seed, "measure": measure_snapshots}[task](*args)
 
 
 def run(plan: HueStudy) -> Path:
     """Train and measure every (dataset, arm, seed) side by side; then write the summary into
     --work. Rerunning resumes the runs and measures only new snapshots."""
-    from ..data.datasets import build_dataset
-    from ..training.parallel import run_in_workers
-    from .long_run import log
-
     check(plan)
     work = Path(plan.work)
     work.mkdir(parents=True, exist_ok=True)
@@ -161,8 +153,6 @@ def run(plan: HueStudy) -> Path:
 def curve_rows(work) -> pd.DataFrame:
     """Every measured snapshot under `work`: dataset, arm, seed, step, the lever's
     description and the metrics (reference_use.jsonl rows with the hue probe)."""
-    from ..study.registry import RUNS
-
     rows = []
     for cache in sorted(Path(work).glob("*/*/seed*/reference_use.jsonl")):
         run_dir = cache.parent
@@ -233,7 +223,7 @@ def best_arms(table: pd.DataFrame, k: int = 2, base: str = "hue-base") -> list[s
 
 def summarise(work, out_dir=None) -> tuple[Path, Path, Path]:
     """Write hue_study.{csv,md,png} for the study under `work` into out_dir (default work)."""
-    import matplotlib
+    import matplotlib  # matplotlib only when a figure is drawn
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -277,3 +267,52 @@ def summarise(work, out_dir=None) -> tuple[Path, Path, Path]:
     plt.close(grid.figure)
     return out_dir / CSV, out_dir / MD, out_dir / PNG
 
+
+# ----------------------------------------------------------------------------- command line
+
+def add_hue_study_arguments(sp) -> None:
+    sp.description = ("Train the hue arms of the experiment registry (or --arms) on each "
+                      "--datasets side by side and measure every snapshot on split 'val' "
+                      "(reference use and the hue probe's 2x2 chroma map); see "
+                      "paperlib/study/hue_study.py.")
+    sp.add_argument("--work", default=None, help="folder of the study (default "
+                    "runs/<profile>/hue-study)")
+    sp.add_argument("--profile", default="mini", help="the recipe the arms change (default mini)")
+    sp.add_argument("--arms", nargs="+", default=[], help="registry runs (default the hue arms)")
+    sp.add_argument("--datasets", nargs="+", default=["openmoji", "faces"],
+                    help="datasets each arm trains on (default openmoji faces)")
+    sp.add_argument("--seeds", type=int, nargs="+", default=[0], metavar="SEED",
+                    help="seeds of each arm (default 0)")
+    sp.add_argument("--steps", type=int, default=0, help="steps of each run (default: the arm's own)")
+    sp.add_argument("--snapshots", type=int, default=6, help="snapshots over each run (default 6)")
+    sp.add_argument("--val-n", type=int, default=256,
+                    help="validation images each snapshot is measured on (0: all held out)")
+    sp.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    sp.add_argument("--augment-on-device", action="store_true",
+                    help="build the augmented-self pairs on the training device (GPUs)")
+    sp.add_argument("--workers", type=int, default=0, help="processes at a time (default: "
+                    "every job at once on a GPU, one per core on a CPU)")
+
+
+def hue_study_main(args) -> None:
+    work = args.work or str(runs_dir(args.profile) / "hue-study")
+    run(HueStudy(work=work, arms=tuple(args.arms), datasets=tuple(args.datasets),
+                 seeds=tuple(args.seeds), profile=args.profile, steps=args.steps,
+                 snapshots=args.snapshots, val_n=args.val_n, device=args.device,
+                 augment_on_device=args.augment_on_device, workers=args.workers))
+    print(f"wrote {work}")
+
+
+def add_summary_arguments(sp) -> None:
+    sp.add_argument("work", help="the --work folder of hue-study")
+    sp.add_argument("--out-dir", default=None, help="where they go (default the folder itself)")
+    sp.add_argument("--best", type=int, default=0, metavar="K", help="print only the K levers "
+                    "that bring both chroma axes in soonest (hue_study.best_arms), one line")
+
+
+def summary_main(args) -> None:
+    if args.best:
+        print(" ".join(best_arms(arm_table(curve_rows(args.work)), args.best)))
+    else:
+        for path in summarise(args.work, args.out_dir):
+            print(f"wrote {path}")

@@ -81,7 +81,7 @@ def take(out: str | os.PathLike | None = None, profile: str = "mini", chromium: 
         # checked before minutes of JupyterLab and Chromium, not when the PNG is written
         raise ValueError(f"--out {str(out)!r} is not a PNG file path (e.g. shot.png)")
     try:
-        from playwright.sync_api import sync_playwright
+        from playwright.sync_api import sync_playwright  # optional (the 'screenshot' extra)
     except ImportError:
         raise RuntimeError("playwright is not installed: pip install -e '.[screenshot]' "
                            "(it drives the system's chromium; no browser is downloaded)") from None
@@ -144,3 +144,15 @@ def _drive(page, url: str, out: Path, timeout: float) -> None:
     page.wait_for_timeout(500)  # let the last images paint
     png = widget.screenshot()  # bytes, written through a temp file: a stop keeps the old PNG
     atomic_write(out, lambda f: f.write(png))
+
+
+# ----------------------------------------------------------------------------- command line
+
+def add_screenshot_arguments(sp) -> None:
+    sp.add_argument("--profile", default="mini", help="whose runs the notebook shows (default mini)")
+    sp.add_argument("--out", default=None, help="PNG path (default results/fig_try_it_screenshot.png)")
+    sp.add_argument("--chromium", default="/usr/bin/chromium", help="the browser executable")
+
+
+def screenshot_main(args) -> None:
+    print(take(args.out, profile=args.profile, chromium=args.chromium))

@@ -29,11 +29,12 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from tqdm import tqdm
 
+from ..core.sketch import binarize_sketch_image, looks_like_line_drawing, sketch_tensor
 from ..data.imageio import (IMAGE_EXTENSIONS, BadImageError, fit_inside, load_rgb, resize_long_side,
                             to_tensor, to_uint8)
-from ..core.sketch import binarize_sketch_image, looks_like_line_drawing, sketch_tensor
 from ..paths import DiskFullError, atomic_write
 from ..training.snapshot import load_generator, resolve_snapshot
 
@@ -278,8 +279,6 @@ def plan_outputs(sketch, out, reference=None, checkpoint=None) -> list[tuple[Pat
 def save_image(img: np.ndarray, target: Path) -> None:
     """Write an (H,W,3) uint8 image through a temp file and a rename (`paths.atomic_write`): a
     failed write (a full disk, a kill) leaves the file that was there before as it was."""
-    from PIL import Image
-
     fmt = Image.registered_extensions().get(target.suffix.lower())
     if fmt is None:
         raise ValueError(f"{target}: {target.suffix or 'no extension'!r} is not an image "
@@ -321,3 +320,39 @@ def colorize_files(checkpoint, sketch, out, reference=None, device: str = "cpu",
 __all__ = ["colorize_tensors", "colorize_image", "colorize_files", "check_size",
            "pad_to_multiple", "crop_box", "padded_feature_grid", "prepare_inputs", "finish_output",
            "BadImageError"]
+
+
+# ----------------------------------------------------------------------------- command line
+
+def add_colorize_arguments(sp) -> None:
+    sp.description = ("Colour a sketch; the output has the sketch's own size and aspect ratio "
+                      "(nothing is cropped).")
+    sp.add_argument("--checkpoint", required=True, help="a run folder (its final snapshot, else "
+                    "its newest) or a snapshot-*.pt file; read without running any code it holds")
+    sp.add_argument("--sketch", required=True,
+                    help="a sketch image, or a folder of them (searched recursively); a line "
+                    "drawing is thresholded, a colour image made into a sketch with XDoG")
+    sp.add_argument("--reference", default=None,
+                    help="reference image or folder; fitted inside the sketch's working canvas "
+                    "(aspect kept, white around it)")
+    sp.add_argument("--out", required=True,
+                    help="an image file (.png, .jpg, ...) for one sketch, or a folder (an existing "
+                    "one, a name without a suffix, or a path ending in '/'), where each output "
+                    "keeps its sketch's path below the sketch folder; never an input or a folder "
+                    "inside one that is read (docs/robustness.md)")
+    sp.add_argument("--device", default="cpu", help="where the generator runs: cpu (default), "
+                    "cuda, cuda:1, ...")
+    sp.add_argument("--size", type=int, default=None,
+                    help="working size: the sketch's longer side is resized to this, aspect kept, "
+                    "and padded with white to a multiple of 16 for the generator; a positive "
+                    "multiple of 16, at most 2048 (default: the model's training resolution)")
+    sp.add_argument("--lines", choices=("keep", "none"), default="keep",
+                    help="how the colours get back to the sketch's size: 'keep' (default) "
+                    "upsamples them bilinearly and draws the sketch's own full-resolution line "
+                    "art in black on top; 'none' is the plain bilinear upsampling")
+
+
+def colorize_main(args) -> None:
+    for path in colorize_files(args.checkpoint, args.sketch, args.out, args.reference,
+                               device=args.device, size=args.size, lines=args.lines):
+        print(path)

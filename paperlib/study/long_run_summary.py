@@ -18,6 +18,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..evaluation.evaluate import read_metrics
+from .reproduce import runs_dir
+
 TARGET = 12.0  # region dE00 (self) on the test split that the reproduction aims at
 METRICS = [("region_de_self", "region dE00 (self)"), ("region_dl_self", "|dL*|"),
            ("region_dc_self", "|dC*|"), ("region_dh_self", "|dH*|"),
@@ -83,8 +86,6 @@ def profile_of(meta: dict) -> str:
 
 def repo_runs(runs_root: Path) -> pd.DataFrame:
     """Final region dE00 (self, test split) of the repository's 1x and 3x runs, where present."""
-    from ..evaluation.evaluate import read_metrics
-
     rows = []
     for name, seed in REPO_RUNS:
         found = [r for r in read_metrics(runs_root / f"{name}-seed{seed}")
@@ -181,7 +182,7 @@ def markdown(c: pd.DataFrame, s: pd.DataFrame, meta: dict, ref: pd.DataFrame) ->
 
 
 def plot(c: pd.DataFrame, s: pd.DataFrame, ref: pd.DataFrame, path: Path) -> None:
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # matplotlib only when a figure is drawn
 
     fig, axes = plt.subplots(2, 3, figsize=(15, 8.5))
     ax = axes.ravel()
@@ -237,8 +238,6 @@ def plot(c: pd.DataFrame, s: pd.DataFrame, ref: pd.DataFrame, path: Path) -> Non
 
 def summarise(folder, out_dir=None, runs_root=None) -> tuple[str, Path, Path]:
     """Write the summary of a long-run folder; returns (markdown, .md path, .png path)."""
-    from ..study.reproduce import runs_dir
-
     folder = Path(folder)
     c, s, meta = load(folder)
     out_dir = Path(out_dir) if out_dir else folder
@@ -248,3 +247,19 @@ def summarise(folder, out_dir=None, runs_root=None) -> tuple[str, Path, Path]:
     (out_dir / SUMMARY_MD).write_text(text)
     plot(c, s, ref, out_dir / SUMMARY_PNG)
     return text, out_dir / SUMMARY_MD, out_dir / SUMMARY_PNG
+
+
+# ----------------------------------------------------------------------------- command line
+
+def add_summary_arguments(sp) -> None:
+    sp.add_argument("folder", help="the --out folder of long-run")
+    sp.add_argument("--out-dir", default=None, help="where long_run_summary.{md,png} go "
+                    "(default the folder itself)")
+    sp.add_argument("--runs-root", default=None, help="where the repository's runs of the "
+                    "recipe are, for comparison (default runs/<profile>)")
+
+
+def summary_main(args) -> None:
+    text, md, png = summarise(args.folder, args.out_dir, args.runs_root)
+    print(text)
+    print(f"wrote {md} and {png}")

@@ -3,10 +3,10 @@
 `Demo` holds the current choice (sketch, reference, feature cell, working size, the model
 whose attention is shown) and every trained arm of the run registry. Each callback changes
 the choice and returns a `View`: the numpy arrays the notebook displays. It knows nothing of
-ipywidgets, so the tests drive it directly; `paperlib.tools.widget.build_widget` only wires
+ipywidgets, so the tests drive it directly; `paperlib.app.widget.build_widget` only wires
 widgets to it.
 
-Everything goes through `paperlib.tools.colorize`, the code behind `python -m paperlib colorize`:
+Everything goes through `paperlib.app.colorize`, the code behind `python -m paperlib colorize`:
 a line drawing is thresholded, a colour image becomes a sketch with the training XDoG, the
 output has the sketch's own size (long side resized to the working size, padded with white to
 the encoders' stride, cropped back, the full-resolution lines drawn over the colours), and no
@@ -23,13 +23,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..config import get_dataset, get_profile, override
+from ..core.sketch import binarize_sketch_image
+from ..data.datasets import build_dataset
+from ..data.imageio import BadImageError, decode_rgb, fit_inside, to_uint8
+from ..paths import repo_root
+from ..study import registry
+from ..study.figures import attention_overlay
+from ..study.registry import ARM_LABELS, ARMS, MAIN, TRAINED_BY
+from ..study.reproduce import results_dir
+from ..training.loop import is_complete
+from ..training.snapshot import FINAL, load_generator
 from .colorize import (check_size, colorize_tensors, finish_output, padded_feature_grid, prepare_inputs,
                        save_image)
-from ..core.sketch import binarize_sketch_image
-from ..data.imageio import BadImageError, decode_rgb, fit_inside, to_uint8
-from ..study import registry
-from ..study.registry import ARM_LABELS, ARMS, MAIN, TRAINED_BY
-from ..training.snapshot import FINAL
 
 # Uploads above this are refused before decoding: a 16.8-megapixel image already needs a few
 # hundred MB for the full-resolution XDoG and the six arms' outputs.
@@ -86,8 +92,6 @@ def one_line(text) -> str:
 def arm_status(profile: str, seed: int = 0, names=tuple(ARMS), dataset: str | None = None):
     """(trained: name -> run folder, missing: [MissingArm]) for the registry's arms on
     `dataset` (None: $PAPERLIB_DATASET, else openmoji)."""
-    from ..training.loop import is_complete
-
     trained, missing = {}, []
     for name in names:
         path = registry.run_path(profile, name, seed, dataset)
@@ -102,8 +106,6 @@ def arm_status(profile: str, seed: int = 0, names=tuple(ARMS), dataset: str | No
 
 def load_test_images(data_cfg, split: str = "test", limit: int | None = None) -> list[SplitImage]:
     """The split's images with their line-art ink masks (OpenMoji: the artist's line group)."""
-    from ..data.datasets import build_dataset
-
     ds = build_dataset(data_cfg, split)
     n = len(ds) if limit is None else min(limit, len(ds))
     items = (ds[i] for i in range(n))
@@ -155,11 +157,6 @@ class Demo:
         """Every complete arm of `profile` (seed `seed`) on `dataset` (None: $PAPERLIB_DATASET,
         else openmoji) and that dataset's test split; arms not trained are listed in
         `missing`, never trained here."""
-        from ..config import get_dataset, get_profile, override
-        from ..paths import repo_root
-        from ..study.reproduce import results_dir
-        from ..training.snapshot import load_generator
-
         dataset = get_dataset(dataset)
         config = override(get_profile(profile), {"data.dataset": dataset})
         trained, missing = arm_status(profile, seed, dataset=dataset)
@@ -317,8 +314,6 @@ class Demo:
         sketch[y0:y1, max(x1 - t, x0):x1] = CELL_COLOUR
         attention = None
         if run["attention"] is not None:
-            from ..study.figures import attention_overlay
-
             attention = attention_overlay(run["reference"], self._heat(run["attention"]))
         run["cells"][self.cell] = (sketch, attention)
         return sketch, attention
@@ -443,7 +438,7 @@ class Demo:
 
     def _heat(self, att: torch.Tensor) -> np.ndarray:
         """The chosen cell's attention row as an (H,W) map over the reference's own frame."""
-        import cv2
+        import cv2  # OpenCV is large: loaded by the functions that resize or filter
 
         run = self._run
         gh, gw = run["grid"]
@@ -461,7 +456,7 @@ class Demo:
 def try_it_figure(demo: Demo, sketch_index: int, reference_indices, kind: str = "line"):
     """One sketch (a test image's line art or XDoG), one row per reference (None: the zero
     reference), one column per trained arm; arms not trained are named under the grid."""
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # matplotlib only when a figure is drawn
 
     demo.set_sketch(sketch_index, kind)
     rows = [demo.set_reference(i) for i in reference_indices]
