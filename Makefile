@@ -44,7 +44,7 @@ reproduce: $(STAMP)
 # exported commits and papermill runs (about 50 s) keep `make test` inside its 12 minutes:
 # `make test-bench`.
 PER_DATASET := $(filter-out notebooks/09_generalisation.ipynb,$(wildcard notebooks/[0-9][0-9]_*.ipynb))
-NBVAL_LAX := -m pytest -q --nbval-lax --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider
+NBVAL_LAX := -m pytest -q --durations=15 --nbval-lax --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider
 test: $(STAMP)
 	PAPERLIB_PROFILE=smoke PAPERLIB_DATASET=openmoji TQDM_DISABLE=1 $(PY) $(NBVAL_LAX) -m "not bench"
 	rm -rf runs/smoke

@@ -106,6 +106,7 @@ def test_the_guard_names_the_missing_runs_of_the_dataset_checked(monkeypatch, tm
 
     monkeypatch.setattr(reproduce, "repo_root", lambda: tmp_path)
     monkeypatch.setenv("PAPERLIB_DATASET", "openmoji")
+    monkeypatch.setenv("PAPERLIB_BF16_UNITS", "1")  # the precision check's runs are read too
     everything = nbcheck.missing_runs("mini", "faces")
     assert len(everything) == len(nbcheck.REQUIRED["mini"]) and "add seed 0" in everything
     for name, seed in nbcheck.REQUIRED["mini"]:
@@ -113,6 +114,7 @@ def test_the_guard_names_the_missing_runs_of_the_dataset_checked(monkeypatch, tm
             (tmp_path / "runs" / "mini-faces" / f"{name}-seed{seed}").mkdir(parents=True)
             (tmp_path / "runs" / "mini-faces" / f"{name}-seed{seed}" / FINAL).write_bytes(b"")
     assert nbcheck.missing_runs("mini", "faces") == ["add seed 1"]
+
     assert nbcheck.main(["mini", "faces"]) == 1
     err = capsys.readouterr().err
     assert "runs/mini-faces" in err and "add seed 1" in err and "make reproduce DATASET=faces" in err
@@ -139,3 +141,14 @@ def test_the_strict_check_of_one_dataset_leaves_out_the_two_dataset_notebook():
         assert "09_generalisation" not in nbval and folder in nbval, nbval
         if dataset == "openmoji":
             assert all(f"notebooks/0{i}_" in nbval for i in range(1, 9)), nbval
+
+
+def test_without_bf16_units_the_guard_does_not_wait_for_the_short_precision_runs(monkeypatch, tmp_path):
+    from paperlib.study import reproduce
+    from paperlib.tools import nbcheck
+
+    monkeypatch.setattr(reproduce, "repo_root", lambda: tmp_path)
+    monkeypatch.setenv("PAPERLIB_BF16_UNITS", "0")
+    missing = nbcheck.missing_runs("mini", "openmoji")
+    assert len(missing) == len(nbcheck.REQUIRED["mini"]) - 2
+    assert not any(m.startswith("short-") for m in missing) and "add seed 0" in missing

@@ -22,6 +22,7 @@ from tqdm import tqdm
 
 from ..config import DataConfig
 from ..paths import append_atomic
+from ..training.precision import resolve
 from ..training.snapshot import FINAL, load_generator, load_pt
 from ..training.stats import read_stats
 from .evaluate import git_commit, hue_transfer, reference_use
@@ -101,5 +102,7 @@ def recipe_provenance(config, seed: int, n: int | None = None) -> dict:
     return {"profile": config.profile, "dataset": config.data.dataset,
             "split": f"train (first {n} images, fresh augmentations; never the test split)",
             "resolution": config.data.resolution, "seed": seed, "eval seed": 0,
+            # what "auto" trains the recipe runs in on this machine
+            "precision": resolve(config.train.precision, "cpu", warn=False).precision,
             "budget": "about the main run's training time per recipe (train_minutes)",
             "git commit": git_commit()}
