@@ -317,6 +317,23 @@ def test_damaged_latest_checkpoint_falls_back_to_the_previous_one(kind, images, 
     assert stats_steps(run) == [1, 2, 3, 4, 5, 6]
 
 
+def test_a_complete_run_drops_the_fallback_checkpoint_and_keeps_the_rest(images, tmp_path,
+                                                                          straight_digest):
+    # checkpoint-previous.pt guards a run in progress; once the run is complete it is only disk
+    # (a third of a smoke run's folder), so `make test` and `make reproduce` leave none behind.
+    run = tmp_path / "run"
+    config = folder_config(images)
+    train(config, run, stop_at_step=4, progress=False)
+    assert (run / "checkpoint-previous.pt").exists()
+    summary = train(config, run, progress=False)
+    assert summary["done"] and summary["weights_sha1"] == straight_digest
+    assert not (run / "checkpoint-previous.pt").exists()
+    assert (run / "checkpoint-latest.pt").exists() and (run / "snapshot-final.pt").exists()
+    # Rerunning a complete run neither trains nor needs the fallback.
+    again = train(config, run, progress=False)
+    assert again["weights_sha1"] == straight_digest and stats_steps(run) == [1, 2, 3, 4, 5, 6]
+
+
 def test_no_usable_checkpoint_in_a_started_run_is_an_error_naming_the_files(images, tmp_path,
                                                                             request):
     declare(request, "started run without a usable checkpoint: error naming the file, never a "
