@@ -11,6 +11,7 @@ import torch
 # the grids are drawn in core (training saves its samples with them); notebooks use them from here
 from ..core.grid import image_grid, save_grid, to_numpy_image  # noqa: F401
 from ..training.stats import read_stats
+from .targets import thresholds
 
 QUERY_COLORS = ("red", "blue", "yellow", "green")  # the order of Fig. 14's columns (a)-(d)
 ATTENTION_CMAP, ATTENTION_ALPHA = "inferno", 0.6  # Fig. 14 style heat over the reference
@@ -141,20 +142,27 @@ def reference_grid(G, sketches: torch.Tensor, references: torch.Tensor):
     return fig
 
 
-def reference_use_curves(long_df, x: str = "step", metrics=None):
-    """One panel per reference-use metric against training step (or minutes), a line per run.
-    long_df has columns run, step, minutes, metric, value (tables.curves)."""
+def reference_use_curves(long_df, x: str = "step", metrics=None, target_runs=None):
+    """One panel per reference-use metric against training step (or minutes), a line per run,
+    and a dashed line at each target (targets.TARGETS) of `target_runs` on that metric, labelled
+    with whom it is for. long_df has columns run, step, minutes, metric, value (tables.curves);
+    `target_runs` None means the runs plotted (a table whose `run` holds something else, such
+    as notebook 09's datasets, names the registry runs it shows)."""
     import seaborn as sns  # seaborn only for the figures that use it
 
     metrics = list(metrics or dict.fromkeys(long_df["metric"]))
-    targets = {"ref_gain_de_self": 8.0, "palette_follow_cross": 0.75, "region_de_self": 12.0}
+    runs = list(dict.fromkeys(long_df["run"])) if target_runs is None else list(target_runs)
     fig, axes = plt.subplots(1, len(metrics), figsize=(3.6 * len(metrics), 3.2), squeeze=False)
     for ax, m in zip(axes[0], metrics):
         sub = long_df[long_df["metric"] == m]
         sns.lineplot(data=sub, x=x, y="value", hue="run", marker="o", ax=ax,
                      legend=(ax is axes[0][0]))
-        if m in targets:
-            ax.axhline(targets[m], color="grey", ls="--", lw=1)
+        for level, scope in thresholds(m, runs):
+            ax.axhline(level, color="grey", ls="--", lw=1)
+            # the main model and the arms have different hue targets: say whose line it is
+            ax.annotate(f"{scope} {level:g}", (1, level), xycoords=("axes fraction", "data"),
+                        xytext=(-2, 2), textcoords="offset points", ha="right", va="bottom",
+                        fontsize=6, color="grey")
         ax.set_title(m, fontsize=9), ax.set_ylabel("")
     if axes[0][0].get_legend():
         axes[0][0].legend(fontsize=7)
@@ -236,3 +244,4 @@ def case_spread(df, metrics: list[str], cases: list[str]):
         ax.grid(axis="y", color="0.9")
     fig.tight_layout()
     return fig
+
