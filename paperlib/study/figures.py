@@ -245,3 +245,81 @@ def case_spread(df, metrics: list[str], cases: list[str]):
     fig.tight_layout()
     return fig
 
+
+# The README's picture: each dataset's Fig. 1 grid (notebook 07's fig_reference_grid.png) under
+# its name, side by side, small enough for a page read on GitHub
+README_WIDTH = 1200  # px, the whole picture
+README_COLOURS = 256  # a palette PNG: 2/5 the bytes of RGB (196 KB against 497 KB at 1200 px)
+DATASET_TITLES = {"openmoji": "OpenMoji", "faces": "DiceBear faces"}
+
+
+def side_by_side(panels: dict[str, Path], out: Path, width: int = README_WIDTH,
+                 colours: int = README_COLOURS) -> Path | None:
+    """Compose the images of `panels` (title -> PNG) in one row, each scaled to the same width
+    under its title, into the PNG `out` at `width` px; `out`, or None when any input is missing
+    (then nothing is written: a picture of one dataset would pass for both)."""
+    from PIL import Image, ImageDraw, ImageFont
+    from matplotlib import font_manager
+
+    if not panels or any(not Path(p).is_file() for p in panels.values()):
+        return None
+    margin, gap, title_px = 10, 20, 26
+    n = len(panels)
+    cell = (width - 2 * margin - (n - 1) * gap) // n
+    images = []
+    for path in panels.values():
+        with Image.open(path) as im:
+            rgb = im.convert("RGBA")
+        flat = Image.new("RGB", rgb.size, "white")  # a transparent pixel reads as the page
+        flat.paste(rgb, mask=rgb.getchannel("A"))
+        height = max(1, round(cell * flat.height / flat.width))
+        images.append(flat.resize((cell, height), Image.LANCZOS))
+    band = title_px + 14
+    canvas = Image.new("RGB", (width, 2 * margin + band + max(i.height for i in images)), "white")
+    draw = ImageDraw.Draw(canvas)
+    # matplotlib's own sans font: the picture looks the same on every machine that can draw figures
+    font = ImageFont.truetype(font_manager.findfont("DejaVu Sans"), title_px)
+    for k, (title, image) in enumerate(zip(panels, images)):
+        left = margin + k * (cell + gap)
+        draw.text((left + cell // 2, margin + title_px // 2), title, fill="black", font=font,
+                  anchor="mm")
+        canvas.paste(image, (left, margin + band))
+    if colours:
+        canvas = palette_image(canvas, colours)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    canvas.save(out, optimize=True)
+    return out
+
+
+def palette_image(image, colours: int = README_COLOURS):
+    """`image` (RGB) as a dithered palette image of `colours` colours, its white and black
+    pixels exactly white and black. The palette covers the colours by area (maximum coverage:
+    a median cut left a small pink lock of hair grey), the dithering keeps each patch's mean
+    colour (a palette alone bands soft gradients into patches the model did not paint), and
+    Pillow maps a colour to the palette by boxes of colours, not exactly: left alone, the white
+    page comes out off-white."""
+    from PIL import Image
+
+    pal = image.quantize(colours, method=Image.Quantize.MAXCOVERAGE)
+    entries = np.array(pal.getpalette()).reshape(-1, 3)
+    index = np.asarray(image.quantize(palette=pal, dither=Image.Dither.FLOYDSTEINBERG)).copy()
+    rgb = np.asarray(image)
+    taken = []
+    for exact in ((255, 255, 255), (0, 0, 0)):
+        distance = np.abs(entries - exact).sum(1)
+        distance[taken] = np.iinfo(distance.dtype).max  # white and black keep an entry each
+        nearest = int(distance.argmin())
+        taken.append(nearest)
+        entries[nearest] = exact
+        index[(rgb == exact).all(-1)] = nearest
+    out = Image.fromarray(index.astype(np.uint8)).convert("P")  # "L" to "P": indices kept
+    out.putpalette(entries.astype(np.uint8).flatten().tolist())
+    return out
+
+
+def readme_figure(grids: dict[str, Path], out: Path) -> Path | None:
+    """results/fig_readme.png: the datasets' reference grids (dataset -> fig_reference_grid.png)
+    side by side under their names (DATASET_TITLES); None, writing nothing, until every dataset's
+    grid exists."""
+    return side_by_side({DATASET_TITLES.get(d, d): p for d, p in grids.items()}, out)
