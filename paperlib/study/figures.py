@@ -11,6 +11,7 @@ import torch
 # the grids are drawn in core (training saves its samples with them); notebooks use them from here
 from ..core.grid import image_grid, save_grid, to_numpy_image  # noqa: F401
 from ..training.stats import read_stats
+from .targets import thresholds
 
 QUERY_COLORS = ("red", "blue", "yellow", "green")  # the order of Fig. 14's columns (a)-(d)
 ATTENTION_CMAP, ATTENTION_ALPHA = "inferno", 0.6  # Fig. 14 style heat over the reference
@@ -141,20 +142,27 @@ def reference_grid(G, sketches: torch.Tensor, references: torch.Tensor):
     return fig
 
 
-def reference_use_curves(long_df, x: str = "step", metrics=None):
-    """One panel per reference-use metric against training step (or minutes), a line per run.
-    long_df has columns run, step, minutes, metric, value (tables.curves)."""
+def reference_use_curves(long_df, x: str = "step", metrics=None, target_runs=None):
+    """One panel per reference-use metric against training step (or minutes), a line per run,
+    and a dashed line at each target (targets.TARGETS) of `target_runs` on that metric, labelled
+    with whom it is for. long_df has columns run, step, minutes, metric, value (tables.curves);
+    `target_runs` None means the runs plotted (a table whose `run` holds something else, such
+    as notebook 09's datasets, names the registry runs it shows)."""
     import seaborn as sns  # seaborn only for the figures that use it
 
     metrics = list(metrics or dict.fromkeys(long_df["metric"]))
-    targets = {"ref_gain_de_self": 8.0, "palette_follow_cross": 0.75, "region_de_self": 12.0}
+    runs = list(dict.fromkeys(long_df["run"])) if target_runs is None else list(target_runs)
     fig, axes = plt.subplots(1, len(metrics), figsize=(3.6 * len(metrics), 3.2), squeeze=False)
     for ax, m in zip(axes[0], metrics):
         sub = long_df[long_df["metric"] == m]
         sns.lineplot(data=sub, x=x, y="value", hue="run", marker="o", ax=ax,
                      legend=(ax is axes[0][0]))
-        if m in targets:
-            ax.axhline(targets[m], color="grey", ls="--", lw=1)
+        for level, scope in thresholds(m, runs):
+            ax.axhline(level, color="grey", ls="--", lw=1)
+            # the main model and the arms have different hue targets: say whose line it is
+            ax.annotate(f"{scope} {level:g}", (1, level), xycoords=("axes fraction", "data"),
+                        xytext=(-2, 2), textcoords="offset points", ha="right", va="bottom",
+                        fontsize=6, color="grey")
         ax.set_title(m, fontsize=9), ax.set_ylabel("")
     if axes[0][0].get_legend():
         axes[0][0].legend(fontsize=7)
@@ -236,3 +244,82 @@ def case_spread(df, metrics: list[str], cases: list[str]):
         ax.grid(axis="y", color="0.9")
     fig.tight_layout()
     return fig
+
+
+# The README's picture: each dataset's Fig. 1 grid (notebook 07's fig_reference_grid.png) under
+# its name, side by side, small enough for a page read on GitHub
+README_WIDTH = 1200  # px, the whole picture
+README_COLOURS = 256  # a palette PNG: 2/5 the bytes of RGB (196 KB against 497 KB at 1200 px)
+DATASET_TITLES = {"openmoji": "OpenMoji", "faces": "DiceBear faces"}
+
+
+def side_by_side(panels: dict[str, Path], out: Path, width: int = README_WIDTH,
+                 colours: int = README_COLOURS) -> Path | None:
+    """Compose the images of `panels` (title -> PNG) in one row, each scaled to the same width
+    under its title, into the PNG `out` at `width` px; `out`, or None when any input is missing
+    (then nothing is written: a picture of one dataset would pass for both)."""
+    from PIL import Image, ImageDraw, ImageFont
+    from matplotlib import font_manager
+
+    if not panels or any(not Path(p).is_file() for p in panels.values()):
+        return None
+    margin, gap, title_px = 10, 20, 26
+    n = len(panels)
+    cell = (width - 2 * margin - (n - 1) * gap) // n
+    images = []
+    for path in panels.values():
+        with Image.open(path) as im:
+            rgb = im.convert("RGBA")
+        flat = Image.new("RGB", rgb.size, "white")  # a transparent pixel reads as the page
+        flat.paste(rgb, mask=rgb.getchannel("A"))
+        height = max(1, round(cell * flat.height / flat.width))
+        images.append(flat.resize((cell, height), Image.LANCZOS))
+    band = title_px + 14
+    canvas = Image.new("RGB", (width, 2 * margin + band + max(i.height for i in images)), "white")
+    draw = ImageDraw.Draw(canvas)
+    # matplotlib's own sans font: the picture looks the same on every machine that can draw figures
+    font = ImageFont.truetype(font_manager.findfont("DejaVu Sans"), title_px)
+    for k, (title, image) in enumerate(zip(panels, images)):
+        left = margin + k * (cell + gap)
+        draw.text((left + cell // 2, margin + title_px // 2), title, fill="black", font=font,
+                  anchor="mm")
+        canvas.paste(image, (left, margin + band))
+    if colours:
+        canvas = palette_image(canvas, colours)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    canvas.save(out, optimize=True)
+    return out
+
+
+def palette_image(image, colours: int = README_COLOURS):
+    """`image` (RGB) as a dithered palette image of `colours` colours, its white and black
+    pixels exactly white and black. The palette covers the colours by area (maximum coverage:
+    a median cut left a small pink lock of hair grey), the dithering keeps each patch's mean
+    colour (a palette alone bands soft gradients into patches the model did not paint), and
+    Pillow maps a colour to the palette by boxes of colours, not exactly: left alone, the white
+    page comes out off-white."""
+    from PIL import Image
+
+    pal = image.quantize(colours, method=Image.Quantize.MAXCOVERAGE)
+    entries = np.array(pal.getpalette()).reshape(-1, 3)
+    index = np.asarray(image.quantize(palette=pal, dither=Image.Dither.FLOYDSTEINBERG)).copy()
+    rgb = np.asarray(image)
+    taken = []
+    for exact in ((255, 255, 255), (0, 0, 0)):
+        distance = np.abs(entries - exact).sum(1)
+        distance[taken] = np.iinfo(distance.dtype).max  # white and black keep an entry each
+        nearest = int(distance.argmin())
+        taken.append(nearest)
+        entries[nearest] = exact
+        index[(rgb == exact).all(-1)] = nearest
+    out = Image.fromarray(index.astype(np.uint8)).convert("P")  # "L" to "P": indices kept
+    out.putpalette(entries.astype(np.uint8).flatten().tolist())
+    return out
+
+
+def readme_figure(grids: dict[str, Path], out: Path) -> Path | None:
+    """results/fig_readme.png: the datasets' reference grids (dataset -> fig_reference_grid.png)
+    side by side under their names (DATASET_TITLES); None, writing nothing, until every dataset's
+    grid exists."""
+    return side_by_side({DATASET_TITLES.get(d, d): p for d, p in grids.items()}, out)

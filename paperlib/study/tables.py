@@ -227,13 +227,19 @@ def headline_table(df: pd.DataFrame, runs, metrics=HEADLINE_METRICS) -> pd.DataF
     return pd.DataFrame(rows)
 
 
-def save_headline(table: pd.DataFrame, results, prov: dict, note: str = "") -> Path:
-    """results/headline.md: the headline table as Markdown with its provenance."""
+def save_headline(table: pd.DataFrame, results, prov: dict, note: str = "",
+                  sections: tuple[str, ...] | list[str] = ()) -> Path:
+    """results/headline.md: the headline table as Markdown with its provenance, then each of
+    `sections` (Markdown, e.g. targets.section), a blank line before each."""
     path = Path(results) / "headline.md"
     lines = ["# Headline results", ""] + ([note, ""] if note else [])
     lines += [table.to_markdown(index=False), "", "Provenance:", ""]
     lines += [f"- {k}: {v}" for k, v in prov.items()]
-    path.write_text("\n".join(lines) + "\n")
+    text = "\n".join(lines) + "\n"
+    # after the provenance, so that the table and its provenance read as before
+    for extra in sections:
+        text += "\n" + extra.rstrip("\n") + "\n"
+    path.write_text(text)
     return path
 
 
