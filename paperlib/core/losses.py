@@ -23,7 +23,7 @@ def _zero(like: torch.Tensor) -> torch.Tensor:
 # ------------------------------------------------------------------- image and GAN terms
 
 def reconstruction(fake: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """L_rec = || G(I_s, I_r) - I_gt ||_1, mean over all elements [P]."""
+    """L_rec = || G(I_s, I_r) - I_gt ||_1, mean over all elements [P Eq. 6]."""
     return F.l1_loss(fake.float(), target.float())
 
 
@@ -66,7 +66,7 @@ def region_colour(fake: torch.Tensor, target: torch.Tensor, regions: torch.Tenso
 
 
 def lsgan_g(fake_logits: torch.Tensor) -> torch.Tensor:
-    """LSGAN generator loss [S]: E[(D(fake) - 1)^2]."""
+    """L_adv of Eq. 7 [P] as the LSGAN generator loss [S]: E[(D(fake) - 1)^2]."""
     return ((fake_logits.float() - 1.0) ** 2).mean()
 
 
