@@ -225,3 +225,39 @@ def test_the_chroma_term_enters_the_total_only_when_switched_on():
     total_on, terms_on = losses.generator_loss(dataclasses.replace(base, lambda_ab=5.0), **common)
     assert terms_on["ab"] == pytest.approx(float(losses.chroma_ab(fake, target)))
     assert float(total_on - total_off) == pytest.approx(5.0 * float(terms_on["ab"]), rel=1e-5)
+
+
+def _both_objectives(cfg, seed=0):
+    """paper_loss, opt_in_loss and generator_loss of one input, each with the same negatives."""
+    fake, target, aux, corr, mask = _generator_inputs()
+    fake, target = fake * 2 - 1, target * 2 - 1  # images in [-1, 1], as the CIELAB terms take
+    regions = torch.zeros(2, 8, 8, dtype=torch.long)
+    regions[:, :4], regions[:, 4:6] = 1, 2  # two regions per image, two rows outside any
+    common = dict(fake=fake, target=target, d_fake=torch.full((2, 1, 2, 2), 0.5), aux=aux,
+                  corr=corr, corr_mask=mask, perceptual_net=_MeanFeatures())
+    paper = losses.paper_loss(cfg, **common, generator=torch.Generator().manual_seed(seed))
+    ours = losses.opt_in_loss(cfg, fake=fake, target=target, regions=regions)
+    both = losses.generator_loss(cfg, **common, generator=torch.Generator().manual_seed(seed),
+                                 regions=regions)
+    return paper, ours, both
+
+
+def test_the_papers_objective_has_only_eq10s_terms_and_ours_only_ours():
+    on = LossConfig(lambda_ab=90.0, lambda_region=30.0)
+    (p_total, p_terms), (o_total, o_terms), (total, terms) = _both_objectives(on)
+    assert tuple(p_terms) == losses.PAPER_TERMS == ("rec", "adv", "perc", "style", "tr")
+    assert tuple(o_terms) == losses.OPT_IN_TERMS == ("ab", "region")
+    assert not set(losses.PAPER_TERMS) & set(losses.OPT_IN_TERMS)
+    # the step logs both sets under their old names, and its total is the two objectives' sum
+    assert tuple(terms) == losses.PAPER_TERMS + losses.OPT_IN_TERMS
+    assert all(torch.equal(terms[k], v) for k, v in {**p_terms, **o_terms}.items())
+    assert o_total.item() == pytest.approx(90.0 * o_terms["ab"].item() + 30.0 * o_terms["region"].item())
+    assert o_total.item() > 0
+    assert total.item() == pytest.approx(p_total.item() + o_total.item(), rel=1e-6)
+
+
+def test_with_our_terms_off_the_total_is_the_papers_exactly():
+    (p_total, p_terms), (o_total, o_terms), (total, terms) = _both_objectives(LossConfig())
+    assert o_terms == {} and o_total.item() == 0.0
+    assert torch.equal(total, p_total)  # bit for bit, not approximately
+    assert terms.keys() == p_terms.keys() and all(torch.equal(terms[k], p_terms[k]) for k in terms)

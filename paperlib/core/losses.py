@@ -1,7 +1,9 @@
 """The objective of the paper [P Eq. 5-10]: triplet, adversarial (LSGAN), reconstruction,
-perceptual and style losses, and the "L1-loss" correspondence ablation [S Fig. 17].
+perceptual and style losses, and the "L1-loss" correspondence ablation [S Fig. 17]; apart from
+it, our opt-in terms [I] (CIELAB a*b*, per-region colour), each off unless its weight is set.
 
-Pure functions of tensors; weights are named as in Eq. 10 (LossConfig.lambda_*).
+Pure functions of tensors; weights are named as in Eq. 10 (LossConfig.lambda_*). paper_loss is
+Eq. 10, opt_in_loss our terms, generator_loss (what training minimises) the two together.
 """
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ def _zero(like: torch.Tensor) -> torch.Tensor:
 # ------------------------------------------------------------------- image and GAN terms
 
 def reconstruction(fake: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """L_rec = || G(I_s, I_r) - I_gt ||_1, mean over all elements [P]."""
+    """L_rec = || G(I_s, I_r) - I_gt ||_1, mean over all elements [P Eq. 6]."""
     return F.l1_loss(fake.float(), target.float())
 
 
@@ -64,7 +66,7 @@ def region_colour(fake: torch.Tensor, target: torch.Tensor, regions: torch.Tenso
 
 
 def lsgan_g(fake_logits: torch.Tensor) -> torch.Tensor:
-    """LSGAN generator loss [S]: E[(D(fake) - 1)^2]."""
+    """L_adv of Eq. 7 [P] as the LSGAN generator loss [S]: E[(D(fake) - 1)^2]."""
     return ((fake_logits.float() - 1.0) ** 2).mean()
 
 
@@ -146,16 +148,60 @@ def attention_l1(attention: torch.Tensor, corr: torch.Tensor, mask: torch.Tensor
 
 # ----------------------------------------------------------------------------- totals
 
+# The keys of each objective's terms, in the order their weighted sum is taken. They are written
+# into stats.jsonl with a "g_" prefix, which the notebooks and older runs' logs read.
+PAPER_TERMS = ("rec", "adv", "perc", "style", "tr")
+OPT_IN_TERMS = ("ab", "region")
+
+
+def paper_loss(cfg, *, fake, target, d_fake, aux, corr, corr_mask, perceptual_net,
+               generator=None):
+    """The paper's generator objective, Eq. 10: lambda_rec L_rec + lambda_adv L_adv +
+    lambda_perc L_perc + lambda_style L_style + lambda_tr L_tr.
+
+    Returns (total, {"rec", "adv", "perc", "style", "tr"}) with the terms detached. `aux` is the
+    generator's aux dict; without a "query" (add/AdaIN models) or with correspondence_loss
+    "none" the tr term is 0. The "l1" variant [S Fig. 17] needs aux["attention"]."""
+    terms, weights = _paper_terms(cfg, fake, target, d_fake, aux, corr, corr_mask,
+                                  perceptual_net, generator)
+    return _weighted_sum(terms, weights), _detached(terms)
+
+
+def opt_in_loss(cfg, *, fake, target, regions=None):
+    """Our terms beyond the paper [I], each off at weight 0: "ab" (chroma_ab, loss.lambda_ab)
+    and "region" (region_colour of `regions`, loss.lambda_region).
+
+    Returns (total, terms detached) with only the terms that are on; with none on, the total is
+    a zero in the graph and the dict is empty, so the paper's runs log no term they did not use."""
+    terms, weights = _opt_in_terms(cfg, fake, target, regions)
+    total = _weighted_sum(terms, weights) if weights else _zero(fake)
+    return total, _detached(terms)
+
+
 def generator_loss(cfg, *, fake, target, d_fake, aux, corr, corr_mask, perceptual_net,
                    generator=None, regions=None):
-    """Eq. 10: total = sum of lambda * term over rec, adv, perc, style, tr.
+    """What the training step minimises: paper_loss plus opt_in_loss, as one (total, terms).
 
-    Returns (total, {"rec", "adv", "perc", "style", "tr"}) with the terms detached, plus "ab"
-    (chroma_ab, [I]) when loss.lambda_ab > 0 and "region" (region_colour of `regions`, [I]) when
-    loss.lambda_region > 0. `aux` is
-    the generator's aux dict; without a "query" (add/AdaIN models) or with
-    correspondence_loss "none" the tr term is 0. The "l1" variant needs aux["attention"].
-    """
+    The total is one left-to-right sum over the paper's weighted terms and then ours, so it is
+    bit for bit the sum the step has always taken (adding the two totals would round in another
+    order when two of our terms are on)."""
+    terms, weights = _paper_terms(cfg, fake, target, d_fake, aux, corr, corr_mask,
+                                  perceptual_net, generator)
+    ours, our_weights = _opt_in_terms(cfg, fake, target, regions)
+    terms, weights = {**terms, **ours}, {**weights, **our_weights}
+    return _weighted_sum(terms, weights), _detached(terms)
+
+
+def _weighted_sum(terms: dict, weights: dict) -> torch.Tensor:
+    return sum(weights[k] * terms[k] for k in weights)
+
+
+def _detached(terms: dict) -> dict:
+    return {k: v.detach() for k, v in terms.items()}
+
+
+def _paper_terms(cfg, fake, target, d_fake, aux, corr, corr_mask, perceptual_net, generator):
+    """(terms, weights) of Eq. 10, both keyed by PAPER_TERMS, terms still in the graph."""
     terms = {"rec": reconstruction(fake, target),
              "adv": lsgan_g(d_fake) if d_fake is not None else _zero(fake)}
     if cfg.lambda_perc or cfg.lambda_style:
@@ -172,15 +218,21 @@ def generator_loss(cfg, *, fake, target, d_fake, aux, corr, corr_mask, perceptua
     terms["tr"] = _correspondence(cfg, aux or {}, corr, corr_mask, generator, fake)
     weights = {"rec": cfg.lambda_rec, "adv": cfg.lambda_adv, "perc": cfg.lambda_perc,
                "style": cfg.lambda_style, "tr": cfg.lambda_tr}
-    if cfg.lambda_ab > 0:  # off: no term, so the paper's runs log what they did
+    return terms, weights
+
+
+def _opt_in_terms(cfg, fake, target, regions):
+    """(terms, weights) of our terms that are on, in OPT_IN_TERMS order. A term that is off is
+    left out rather than logged as 0, so the paper's runs log what they did."""
+    terms, weights = {}, {}
+    if cfg.lambda_ab > 0:
         terms["ab"], weights["ab"] = chroma_ab(fake, target), cfg.lambda_ab
     if cfg.lambda_region > 0:
         if regions is None:
             raise ValueError("loss.lambda_region > 0 needs the sketch's region labels "
                              "(core.sketch.region_labels of the batch's sketches)")
         terms["region"], weights["region"] = region_colour(fake, target, regions), cfg.lambda_region
-    total = sum(weights[k] * terms[k] for k in weights)
-    return total, {k: v.detach() for k, v in terms.items()}
+    return terms, weights
 
 
 def _correspondence(cfg, aux, corr, corr_mask, generator, fake) -> torch.Tensor:

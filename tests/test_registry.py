@@ -1,3 +1,5 @@
+"""study.registry: the named runs as overrides of one profile, their commands and whether they
+are trained; with them the claims and tables read over those runs (study.claims, study.tables)."""
 import shlex
 
 import pytest
@@ -70,16 +72,16 @@ def test_train_command_on_faces_names_the_dataset_and_its_runs_folder(monkeypatc
 
 
 def test_is_trained_follows_the_final_snapshot(tmp_path, monkeypatch):
-    from paperlib.study import registry as experiments
+    from paperlib.study import registry
 
-    monkeypatch.setattr(experiments, "runs_dir", lambda profile, dataset=None: tmp_path / profile)
-    assert not experiments.is_trained("smoke", "add", 3)
+    monkeypatch.setattr(registry, "runs_dir", lambda profile, dataset=None: tmp_path / profile)
+    assert not registry.is_trained("smoke", "add", 3)
     run = tmp_path / "smoke" / "add-seed3"
     run.mkdir(parents=True)
     (run / "checkpoint-latest.pt").write_bytes(b"")
-    assert not experiments.is_trained("smoke", "add", 3)
+    assert not registry.is_trained("smoke", "add", 3)
     (run / "snapshot-final.pt").write_bytes(b"")
-    assert experiments.is_trained("smoke", "add", 3)
+    assert registry.is_trained("smoke", "add", 3)
 
 
 def test_split_gap_table_scores_both_splits_on_equal_counts(tmp_path, image_folder, monkeypatch):
