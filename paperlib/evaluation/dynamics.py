@@ -6,8 +6,8 @@ palette_follow_cross, region dE00 and its lightness / chroma / hue split, and th
 rate. The numbers are cached per snapshot in the run folder (`reference_use.jsonl`), so a rerun
 of a notebook measures only what is new.
 
-The recipe study compares recipes (named runs of the experiment registry) at an equal budget
-of training time (study.tables.recipe_table and curves, which read these curves). Recipes are
+The recipe study compares recipes (named runs of the experiment registry) at an equal planned
+budget of training time (study.tables.recipe_table and curves, which read these curves). Recipes are
 selected on training images, never on the test split that the tables report: `recipe_table`
 defaults to split "train".
 """
@@ -104,5 +104,6 @@ def recipe_provenance(config, seed: int, n: int | None = None) -> dict:
             "resolution": config.data.resolution, "seed": seed, "eval seed": 0,
             # what "auto" trains the recipe runs in on this machine
             "precision": resolve(config.train.precision, "cpu", warn=False).precision,
-            "budget": "about the main run's training time per recipe (train_minutes)",
+            "budget": ("the main run's steps, scaled down by each recipe's planned step cost; "
+                       "the measured minutes differ (train_minutes)"),
             "git commit": git_commit()}

@@ -39,7 +39,7 @@ RUNS: dict[str, tuple[str, dict]] = {
                   {"loss.correspondence_loss": "none"}),
     "scft-noref": ("SCFT + triplet, zero reference 1 time in 10 [S 6.5]",
                    {"data.no_reference_prob": 0.1}),
-    # The recipe study, at the main run's training time: the profile's departures from the
+    # The recipe study, at a step budget planned to cost the main run's training time: the profile's departures from the
     # paper undone one group at a time (see config.mini). Selected on training images.
     "recipe-paper-objective": (
         "all five loss terms of Eq. 10, N(0, 0.02) init, no EMA; 2/5 of the steps (a step "
