@@ -70,6 +70,12 @@ class ModelConfig:
     encoder_strides: tuple = (1, 1, 2, 1, 2, 1, 2, 1, 2, 1)  # [S Table 2]
     leaky_slope: float = 0.2  # [S Table 2]
     n_res_blocks: int = 4  # [S 6.3] residual blocks, kernel 3, stride 1, BN, ReLU
+    # [I] channels of the residual blocks at width 1 (scaled by `width` as Table 2's are); 0 =
+    # all C channels of the aggregated feature (992 at width 1), as the public
+    # re-implementations keep them [C]. The paper gives no width for them. A value below C puts
+    # a learnt 1x1 projection (conv + BN) from C to it before the blocks, and the decoder starts
+    # from it: on the 8x8 grid the blocks at C are 85% of the generator's forward FLOPs.
+    res_channels: int = 0
     d_ndf: int = 64  # [C] PatchGAN base width (pix2pix), scaled by `width`
     d_layers: int = 3  # [C] PatchGAN strided layers (70x70 receptive field at 256 px)
     init_std: float = 0.02  # [S 6.3] weights from N(0, 0.02)

@@ -6,7 +6,8 @@ Layout of the generator G(I_s, I_r) [P 3.3, S 6.3]:
     E_r(ref)    -> 10 layer outputs -> pooled and concatenated                 -> v_r (B, C, h, w)
     aggregation(v_s, v_r) -> v (SCFT [P Eq.2-4], the ablations "add"/"adain" [S Fig. 2], or
                                the opt-in stop-gradient attention "sga" [I])
-    4 residual blocks (992 channels at width 1) -> U-Net decoder with skips from E_s -> tanh RGB
+    [I] optional 1x1 projection to model.res_channels (config.py) ->
+    4 residual blocks (992 channels at width 1 by default) -> U-Net decoder with skips from E_s -> tanh RGB
 
 C = sum of the encoder widths = 992 at width 1 [S Table 2, P Eq.1].
 
@@ -273,7 +274,14 @@ class Generator(nn.Module):
         self.enc_r = Encoder(cfg, 3)
         c = self.enc_s.out_channels
         self.aggregation = make_aggregation(cfg.aggregation, c, cfg.leaky_slope)
-        self.res_blocks = nn.Sequential(*[ResBlock(c) for _ in range(cfg.n_res_blocks)])
+        r = scaled(cfg.res_channels, cfg.width) if cfg.res_channels else c
+        if r > c:
+            raise ValueError(f"model.res_channels {cfg.res_channels} is {r} channels at width "
+                             f"{cfg.width}, more than the {c} of the aggregated feature")
+        # [I] a projection to fewer channels before the residual blocks (model.res_channels)
+        self.project = (nn.Sequential(nn.Conv2d(c, r, 1, bias=False), nn.BatchNorm2d(r))
+                        if r < c else nn.Identity())
+        self.res_blocks = nn.Sequential(*[ResBlock(r) for _ in range(cfg.n_res_blocks)])
         # Skips: the last sketch-encoder layer of each resolution, coarse to fine.
         self.skip_index = self._last_layer_per_resolution(self.enc_s.strides)[::-1]
         if self.enc_s.strides[0] != 1:
@@ -281,7 +289,7 @@ class Generator(nn.Module):
         if any(s not in (1, 2) for s in self.enc_s.strides):
             raise ValueError(f"encoder_strides {self.enc_s.strides} must be 1 or 2 (the decoder "
                              f"upsamples by 2 per stage)")
-        self.decoder = Decoder(c, [self.enc_s.channels[i] for i in self.skip_index])
+        self.decoder = Decoder(r, [self.enc_s.channels[i] for i in self.skip_index])
         init_weights(self, cfg.init_std)
         if cfg.init == "kaiming":
             # At N(0, 0.02) each unnormalised encoder layer shrinks its input ~5-10x, so the
@@ -313,7 +321,7 @@ class Generator(nn.Module):
         v_s = self.enc_s.multi_layer(feats_s)  # (B, C, H/16, W/16)
         v_r = self.enc_r.multi_layer(feats_r)
         v, aux = self.aggregation(v_s, v_r, return_attention=return_attention)
-        v = self.res_blocks(v)
+        v = self.res_blocks(self.project(v))  # (B, C or res_channels, h, w)
         rgb = self.decoder(v, [feats_s[i] for i in self.skip_index])
         return rgb, aux
 

@@ -352,7 +352,7 @@ def format_compare(c: dict) -> str:
 
 # ------------------------------------------------------------------ where a training step goes
 
-GENERATOR_PARTS = ("enc_s", "enc_r", "aggregation", "res_blocks", "decoder")
+GENERATOR_PARTS = ("enc_s", "enc_r", "aggregation", "project", "res_blocks", "decoder")
 STEP_PHASES = ("G forward", "G losses", "D step", "G backward (through losses, D, G)",
                "G optimiser (Adam)", "EMA of G")
 
