@@ -11,6 +11,7 @@ from paperlib.evaluation import fid
 from paperlib.config import get_profile, override
 from paperlib.evaluation.evaluate import derangement, other_reference_index
 from paperlib.evaluation.metrics import attention_hit_rate
+from paperlib.core.color import rotate_hue
 
 
 def test_derangement_has_no_fixed_point_and_is_a_permutation():
@@ -210,6 +211,32 @@ def test_the_hue_probe_gives_the_identity_for_a_copier_and_zero_for_memory(folde
     for k in ("transfer_aa", "transfer_ab", "transfer_ba", "transfer_bb"):
         assert constant[k] == pytest.approx(0, abs=1e-6)
     assert constant["region_dh_rot"] > 5
+
+
+class QuarterTurner(StandIn):
+    """Outputs its reference with the hue turned a further 90 degrees: it follows the
+    reference, but along the wrong axes."""
+
+    def colour(self, sketch, reference):
+        return rotate_hue(reference, torch.full((reference.shape[0],), 90.0))
+
+
+def test_the_hue_probe_fits_one_map_per_angle(folder_config):
+    """Per angle, every image is turned by that angle alone: a copier gives the identity at
+    each, a model that turns hue a further 90 degrees gives that rotation's matrix at each
+    (within sRGB's clipping), and
+    a constant colour gives zero at each."""
+    data = override(folder_config, {"data.tps_scale": 0.0, "data.color_jitter": 0.0}).data
+    copier = ev.hue_transfer(ReferenceCopier(), data, n=8, split="train")
+    turner = ev.hue_transfer(QuarterTurner(), data, n=8, split="train")
+    constant = ev.hue_transfer(ConstantColour(), data, n=8, split="train")
+    for angle in ev.HUE_PROBE_ANGLES:
+        keys = ev.map_keys(f"_{angle:.0f}")
+        np.testing.assert_allclose([copier[k] for k in keys], [1, 0, 0, 1], atol=0.02)
+        # the rotation [[0, -1], [1, 0]], its entries shrunk where turned colours leave sRGB
+        aa, ab, ba, bb = (turner[k] for k in keys)
+        assert abs(aa) < 0.25 and abs(bb) < 0.25 and ab < -0.6 and ba > 0.6
+        np.testing.assert_allclose([constant[k] for k in keys], 0, atol=1e-6)
 
 
 def test_an_evaluation_on_other_data_goes_to_the_transfer_file(folder_config, tmp_path, monkeypatch):

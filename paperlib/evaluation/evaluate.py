@@ -203,44 +203,69 @@ def reference_use(G, data_cfg, *, n: int = 48, seed: int = 0, split: str = "test
 HUE_PROBE_ANGLES = (0.0, 90.0, 180.0, 270.0)
 
 
+def map_keys(suffix: str = "") -> tuple[str, ...]:
+    """The names of the 2x2 chroma map's entries (a* from a*, a* from b*, b* from a*, b* from b*),
+    with `suffix` appended ("_90": the map at one probe angle)."""
+    return tuple(f"transfer_{k}{suffix}" for k in ("aa", "ab", "ba", "bb"))
+
+
+def fitted_map(out: torch.Tensor, target: torch.Tensor, suffix: str = "") -> dict[str, float]:
+    """metrics.chroma_transfer_batch's 2x2 map from target's (a*, b*) to out's, by map_keys
+    (NaN when too few pixels are coloured)."""
+    try:
+        m = metrics.chroma_transfer_batch(out, target)["matrix"]  # (2, 2)
+    except ValueError:
+        m = np.full((2, 2), np.nan)
+    return dict(zip(map_keys(suffix), (float(v) for v in m.reshape(-1))))
+
+
 @torch.no_grad()
 def hue_transfer(G, data_cfg, *, n: int = 48, seed: int = 0, split: str = "test",
                  batch_size: int = 48) -> dict[str, float]:
     """Whether the generator carries its reference's hue over, along both chroma axes.
 
-    The augmented-self pairs of the first n images of a split have their a(I) and s(a(I))
-    turned in hue together (image k by HUE_PROBE_ANGLES[k % 4], core.color.rotate_hue), so a
-    colour learnt from the sketch is as often wrong as right. Returned: the 2x2 map
+    Pooled: the augmented-self pairs of the first n images of a split have their a(I) and
+    s(a(I)) turned in hue together (image k by HUE_PROBE_ANGLES[k % 4], core.color.rotate_hue),
+    so a colour learnt from the sketch is as often wrong as right. Returned: the 2x2 map
     metrics.chroma_transfer_batch fits from the turned ground truth's (a*, b*) to the output's,
     as transfer_aa (a* from a*), transfer_ab (a* from b*), transfer_ba, transfer_bb (the
     identity when hue follows the reference; NaN when too few pixels are coloured), and the
-    region colour error against the turned ground truth (region_de_rot, region_dh_rot). G runs
-    in eval mode; its mode is restored."""
+    region colour error against the turned ground truth (region_de_rot, region_dh_rot).
+
+    Per angle: every one of the n pairs turned by one probe angle A, the same map fitted on
+    those alone, as transfer_aa_A ... transfer_bb_A (A = 0, 90, 180, 270). A colour far from
+    those the data taught (180 degrees turns a yellow into a blue) shows here as a diagonal
+    that shrinks toward zero: the output's chroma collapses toward the colours of the training
+    set. G runs in eval mode; its mode is restored."""
     ds = first_n(build_dataset(data_cfg, split), n)
     items = [ds[i] for i in range(len(ds))]
     image = torch.stack([it["image"] for it in items])  # (N,3,H,W)
     sketch = torch.stack([it["sketch"] for it in items])  # (N,1,H,W)
     aug = augment.augmented_self(image, replace(data_cfg, no_reference_prob=0.0),
                                  torch.Generator().manual_seed(seed), stride=encoder_stride(G))
-    angles = torch.tensor([HUE_PROBE_ANGLES[k % len(HUE_PROBE_ANGLES)] for k in range(len(items))])
-    target, reference = rotate_hue(aug["target"], angles), rotate_hue(aug["reference"], angles)
     device = next(G.parameters()).device
     was_training = G.training
     G.eval()
+
+    def colour(reference: torch.Tensor) -> torch.Tensor:
+        return torch.cat([G(sketch[s:s + batch_size].to(device),
+                            reference[s:s + batch_size].to(device))[0].float().cpu()
+                          for s in range(0, len(items), batch_size)])  # (N,3,H,W)
+
     try:
-        out = torch.cat([G(sketch[s:s + batch_size].to(device),
-                           reference[s:s + batch_size].to(device))[0].float().cpu()
-                         for s in range(0, len(items), batch_size)])  # (N,3,H,W)
+        angles = torch.tensor([HUE_PROBE_ANGLES[k % len(HUE_PROBE_ANGLES)] for k in range(len(items))])
+        target = rotate_hue(aug["target"], angles)
+        out = colour(rotate_hue(aug["reference"], angles))
+        result = fitted_map(out, target)
+        region = metrics.region_color_error(out, target, sketch)
+        result.update(region_de_rot=float(region["mean_de"]), region_dh_rot=float(region["mean_dh"]))
+        for angle in HUE_PROBE_ANGLES:
+            turn = torch.full((len(items),), angle)  # (N,)
+            result.update(fitted_map(colour(rotate_hue(aug["reference"], turn)),
+                                     rotate_hue(aug["target"], turn), f"_{angle:.0f}"))
     finally:
         G.train(was_training)
-    try:
-        m = metrics.chroma_transfer_batch(out, target)["matrix"]  # (2, 2)
-    except ValueError:
-        m = np.full((2, 2), np.nan)
-    region = metrics.region_color_error(out, target, sketch)
-    return {"transfer_aa": float(m[0, 0]), "transfer_ab": float(m[0, 1]),
-            "transfer_ba": float(m[1, 0]), "transfer_bb": float(m[1, 1]),
-            "region_de_rot": float(region["mean_de"]), "region_dh_rot": float(region["mean_dh"])}
+    return result
 
 
 def region_size_bins(G, data_cfg, *, n: int = 0, seed: int = 0, split: str = "test",

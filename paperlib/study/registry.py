@@ -126,7 +126,20 @@ RUNS: dict[str, tuple[str, dict]] = {
     "region-loss": ("region study: + L1 on each sketch region's mean CIELAB colour, every region "
                     "counting once (loss.lambda_region = lambda_rec)",
                     lambda c: _region_arm(c, {"loss.lambda_region": c.loss.lambda_rec})),
+    # The step study: a cheaper training step for the main model's recipe, so that every arm
+    # can train on it. The main model's recipe (the 8x8 grid at its 1,300 steps), HUE_VAL
+    # training images held out as split "val"; its baseline is `region-grid8-time`. All [I].
+    "step-res256": ("step study: a 1x1 projection from the aggregated feature to 256 channels "
+                    "(128 at width 0.5) before the residual blocks (model.res_channels)",
+                    lambda c: _step_arm(c, {"model.res_channels": 256})),
+    "step-res256-hue": ("step study: the projection, and a() also turns hue by U[-180, 180] "
+                        "degrees in CIELAB (ground truth and reference alike)",
+                        lambda c: _step_arm(c, {"model.res_channels": 256, "data.hue_rotation": 180.0})),
+    "step-res256-long": ("step study: the projection at 2,000 steps (schedule and snapshots "
+                         "stretched alike)",
+                         lambda c: _step_arm(c, {"model.res_channels": 256, **_stretched(c, 2000)})),
 }
+STEP_ARMS = ["step-res256", "step-res256-hue", "step-res256-long"]
 HUE_VAL = 256  # [I] images of the training split held out as the hue study's validation split
 HUE_ARMS = ["hue-base", "hue-sga", "hue-rotation", "hue-ab", "hue-lr"]
 ARM_HUE_ARMS = ["arm-hue-base", "arm-hue-ab3", "arm-hue-batch8", "arm-hue-flat"]
@@ -173,6 +186,18 @@ def _equal_time(c: Config, step_cost: float) -> dict:
     steps = round(exact / 100) * 100 if exact >= 100 else max(1, round(exact))
     return {"train.max_steps": steps, "train.snapshot_every": max(1, steps * c.train.snapshot_every // c.train.max_steps),
             "train.sample_every": max(1, steps * c.train.sample_every // c.train.max_steps)}
+
+
+def _stretched(c: Config, steps: int) -> dict:
+    """`steps` steps, with the schedule, snapshots and samples of mini's max_steps stretched alike."""
+    return {"train.max_steps": steps,
+            "train.snapshot_every": max(1, steps * c.train.snapshot_every // c.train.max_steps),
+            "train.sample_every": max(1, steps * c.train.sample_every // c.train.max_steps)}
+
+
+def _step_arm(c: Config, lever: dict) -> dict:
+    return {**_region_arm(c, {"model.encoder_strides": GRID8_STRIDES, **_equal_time(c, GRID8_STEP_COST)}),
+            **lever}
 
 
 def _arm_curve(c: Config, correspondence_loss: str) -> dict:
