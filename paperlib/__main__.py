@@ -1,5 +1,5 @@
 """Command line: python -m paperlib {prepare-data,train,bench,evaluate,colorize,reproduce,screenshot,
-long-run,long-run-summary,hue-study,hue-study-summary,try,fp32-check}."""
+long-run,long-run-summary,hue-study,hue-study-summary,recipe-study,try,fp32-check}."""
 from __future__ import annotations
 
 import argparse
@@ -27,6 +27,8 @@ COMMANDS = {
                   "dataset side by side, every snapshot measured on the validation split"),
     "hue-study-summary": ("study.hue_study", "summary",
                           "hue_study.{csv,md,png} of a hue-study folder"),
+    "recipe-study": ("study.recipe_study", "recipe_study", "the recipe study (mini's departures "
+                     "from the paper, on training images): table_recipe and fig_recipe_curves"),
     "try": ("study.try_it", "try", "train only the main model of one dataset, one seed: a "
             "first colouring within minutes, its time said up front"),
     "fp32-check": ("study.fp32_check", "fp32_check", "the main model trained in float32 (what a "

@@ -143,7 +143,7 @@ def test_attention_map_is_the_chosen_cells_row_over_the_reference(copier):
 
 def test_smoke_generator_follows_reference_and_attention_changes_with_cell(smoke_arms):
     d = Demo(smoke_arms, DATA, sample_images(), reference_index=1)
-    assert list(d.view().outputs) == ["add", "scft-triplet"]  # the registry's order
+    assert list(d.view().outputs) == ["scft-triplet", "add"]  # the registry's order: the main model first
     a = d.set_reference(1)
     b = d.set_reference(3)
     for name in smoke_arms:
@@ -245,7 +245,7 @@ def test_missing_arms_are_listed_with_the_command_that_trains_them(monkeypatch, 
     trained, missing = arm_status("smoke", 0)
     assert list(trained) == ["scft-triplet"]
     assert [m.name for m in missing] == [n for n in experiments.ARMS if n != "scft-triplet"]
-    assert [m.label for m in missing][:2] == [experiments.ARM_LABELS[n] for n in experiments.ARMS[:2]]
+    assert [m.label for m in missing][:2] == [experiments.ARM_LABELS[n] for n in experiments.ARMS[1:3]]
     reasons = {m.name: m.reason for m in missing}
     assert "incomplete" in reasons["add"] and reasons["adain"] == "not trained"
     for m in missing:
@@ -271,7 +271,8 @@ def test_figure_has_a_row_per_reference_and_a_column_per_arm(smoke_arms):
     fig = try_it_figure(d, 0, [0, 2, None])
     axes = np.array(fig.axes).reshape(3, 4)
     titles = [ax.get_title() for ax in axes[0]]
-    assert titles[:2] == ["sketch", "reference"] and titles[2] == "(a) addition"
+    assert titles[:2] == ["sketch", "reference"] and titles[2].startswith("main model")
+    assert titles[3] == "(a) addition"
     assert "zero reference" in axes[2][1].get_ylabel() and "own colours" in axes[0][1].get_ylabel()
     assert any("not trained" in t.get_text() and "SCFT + L1" in t.get_text() for t in fig.texts)
     plt.close(fig)

@@ -4,14 +4,16 @@ import pytest
 from paperlib.study import estimate, registry
 
 
-def test_each_notebook_trains_its_arms_and_02_the_recipe_and_precision_runs(monkeypatch):
+def test_each_notebook_trains_its_arms_every_seed_and_02_the_precision_runs(monkeypatch):
     monkeypatch.setattr(estimate, "precision_runs", lambda: dict(registry.PRECISION_RUNS))
     jobs02 = estimate.notebook_jobs("02")
-    assert (registry.MAIN, 0) in jobs02 and (registry.MAIN, 1) in jobs02
-    assert ("recipe-paper-objective", 0) in jobs02 and ("short-bf16", 0) in jobs02
-    assert ("recipe-paper-objective", 1) not in jobs02
+    assert sorted(jobs02) == sorted([(registry.MAIN, s) for s in registry.SEEDS]
+                                    + [("short-bf16", 0), ("short-fp32", 0)])
+    # the recipe study left make reproduce for its own command
+    assert not any(n.startswith("recipe-") for n, _ in jobs02)
     assert sorted(estimate.notebook_jobs("03")) == sorted((a, s) for a in ("add", "adain", "sga")
-                                                          for s in (0, 1))
+                                                          for s in registry.SEEDS)
+    assert len(registry.SEEDS) == 3
     monkeypatch.setattr(estimate, "precision_runs", lambda: {})
     assert not any(n.startswith("short-") for n, _ in estimate.notebook_jobs("02"))
 
@@ -21,7 +23,8 @@ def test_the_step_kind_ignores_the_seed_and_schedule_but_not_the_grid():
     b = registry.run_config("mini", "scft-triplet", 1)
     assert estimate.step_kind(a) == estimate.step_kind(b)
     assert estimate.step_kind(registry.run_config("mini", "scft-l1", 0)) != estimate.step_kind(a)
-    assert estimate.step_kind(registry.run_config("mini", registry.MAIN, 0)) != estimate.step_kind(a)
+    assert estimate.step_kind(registry.run_config("mini", "scft-triplet-grid8", 0)) != estimate.step_kind(a)
+    assert estimate.step_kind(registry.run_config("mini", "scft-triplet-4x4", 0)) != estimate.step_kind(a)
 
 
 def test_the_plan_multiplies_the_steps_left_by_the_timed_step(monkeypatch, tmp_path):

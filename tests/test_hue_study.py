@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from paperlib.config import override
 from paperlib.study import hue_study as hs
 
 
@@ -160,7 +161,8 @@ def test_the_arms_screen_changes_one_thing_each_at_equal_images():
 
     from paperlib.study.registry import ARM_HUE_ARMS, run_config
 
-    base = run_config("mini", "scft-triplet", 0, "openmoji")
+    # the screen ran on the arms' former recipe (Table 2's 4x4 grid, 1,000 steps)
+    base = run_config("mini", "scft-triplet-4x4", 0, "openmoji")
     cfgs = {a: run_config("mini", a, 0, "openmoji") for a in ARM_HUE_ARMS}
     assert all(c.data.val_holdout == 256 for c in cfgs.values())
     # the base arm is the arms' recipe the screen started from (a*b* term = lambda_rec)
@@ -183,7 +185,9 @@ def test_the_loss_arms_curves_are_the_fig17_arms_at_the_main_models_steps():
     main = run_config("mini", "scft-triplet-3x", 0, "openmoji")
     for arm, kind in zip(ARM_CURVES, ("l1", "none")):
         c = run_config("mini", arm, 0, "openmoji")
-        ablation = run_config("mini", f"scft-{kind}", 0, "openmoji")
+        # the Fig. 17 arm on its former recipe (Table 2's 4x4 grid, 1,000 steps)
+        ablation = override(run_config("mini", "scft-triplet-4x4", 0, "openmoji"),
+                            {"loss.correspondence_loss": kind})
         assert c.data.val_holdout == 256 and ablation.data.val_holdout == 0
         # the arm's loss as in the ablation (adopted a*b* weight included), the main model's
         # schedule: only the steps and the held-out images differ from the Fig. 17 arm

@@ -118,17 +118,15 @@ def test_the_region_arms_change_one_thing_each_from_the_main_models_recipe():
     assert set(REGION_ARMS) <= set(RUNS)
 
 
-def test_the_main_model_is_the_equal_time_grid8_arm_trained_on_every_training_image():
-    from paperlib.study.registry import MAIN
-
+def test_the_former_main_model_is_the_equal_time_grid8_arm_trained_on_every_training_image():
     for profile in ("mini", "smoke"):
-        main, arm = run_config(profile, MAIN), run_config(profile, "region-grid8-time")
+        main, arm = run_config(profile, "scft-triplet-grid8"), run_config(profile, "region-grid8-time")
         # only the held-out validation images differ from the arm the region study measured
         assert main.data.val_holdout == 0 and arm.data.val_holdout > 0
         assert override(main, {"data.val_holdout": arm.data.val_holdout}) == arm
         assert main.model.encoder_strides == GRID8_STRIDES
-    # the ablation arms keep Table 2's strides
-    assert run_config("mini", "scft-triplet").model.encoder_strides != GRID8_STRIDES
+    # the arms' former recipe keeps Table 2's strides
+    assert run_config("mini", "scft-triplet-4x4").model.encoder_strides != GRID8_STRIDES
 
 
 def test_the_grid8_arm_at_equal_time_divides_the_main_models_schedule_by_the_step_cost():
@@ -144,7 +142,7 @@ def test_the_grid8_arm_at_equal_time_divides_the_main_models_schedule_by_the_ste
     assert override(timed, {"train.max_steps": 3000, "train.snapshot_every": 375,
                             "train.sample_every": 750}) == run_config("mini", "region-grid8")
     # under 100 steps the division rounds to whole steps, not to hundreds (smoke: 3 * 4 / 2.3)
-    smoke_steps = 3 * run_config("smoke", "scft-triplet").train.max_steps
+    smoke_steps = 3 * run_config("smoke", "scft-triplet-4x4").train.max_steps
     assert run_config("smoke", "region-grid8-time").train.max_steps == round(smoke_steps / GRID8_STEP_COST) == 5
 
 

@@ -19,15 +19,32 @@ def test_verdict_reads_gaps_against_the_seed_spread():
 
 
 def test_ablations_are_config_values_of_one_profile():
+    from paperlib.config import override
+    from paperlib.study.registry import ARMS, GRID8_STRIDES, MAIN, MAIN_RES_CHANNELS, MAIN_STEPS
+
     base = get_profile("mini")
-    assert run_config("mini", "scft-triplet", 0).model == base.model
+    main = run_config("mini", "scft-triplet", 0)
+    assert MAIN == "scft-triplet" and "scft-triplet" in ARMS
+    # the main recipe: mini on the 8x8 grid, the projection, MAIN_STEPS with the schedule stretched
+    assert main.model == override(base, {"model.encoder_strides": GRID8_STRIDES,
+                                         "model.res_channels": MAIN_RES_CHANNELS}).model
+    assert main.train.max_steps == MAIN_STEPS
+    assert main.train.snapshot_every * base.train.max_steps == base.train.snapshot_every * MAIN_STEPS
+    # every arm is the main recipe and its own overrides: the same grid, width, steps, schedule
+    for arm in ARMS:
+        c = run_config("mini", arm, 0)
+        assert (c.model.encoder_strides, c.model.res_channels, c.model.width) == (
+            main.model.encoder_strides, main.model.res_channels, main.model.width), arm
+        assert c.train == main.train and c.loss.lambda_ab == main.loss.lambda_ab, arm
+    assert run_config("mini", "scft-triplet-4x4", 0).model == base.model
     assert run_config("mini", "add", 1).model.aggregation == "add"
     assert run_config("mini", "add", 1).loss.correspondence_loss == "none"
     assert run_config("mini", "add", 1).train.seed == 1
     assert run_config("mini", "scft-l1").loss.correspondence_loss == "l1"
     assert run_config("mini", "scft-noref").data.no_reference_prob == 0.1
     short = run_config("mini", "short-fp32")
-    assert short.train.precision == "fp32" and short.train.max_steps == base.train.max_steps // 4
+    assert short.train.precision == "fp32" and short.train.max_steps == MAIN_STEPS // 4
+    assert short.model == main.model
     assert set(RUNS) >= {"scft-triplet", "add", "adain", "scft-l1", "scft-none", "scft-noref"}
     with pytest.raises(ValueError, match="unknown run"):
         run_config("mini", "nope")
@@ -52,11 +69,11 @@ def test_train_command_gives_the_registry_config():
     from paperlib.study.registry import run_config, train_command
 
     # the main model's override is a tuple (its encoder strides): one shell word, parsed back whole
-    for name in ("add", "scft-triplet-3x", "recipe-paper-objective", "scft-triplet-grid8"):
+    for name in ("add", "scft-triplet", "scft-triplet-3x", "recipe-paper-objective", "scft-triplet-grid8"):
         cmd = shlex.split(train_command("smoke", name, seed=1))
         assert cmd[:5] == ["python", "-m", "paperlib", "train", "--profile"] and cmd[5] == "smoke"
         sets = [cmd[i + 1] for i, a in enumerate(cmd) if a == "--set"]
-        assert override(run_config("smoke", "scft-triplet", 0), sets) == run_config("smoke", name, 1)
+        assert override(run_config("smoke", "scft-triplet-4x4", 0), sets) == run_config("smoke", name, 1)
         assert cmd[-1] == f"runs/smoke/{name}-seed1"
 
 
@@ -68,7 +85,7 @@ def test_train_command_on_faces_names_the_dataset_and_its_runs_folder(monkeypatc
     cmd = train_command("smoke", "add", seed=0, dataset="faces").split()
     sets = [cmd[i + 1] for i, a in enumerate(cmd) if a == "--set"]
     assert "data.dataset=faces" in sets and cmd[-1] == "runs/smoke-faces/add-seed0"
-    assert override(run_config("smoke", "scft-triplet", 0), sets) == run_config("smoke", "add", 0, "faces")
+    assert override(run_config("smoke", "scft-triplet-4x4", 0), sets) == run_config("smoke", "add", 0, "faces")
 
 
 def test_is_trained_follows_the_final_snapshot(tmp_path, monkeypatch):

@@ -28,6 +28,10 @@ from paperlib.config import get_profile, override
 from paperlib.training.loop import train
 
 REFERENCE = Path(__file__).parent / "data" / "fp32_100_steps_losses.json"
+# The main recipe's step (the 8x8 grid, the projection before the residual blocks, the CIELAB
+# term) recorded when the projection was added: its own reference from then on.
+MAIN_REFERENCE = Path(__file__).parent / "data" / "fp32_main_recipe_30_steps_losses.json"
+MAIN_STEPS = 30
 TERMS = ("g_rec", "g_tr", "g_total")
 
 
@@ -41,7 +45,18 @@ def reference_config(root, steps=100):
         "train.snapshot_every": 0})
 
 
-def run_losses(tmp: Path, steps=100) -> dict:
+def main_recipe_config(root, steps=MAIN_STEPS):
+    """reference_config with the main recipe's model and loss (registry.MAIN in smoke): the grid,
+    the projection and the a*b* term; the schedule stays reference_config's."""
+    from paperlib.study.registry import MAIN, run_config
+
+    main = run_config("smoke", MAIN, 0)
+    return override(reference_config(root, steps), {
+        "model.encoder_strides": main.model.encoder_strides,
+        "model.res_channels": main.model.res_channels, "loss.lambda_ab": main.loss.lambda_ab})
+
+
+def run_losses(tmp: Path, steps=100, config=reference_config) -> dict:
     from conftest import draw_shapes
 
     root = tmp / "images"
@@ -50,7 +65,7 @@ def run_losses(tmp: Path, steps=100) -> dict:
     for i in range(16):
         Image.fromarray(draw_shapes(rng, 64)).save(root / f"img{i:02d}.png")
     run = tmp / "run"
-    train(reference_config(root, steps), run, progress=False)
+    train(config(root, steps), run, progress=False)
     rows = [json.loads(x) for x in (run / "stats.jsonl").read_text().splitlines()]
     return {"steps": [r["step"] for r in rows], **{k: [r[k] for r in rows] for k in TERMS}}
 
@@ -83,9 +98,34 @@ def test_a_100_step_fp32_run_gives_the_losses_of_the_step_before_its_speed_chang
         assert late_now == pytest.approx(late_ref, rel=0.02), k
 
 
-if __name__ == "__main__":  # regenerate the reference (only when the arithmetic changes on purpose)
+def test_the_main_recipes_step_gives_its_recorded_losses(tmp_path):
+    """The step of the main recipe (projection included) against its own record: 30 steps, the
+    first ten to rounding as above, the last ten as an average."""
+    from paperlib.study.registry import MAIN, run_config
+
+    assert run_config("smoke", MAIN, 0).model.res_channels > 0  # the projection is exercised
+    ref = json.loads(MAIN_REFERENCE.read_text())
+    now = run_losses(tmp_path, MAIN_STEPS, main_recipe_config)
+    assert now["steps"] == ref["steps"] == list(range(1, MAIN_STEPS + 1))
+    for k in TERMS:
+        assert now[k][:2] == pytest.approx(ref[k][:2], rel=1e-5, abs=1e-6), k
+        assert now[k][:10] == pytest.approx(ref[k][:10], rel=2e-2), k
+    for k in ("g_rec", "g_total"):
+        assert statistics.mean(now[k][20:]) == pytest.approx(statistics.mean(ref[k][20:]), rel=0.02), k
+
+
+if __name__ == "__main__":  # regenerate a reference (only when the arithmetic changes on purpose)
     import tempfile
 
     sys.path.insert(0, str(Path(__file__).parent))
-    data = run_losses(Path(tempfile.mkdtemp()))
-    REFERENCE.write_text(json.dumps({"about": json.loads(REFERENCE.read_text())["about"], **data}) + "\n")
+    which = sys.argv[1] if len(sys.argv) > 1 else "profile"
+    if which == "main-recipe":
+        data = run_losses(Path(tempfile.mkdtemp()), MAIN_STEPS, main_recipe_config)
+        about = ("stats.jsonl losses, every step, of the 30-step fp32 run of the main recipe in "
+                 "tests/test_step_invariance.py, recorded when the projection before the residual "
+                 "blocks was added. Regenerate only on purpose: python "
+                 "tests/test_step_invariance.py main-recipe")
+        MAIN_REFERENCE.write_text(json.dumps({"about": about, **data}) + "\n")
+    else:
+        data = run_losses(Path(tempfile.mkdtemp()))
+        REFERENCE.write_text(json.dumps({"about": json.loads(REFERENCE.read_text())["about"], **data}) + "\n")

@@ -355,9 +355,8 @@ class Demo:
     # ------------------------------------------------------------------------ internals
 
     def _default_main(self):
-        for name in (MAIN, "scft-triplet"):
-            if name in self.arms:
-                return name
+        if MAIN in self.arms:
+            return MAIN
         # An arm with an attention map to show: SCFT, or the opt-in stop-gradient attention.
         scft = [n for n, g in self.arms.items()
                 if getattr(getattr(g, "cfg", None), "aggregation", "") in ("scft", "sga")]

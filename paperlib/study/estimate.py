@@ -1,7 +1,7 @@
 """What `make reproduce` will train here, and how long that takes on this CPU, measured first.
 
 Before the notebooks run, `plan` times a few training steps of each kind of run they will train
-(the main model's 8x8 grid, the 4x4 arms, the five-term recipe, each precision), on one thread
+(the arms on the main recipe, by aggregation and loss; each precision), on one thread
 each as the pool trains them, and multiplies by the steps still to train. Evaluation (FID
 features, colour errors) comes on top: on the committed reproductions it is a few minutes.
 """
@@ -14,19 +14,18 @@ from ..training.loop import is_complete
 from ..training.parallel import default_workers, steps_done, threads_per_worker
 from ..training.precision import cpu_name, resolve
 from ..training.steptime import step_seconds
-from .registry import RECIPES, TRAINED_BY, precision_runs, run_config, run_path
+from .registry import SEEDS, TRAINED_BY, precision_runs, run_config, run_path, study_seeds
 
 # Steps timed per kind of run after the warm-up: enough for a median that holds to about 10%.
 TIMED_STEPS = 3
 
 
-def notebook_jobs(notebook: str, seeds=(0, 1)) -> list[tuple[str, int]]:
+def notebook_jobs(notebook: str, seeds=SEEDS) -> list[tuple[str, int]]:
     """The (run, seed) pairs notebook `notebook` ("02", "03", ...) trains, as its job list does:
-    its arms with every seed; 02 also the recipe study and the precision check with the first."""
+    its arms with every seed; 02 also the precision check with the first."""
     jobs = [(name, s) for name, nb in TRAINED_BY.items() if nb == notebook for s in seeds]
     if notebook == "02":
-        extra = [r for r in RECIPES if r not in TRAINED_BY] + list(precision_runs().values())
-        jobs += [(name, seeds[0]) for name in extra]
+        jobs += [(name, seeds[0]) for name in precision_runs().values()]
     return jobs
 
 
@@ -34,7 +33,7 @@ def step_kind(config: Config) -> tuple:
     """What a step's cost depends on: the networks' shapes, which loss terms run (the VGG and
     the discriminator), the precision, the batch; not the seed, steps or schedule."""
     m, loss, t = config.model, config.loss, config.train
-    return (m.width, m.aggregation, tuple(m.encoder_strides), config.data.resolution,
+    return (m.width, m.aggregation, tuple(m.encoder_strides), m.res_channels, config.data.resolution,
             loss.correspondence_loss, loss.lambda_adv > 0, loss.lambda_perc > 0 or loss.lambda_style > 0,
             t.precision, t.batch_size, t.ema_decay > 0)
 
@@ -80,7 +79,7 @@ def plan(profile: str, dataset: str, notebooks: list[str], *, timed_steps: int =
         key = nb[:2]
         total = 0.0
         steps = 0
-        for name, seed in dict.fromkeys(notebook_jobs(key)):
+        for name, seed in dict.fromkeys(notebook_jobs(key, study_seeds(profile))):
             path = run_path(profile, name, seed, dataset)
             if is_complete(path):
                 continue

@@ -11,7 +11,7 @@ import torch
 # the grids are drawn in core (training saves its samples with them); notebooks use them from here
 from ..core.grid import image_grid, save_grid, to_numpy_image  # noqa: F401
 from ..training.stats import read_stats
-from .targets import thresholds
+from .targets import targets_for, thresholds
 
 QUERY_COLORS = ("red", "blue", "yellow", "green")  # the order of Fig. 14's columns (a)-(d)
 ATTENTION_CMAP, ATTENTION_ALPHA = "inferno", 0.6  # Fig. 14 style heat over the reference
@@ -142,12 +142,14 @@ def reference_grid(G, sketches: torch.Tensor, references: torch.Tensor):
     return fig
 
 
-def reference_use_curves(long_df, x: str = "step", metrics=None, target_runs=None):
+def reference_use_curves(long_df, x: str = "step", metrics=None, target_runs=None,
+                         dataset: str | None = None):
     """One panel per reference-use metric against training step (or minutes), a line per run,
     and a dashed line at each target (targets.TARGETS) of `target_runs` on that metric, labelled
     with whom it is for. long_df has columns run, step, minutes, metric, value (tables.curves);
     `target_runs` None means the runs plotted (a table whose `run` holds something else, such
-    as notebook 09's datasets, names the registry runs it shows)."""
+    as notebook 09's datasets, names the registry runs it shows); `dataset` picks the targets
+    (targets.targets_for: None is $PAPERLIB_DATASET, else openmoji)."""
     import seaborn as sns  # seaborn only for the figures that use it
 
     metrics = list(metrics or dict.fromkeys(long_df["metric"]))
@@ -157,7 +159,7 @@ def reference_use_curves(long_df, x: str = "step", metrics=None, target_runs=Non
         sub = long_df[long_df["metric"] == m]
         sns.lineplot(data=sub, x=x, y="value", hue="run", marker="o", ax=ax,
                      legend=(ax is axes[0][0]))
-        for level, scope in thresholds(m, runs):
+        for level, scope in thresholds(m, runs, targets_for(dataset)):
             ax.axhline(level, color="grey", ls="--", lw=1)
             # the main model and the arms have different hue targets: say whose line it is
             ax.annotate(f"{scope} {level:g}", (1, level), xycoords=("axes fraction", "data"),

@@ -2,7 +2,7 @@
 committed bf16 tables.
 
 `precision="auto"` trains in float32 where bf16 would be emulated. `python -m paperlib
-fp32-check --dataset D` trains the main model in float32 (`scft-triplet-grid8-fp32`, the
+fp32-check --dataset D` trains the main model in float32 (`scft-triplet-fp32`, the
 seeds of the committed tables), evaluates it as notebook 02 evaluates the main model, and
 writes results/fp32/main_<dataset>.{csv,md}: per metric, the committed bf16 mean and seed
 spread, the float32 mean and spread and seeds, and the difference in units of the larger
@@ -22,7 +22,7 @@ from .registry import MAIN, run_path
 from .reproduce import results_dir
 from .tables import metrics_table, provenance, save_table, summarise
 
-FP32_RUN = "scft-triplet-grid8-fp32"
+FP32_RUN = "scft-triplet-fp32"
 METRICS = ("region_de_self", "region_dh_self", "region_dl_self", "region_dc_self",
            "ref_gain_de_self", "palette_follow_cross", "fid_cross", "kid_cross", "ssim_self")
 # A float32 mean counts as "within the seed spread" when it is at most this many of the larger

@@ -5,8 +5,8 @@ Every case is a registry run scored on a test set with the metrics of `evaluate`
 - across datasets: the main model of each dataset on the other dataset's test split;
 - unseen style: the faces main model on the faces `test-unseen` split (big-smile, a style
   never trained on);
-- sketch kind: on OpenMoji, the full method trained on the artist's line art (`scft-triplet`)
-  and on XDoG sketches (`scft-triplet-xdog`), each scored on both kinds. The paper trains on
+- sketch kind: on OpenMoji, the full method trained on the artist's line art (`scft-triplet`,
+  the main model) and on XDoG sketches (`scft-triplet-xdog`), each scored on both kinds. The paper trains on
   XDoG [S 6.3]; users bring line art.
 
 Scores on a run's own data come from its metrics.jsonl; the others from its
@@ -24,7 +24,7 @@ from ..config import STUDY_DATASETS, get_profile
 from ..evaluation.dynamics import reference_use_curve
 from ..evaluation.evaluate import evaluate, read_metrics
 from ..training.loop import is_complete
-from .registry import MAIN, run_path
+from .registry import MAIN, SEEDS, run_path
 from .reproduce import results_dir
 from .tables import HEADLINE_METRICS, headline_table, memory_table
 
@@ -60,7 +60,7 @@ CASES = (
 )
 
 
-def training_jobs(cases=CASES, seeds=(0, 1)) -> dict[str, list[tuple[str, int]]]:
+def training_jobs(cases=CASES, seeds=SEEDS) -> dict[str, list[tuple[str, int]]]:
     """The (run, seed) pairs the cases need, per dataset they are trained on."""
     jobs: dict[str, list[tuple[str, int]]] = {}
     for case in cases:
@@ -84,7 +84,7 @@ def case_rows(profile: str, case: Case, seed: int, progress: bool = True) -> lis
     return rows
 
 
-def long_table(profile: str, seeds=(0, 1), cases=CASES, progress: bool = True) -> pd.DataFrame:
+def long_table(profile: str, seeds=SEEDS, cases=CASES, progress: bool = True) -> pd.DataFrame:
     """All cases' metrics rows, long (one row per case, seed and metric), with `run` set to the
     case's name so that tables.summarise and headline_table group by case."""
     frames = []
@@ -133,7 +133,7 @@ def curves_by_dataset(profile: str, seed: int = 0, datasets=STUDY_DATASETS,
 MEMORY_TABLE = "table_reference_or_memory.csv"
 
 
-def memory_by_dataset(profile: str, seeds=(0, 1), datasets=STUDY_DATASETS) -> pd.DataFrame:
+def memory_by_dataset(profile: str, seeds=SEEDS, datasets=STUDY_DATASETS) -> pd.DataFrame:
     """Each dataset's reference-or-memory table with a `dataset` column: the same comparisons,
     one block per dataset. Read from the table notebook 02 wrote; where that is missing, the
     main model's rows are measured as notebook 02 measures them."""

@@ -11,7 +11,7 @@ import json
 import shlex
 from pathlib import Path
 
-from ..config import Config, from_dict, get_dataset, get_profile, override, paper
+from ..config import Config, from_dict, get_dataset, get_profile, mini, override, paper
 from ..evaluation.evaluate import METRIC_FILTERS, evaluate, read_metrics
 from ..training.loop import is_complete, train
 from ..training.precision import native_bf16
@@ -24,57 +24,73 @@ GRID8_STRIDES = (1, 1, 2, 1, 2, 1, 2, 1, 1, 1)
 # results/bench_compare_grid8.txt); its residual blocks and last encoder layers run on 4x the cells
 GRID8_STEP_COST = 2.3
 
+# The main recipe, which every arm of the paper's tables trains on: mini on the 8x8 grid, with
+# the residual blocks behind a projection to MAIN_RES_CHANNELS, for MAIN_STEPS steps (schedule,
+# snapshots and samples stretched alike). [I] Chosen on the validation split by the step study
+# (results/step-study/): the projection makes a step about 2.7x cheaper on the 8x8 grid at an
+# equal validation region error, and the time it frees buys the arms their seeds and steps.
+MAIN_RES_CHANNELS = 256
+MAIN_STEPS = 2000
+# Seeds of every arm: the claims' intervals need the spread between training runs.
+SEEDS = (0, 1, 2)
+
 # name -> (what it reproduces, overrides)
 RUNS: dict[str, tuple[str, dict]] = {
-    "scft-triplet": ("the full method: SCFT + triplet loss (Eq. 5)", {}),
+    "scft-triplet": ("the full method and main model: SCFT + triplet loss (Eq. 5), on the main recipe",
+                     lambda c: _main_recipe(c)),
     "add": ("aggregation (a) addition [S Fig. 2a]",
-            {"model.aggregation": "add", "loss.correspondence_loss": "none"}),
+            lambda c: {**_main_recipe(c), "model.aggregation": "add", "loss.correspondence_loss": "none"}),
     "adain": ("aggregation (b) AdaIN [S Fig. 2b]",
-              {"model.aggregation": "adain", "loss.correspondence_loss": "none"}),
+              lambda c: {**_main_recipe(c), "model.aggregation": "adain",
+                         "loss.correspondence_loss": "none"}),
     "sga": ("aggregation (d): stop-gradient attention (Li et al., ECCV 2022), not in the paper; "
-            "triplet loss as SCFT", {"model.aggregation": "sga"}),
+            "triplet loss as SCFT", lambda c: {**_main_recipe(c), "model.aggregation": "sga"}),
     "scft-l1": ("SCFT + L1 attention supervision [S Fig. 17], our reading",
-                {"loss.correspondence_loss": "l1"}),
+                lambda c: {**_main_recipe(c), "loss.correspondence_loss": "l1"}),
     "scft-none": ("SCFT without correspondence supervision [S Fig. 17]",
-                  {"loss.correspondence_loss": "none"}),
+                  lambda c: {**_main_recipe(c), "loss.correspondence_loss": "none"}),
     "scft-noref": ("SCFT + triplet, zero reference 1 time in 10 [S 6.5]",
-                   {"data.no_reference_prob": 0.1}),
-    # The recipe study, at a step budget planned to cost the main run's training time: the profile's departures from the
-    # paper undone one group at a time (see config.mini). Selected on training images.
+                   lambda c: {**_main_recipe(c), "data.no_reference_prob": 0.1}),
+    # The recipe study (a study command with committed results, results/table_recipe.md): the
+    # profile's departures from the paper undone one group at a time (see config.mini), at a
+    # step budget planned to cost `scft-triplet-4x4`'s training time. Selected on training images.
     "recipe-paper-objective": (
         "all five loss terms of Eq. 10, N(0, 0.02) init, no EMA; 2/5 of the steps (a step "
         "costs ~2.5x with the VGG and D)", lambda c: _paper_objective(c)),
     "recipe-l1-triplet": ("only L1 + triplet, N(0, 0.02) init, no EMA",
                           lambda c: {"model.init": paper().model.init, "train.ema_decay": 0.0,
                                      "loss.lambda_ab": paper().loss.lambda_ab}),
-    # The former main model: the same recipe with the schedule stretched to 3x (the region and
-    # hue studies' baseline; `make reproduce` no longer trains it).
+    # The earlier recipes, kept for the studies and tables committed on them (results/history.md):
+    # the arms' former recipe (mini alone: Table 2's 4x4 grid, 1,000 steps), the former main
+    # model before the 8x8 grid (3x the steps), and the former main model on the 8x8 grid
+    # without the projection, at the training time of 3x the steps on the 4x4 grid.
+    "scft-triplet-4x4": ("the full method on mini alone: Table 2's 4x4 grid, 1,000 steps (the "
+                         "arms' former recipe)", {}),
     "scft-triplet-3x": ("the full method, 3x the steps (schedule and snapshots stretched)",
                         lambda c: _three_times(c)),
-    # The main model: the same recipe on an 8x8 feature grid, at the training time of 3x the
-    # steps on the 4x4 grid. [I] The region study (results/region-study/, validation split)
-    # measured this at that time: OpenMoji region dE00 13.15 / 13.35 (seeds 0 / 1) against
-    # 15.16 / 14.89 on the 4x4 grid; faces 8.00 against 7.25 (seed 0), with a higher gain. The
-    # ablation arms stay on Table 2's strides and are compared with `scft-triplet`.
-    "scft-triplet-grid8": ("the main model: the full method on an 8x8 feature grid (the 9th encoder "
-                           "layer at stride 1), for the time of 3x the steps on the 4x4 grid",
-                           lambda c: _main_model(c)),
+    "scft-triplet-grid8": ("the former main model: the full method on an 8x8 feature grid (the 9th "
+                           "encoder layer at stride 1), for the time of 3x the steps on the 4x4 grid",
+                           lambda c: _grid8_model(c)),
+    "scft-triplet-grid8-fp32": ("the former main model trained in float32 (results/fp32/)",
+                                lambda c: {**_grid8_model(c), "train.precision": "fp32"}),
     # What a CPU without bf16 units reproduces: the main model in float32, which "auto"
     # resolves to there (training.precision). Scored beside the committed bf16 tables.
-    "scft-triplet-grid8-fp32": ("the main model trained in float32 (what a CPU without bf16 "
-                                "units trains)",
-                                lambda c: {**_main_model(c), "train.precision": "fp32"}),
+    "scft-triplet-fp32": ("the main model trained in float32 (what a CPU without bf16 units trains)",
+                          lambda c: {**_main_recipe(c), "train.precision": "fp32"}),
     # The generalisation table (notebook 09): the paper trains on XDoG sketches and users bring
     # line art. OpenMoji has both, so this arm is the full method on XDoG sketches of the colour
-    # images instead of the artist's line art, at the ablation arms' steps; scored on both kinds
-    # beside `scft-triplet`. (Faces have XDoG sketches only: there it equals `scft-triplet`.)
+    # images instead of the artist's line art, on the main recipe; scored on both kinds beside
+    # `scft-triplet`. (Faces have XDoG sketches only: there it equals `scft-triplet`.)
     "scft-triplet-xdog": ("the full method trained on XDoG sketches of the colour images [S 6.3], "
-                          "not the artist's line art", {"data.sketch_source": "xdog"}),
+                          "not the artist's line art",
+                          lambda c: {**_main_recipe(c), "data.sketch_source": "xdog"}),
     # bf16 must not cost quality: a short run in each precision, same seed and data order.
-    "short-fp32": ("the full method, first quarter of the steps, float32",
-                   lambda c: {"train.precision": "fp32", "train.max_steps": max(2, c.train.max_steps // 4)}),
-    "short-bf16": ("the full method, first quarter of the steps, bf16 autocast",
-                   lambda c: {"train.precision": "bf16", "train.max_steps": max(2, c.train.max_steps // 4)}),
+    "short-fp32": ("the main model, first quarter of the steps, float32",
+                   lambda c: {**_main_recipe(c), "train.precision": "fp32",
+                              "train.max_steps": max(2, _main_steps(c) // 4)}),
+    "short-bf16": ("the main model, first quarter of the steps, bf16 autocast",
+                   lambda c: {**_main_recipe(c), "train.precision": "bf16",
+                              "train.max_steps": max(2, _main_steps(c) // 4)}),
     # The hue study: the main model's recipe and steps, with HUE_VAL training images held out
     # as split "val" (where the levers are compared), and one lever each. All [I].
     "hue-base": ("hue study: the main model's recipe, training images held out for validation",
@@ -147,8 +163,18 @@ ARM_CURVES = ["arm-curve-l1", "arm-curve-none"]
 REGION_ARMS = ["region-base", "region-grid8", "region-grid8-time", "region-loss"]
 
 
-def _main_model(c: Config) -> dict:
+def _grid8_model(c: Config) -> dict:
     return {"model.encoder_strides": GRID8_STRIDES, **_equal_time(c, GRID8_STEP_COST)}
+
+
+def _main_steps(c: Config) -> int:
+    # MAIN_STEPS is mini's count; a profile of other steps (smoke) scales it alike
+    return max(1, round(MAIN_STEPS * c.train.max_steps / mini().train.max_steps))
+
+
+def _main_recipe(c: Config) -> dict:
+    return {"model.encoder_strides": GRID8_STRIDES, "model.res_channels": MAIN_RES_CHANNELS,
+            **_stretched(c, _main_steps(c))}
 
 
 def _three_times(c: Config) -> dict:
@@ -223,27 +249,35 @@ def _paper_objective(c: Config) -> dict:
             "train.snapshot_every": max(1, steps // 8), "train.sample_every": max(1, steps // 2)}
 
 
-# The reproduction's model (figures, attention, try-it); `scft-triplet` is the same recipe on
-# the 4x4 grid at the ablation arms' steps, their counterpart in the ablation tables.
-MAIN = "scft-triplet-grid8"
+# The reproduction's model (figures, attention, try-it): the full method on the main recipe,
+# which is also its row in the ablation tables.
+MAIN = "scft-triplet"
 # The arms compared in the notebooks, with the short labels that figures and the try-it widget
 # give them, in the order those show them: the main model, the aggregations of S Fig. 2 (a) to
-# (c), the correspondence losses, the no-reference model.
+# (c) and (d), the correspondence losses, the no-reference model. All on the main recipe.
 ARM_LABELS = {
-    MAIN: "main model: SCFT + triplet, 8x8 grid",
+    MAIN: "main model: SCFT + triplet",
     "add": "(a) addition",
     "adain": "(b) AdaIN",
     "sga": "(d) SGA, Li et al. 2022",
-    "scft-triplet": "SCFT + triplet (full method)",
     "scft-l1": "SCFT + L1 attention loss",
     "scft-none": "SCFT, no correspondence loss",
     "scft-noref": "no-reference model (zero ref. 1 in 10)",
 }
 ARMS = list(ARM_LABELS)
-# The notebook of `make reproduce` that trains (and evaluates) each arm, both seeds.
-TRAINED_BY = {MAIN: "02", "add": "03", "adain": "03", "sga": "03", "scft-triplet": "02", "scft-l1": "04",
+# The notebook of `make reproduce` that trains (and evaluates) each arm, every seed.
+TRAINED_BY = {MAIN: "02", "add": "03", "adain": "03", "sga": "03", "scft-l1": "04",
               "scft-none": "04", "scft-noref": "06"}
-RECIPES = ["recipe-paper-objective", "recipe-l1-triplet", "scft-triplet"]
+# The recipe study's runs (`python -m paperlib recipe-study`; committed: results/table_recipe.md)
+RECIPES = ["recipe-paper-objective", "recipe-l1-triplet", "scft-triplet-4x4"]
+
+
+def study_seeds(profile: str) -> tuple:
+    """The seeds every arm trains with in `profile`: SEEDS; the smoke profile, which checks the
+    plumbing in CI, two of them (a spread and an interval exist, at two thirds of the runs)."""
+    return SEEDS[:2] if profile == "smoke" else SEEDS
+
+
 PRECISION_RUNS = {"fp32": "short-fp32", "bf16": "short-bf16"}
 
 

@@ -15,10 +15,13 @@ from typing import Mapping, Sequence
 import pandas as pd
 
 from ..evaluation.evaluate import decimals
+from ..config import get_dataset
 from .registry import ARMS, MAIN
 
 AT_LEAST, AT_MOST = ">=", "<="
-ABLATION_ARMS = tuple(a for a in ARMS if a != MAIN)
+# The arms held to the hue targets: every arm on the main recipe but SCFT + L1, Fig. 17's worst
+# by design (its L1 pulls the attention toward the true cell and nothing toward the colour).
+HUE_ARMS = tuple(a for a in ARMS if a != "scft-l1")
 
 
 @dataclass(frozen=True)
@@ -43,23 +46,41 @@ class Target:
         return f"{self.metric} {self.direction} {self.threshold:g}"
 
 
-TARGETS: tuple[Target, ...] = (
-    Target("ref_gain_de_self", AT_LEAST, 15.0, (MAIN,), "main model",
-           "[I] the colours come from the reference: the right reference saves at least 15 "
-           "dE2000 per region against another image's (0 for a model that ignores it)"),
-    Target("palette_follow_cross", AT_MOST, 0.75, (MAIN,), "main model",
-           "[I] with another image's reference the output takes that reference's palette: at "
-           "most 3/4 of its distance to a third image's (1 for a model that ignores it)"),
-    Target("region_de_self", AT_MOST, 14.0, (MAIN,), "main model",
-           "[I] each sketch region lands near its colour in a(I): region CIEDE2000 at most 14 "
-           "with the image's own augmented reference"),
-    Target("region_dh_self", AT_MOST, 8.0, (MAIN,), "main model",
-           "[I] hue, the part of a colour only the reference can give, is carried over: "
-           "area-weighted dH* at most 8"),
-    Target("region_dh_self", AT_MOST, 12.0, ABLATION_ARMS, "ablation arms",
-           "[I] the arms, at a third of the main model's training time, follow the reference's "
-           "hue at all (dH* at most 12), so that the ablations compare models that use it"),
-)
+def main_targets() -> tuple[Target, ...]:
+    """The main model's targets on reference use, the same on both datasets."""
+    return (
+        Target("ref_gain_de_self", AT_LEAST, 15.0, (MAIN,), "main model",
+               "[I] the colours come from the reference: the right reference saves at least 15 "
+               "dE2000 per region against another image's (0 for a model that ignores it)"),
+        Target("palette_follow_cross", AT_MOST, 0.75, (MAIN,), "main model",
+               "[I] with another image's reference the output takes that reference's palette: at "
+               "most 3/4 of its distance to a third image's (1 for a model that ignores it)"),
+        Target("region_de_self", AT_MOST, 14.0, (MAIN,), "main model",
+               "[I] each sketch region lands near its colour in a(I): region CIEDE2000 at most 14 "
+               "with the image's own augmented reference"),
+    )
+
+
+def hue_target(threshold: float, dataset: str) -> Target:
+    return Target("region_dh_self", AT_MOST, threshold, HUE_ARMS, "every arm but SCFT + L1",
+                  f"[I] hue, the part of a colour only the reference can give, is carried over "
+                  f"by every arm on the main recipe (area-weighted dH* at most {threshold:g} on "
+                  f"{dataset}), so that the ablations compare models that use their reference; "
+                  f"SCFT + L1 is Fig. 17's worst by design")
+
+
+# Per dataset: faces' colours cannot be guessed from their shapes and their regions are large,
+# so the main model's hue error there is under half OpenMoji's; its target is tighter.
+BY_DATASET: dict[str, tuple[Target, ...]] = {
+    "openmoji": main_targets() + (hue_target(8.0, "OpenMoji"),),
+    "faces": main_targets() + (hue_target(5.0, "faces"),),
+}
+TARGETS: tuple[Target, ...] = BY_DATASET["openmoji"]
+
+
+def targets_for(dataset: str | None = None) -> tuple[Target, ...]:
+    """The targets of a study dataset (None: $PAPERLIB_DATASET, else openmoji)."""
+    return BY_DATASET[get_dataset(dataset)]
 
 
 def thresholds(metric: str, runs: Sequence[str], targets: Sequence[Target] = TARGETS

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import sys
 
-from ..study.registry import PRECISION_RUNS, RUNS, precision_runs, run_path
+from ..study.registry import ARMS, PRECISION_RUNS, RUNS, precision_runs, run_path, study_seeds
 from ..study.reproduce import runs_dir
 from ..training.snapshot import FINAL
 
@@ -44,14 +44,11 @@ def pytest_collection_modifyitems(session, config, items):
     skip_stderr(items)
 
 
-# The runs the notebooks read in the mini profile: every arm with seeds 0 and 1, the recipe
-# study and the precision check with seed 0 (as notebooks 02-06 train them). Notebook 09, which
-# reads both datasets' runs, is not part of the check (the Makefile's NOTEBOOKS).
-REQUIRED = {"mini": sorted({(n, s) for n in ("scft-triplet", "scft-triplet-grid8", "add", "adain",
-                                              "sga", "scft-l1", "scft-none", "scft-noref")
-                            for s in (0, 1)} | {("recipe-paper-objective", 0),
-                                                ("recipe-l1-triplet", 0), ("short-fp32", 0),
-                                                ("short-bf16", 0)})}
+# The runs the notebooks read in the mini profile: every arm with every seed, the precision
+# check with seed 0 (as notebooks 02-06 train them). Notebook 09, which reads both datasets'
+# runs, is not part of the check (the Makefile's NOTEBOOKS).
+REQUIRED = {"mini": sorted({(n, s) for n in ARMS for s in study_seeds("mini")}
+                           | {(r, 0) for r in PRECISION_RUNS.values()})}
 
 
 def missing_runs(profile: str = "mini", dataset: str | None = None) -> list[str]:
