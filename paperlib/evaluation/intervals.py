@@ -24,11 +24,12 @@ from pathlib import Path
 import numpy as np
 
 from ..data.datasets import build_dataset
-from ..training.snapshot import load_generator
-from . import metrics
+from ..training.snapshot import load_generator, load_pt, resolve_snapshot
+from . import fid, metrics
 from .evaluate import colour_errors, first_n, generate
 # the per-image values are stored by evaluate too (as it scores a run), so they live below both
 from .per_image import FIELDS, PER_IMAGE_METRICS, per_image_file, save_values, values_from_errors  # noqa: F401
+from .per_image import load_activations
 
 
 def per_image_values(out: dict) -> dict[str, np.ndarray]:
@@ -117,3 +118,20 @@ def run_values(run_dir, *, n: int | None = None, seed: int = 0, split: str = "te
     values = per_image_values(generate(G, ds, seed=seed, data_cfg=config.data, progress=progress))
     save_values(run_dir, values, meta)
     return values
+
+
+def run_activations(run_dir, split: str = "test") -> tuple[np.ndarray, np.ndarray] | None:
+    """The Inception activations (N, D) of a run's cross-reference outputs on `split`, stored by
+    evaluate for its current snapshot, and those of the real images (N, D) from fid's cache.
+    None when either is missing: runs evaluated before the activations were stored, an older
+    snapshot's, or a cleared cache."""
+    stored = load_activations(run_dir, split)
+    if stored is None:
+        return None
+    acts, meta = stored
+    try:
+        step = load_pt(resolve_snapshot(run_dir))["step"]
+    except FileNotFoundError:
+        return None
+    real = fid.cached_reference_activations(meta["real_key"]) if meta["step"] == step else None
+    return (acts, real) if real is not None and real.shape == acts.shape else None
