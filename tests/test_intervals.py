@@ -164,3 +164,75 @@ def test_a_claim_without_a_finite_interval_keeps_the_seed_spread_verdict():
     assert judged((float("nan"), 1.0), "did not hold", "region_de_self") == ("", "did not hold")
     text, v = judged((0.0123, 0.0456), "x", "palette_follow_cross")
     assert text == " [95% interval of the gap 0.012 to 0.046]" and v == "held"
+
+
+def test_a_drawn_mean_of_seeds_carries_the_variance_of_their_mean():
+    """Over all 27 draws of three seeds, exactly: mean the seeds' mean, variance s^2 / 3."""
+    import itertools
+
+    x = np.array([10.0, 11.0, 15.0])
+    picks = np.array(list(itertools.product(range(3), repeat=3)))  # (27, 3) every draw once
+    draws = iv.drawn_mean(x, picks)
+    assert draws.mean() == pytest.approx(x.mean(), rel=1e-12)
+    assert draws.var() == pytest.approx(x.var(ddof=1) / 3, rel=1e-12)
+    assert iv.drawn_mean(np.array([7.0]), np.array([0])) == 7.0  # one seed: nothing to draw
+
+
+def test_the_fid_interval_over_seeds():
+    """Constant seeds: zero width at the exact gap; the arms swapped or the direction turned:
+    the interval mirrored; one seed: no interval."""
+    assert iv.seed_gap_interval([10.0] * 3, [15.0] * 3) == (5.0, 5.0)
+    assert iv.seed_gap_interval([15.0] * 3, [10.0] * 3) == (-5.0, -5.0)
+    assert iv.seed_gap_interval([10.0] * 3, [15.0] * 3, lower_is_better=False) == (-5.0, -5.0)
+    better, worse = [10.0, 11.0, 12.0], [15.0, 13.0, 16.0]
+    lo, hi = iv.seed_gap_interval(better, worse, reps=4000)
+    assert 0 < lo < 15 - 11 < hi  # around the gap of the means, 4
+    assert iv.seed_gap_interval(worse, better, reps=4000) == pytest.approx((-hi, -lo))
+    assert iv.seed_gap_interval(better, worse, False, reps=4000) == pytest.approx((-hi, -lo))
+    assert iv.seed_gap_interval([10.0], worse) is None
+    assert iv.seed_gap_interval(better, [15.0]) is None
+
+
+def test_a_resampled_kid_is_kid_on_the_resampled_images():
+    """Each image once: fid.kid's statistic on the whole sets; each image twice: the same
+    (copies of one image are not pairs); one image left out: KID without it."""
+    from paperlib.evaluation import fid
+
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(30, 8)), rng.normal(size=(30, 8)) + 0.3
+    k = fid.kid_kernel(a, a), fid.kid_kernel(b, b), fid.kid_kernel(a, b)
+    whole = fid.kid(a, b, subsets=1, subset_size=30)[0]
+    assert iv.resampled_kid(*k, np.ones(30)) == pytest.approx([whole], rel=1e-9)
+    assert iv.resampled_kid(*k, np.full((2, 30), 2.0)) == pytest.approx([whole] * 2, rel=1e-9)
+    drop = np.r_[np.zeros(1), np.ones(29)]
+    assert iv.resampled_kid(*k, drop) == pytest.approx([fid.kid(a[1:], b[1:], 1, 29)[0]], rel=1e-9)
+
+
+def test_the_kid_interval_over_images_and_seeds():
+    """Identical activations: a gap of exactly 0 on every draw; one arm against itself with
+    its seeds drawn independently: an interval around 0; one arm's outputs shifted off the real
+    images: a positive gap whose interval excludes 0, and the other way round a negative one."""
+    rng = np.random.default_rng(1)
+    real = rng.normal(size=(60, 16))
+    near = [real + rng.normal(0, 0.3, real.shape) for _ in range(3)]
+    far = [x + 0.5 for x in near]
+    assert iv.kid_gap_interval([near[0]] * 3, [near[0]] * 3, real, reps=100) == (0.0, 0.0)
+    lo, hi = iv.kid_gap_interval(near, near, real, reps=200)
+    assert lo < 0 < hi
+    lo, hi = iv.kid_gap_interval(near, far, real, reps=200)
+    assert 0 < lo < hi and iv.interval_verdict(lo, hi) == "held"
+    lo, hi = iv.kid_gap_interval(far, near, real, reps=200)
+    assert iv.interval_verdict(lo, hi) == "did not hold"
+    with pytest.raises(ValueError, match="shaped like the real"):
+        iv.kid_gap_interval(near, [real[:50]], real)
+
+
+def test_seeds_needed_shrinks_the_width_as_one_over_root_seeds():
+    """Gap 1, half-width 2 from 3 seeds: the width must shrink below 1, more than 2-fold, so
+    more than 3 * 4 = 12 seeds; half-width 1.5: more than 6.75. Decided or zero gaps: None."""
+    assert iv.seeds_needed(-1.0, 3.0, 3) == 13 and iv.seeds_needed(-3.0, 1.0, 3) == 13
+    assert iv.seeds_needed(-0.5, 2.5, 3) == 7
+    n = iv.seeds_needed(-0.3, 1.1, 2)  # g = 0.4, w = 0.7
+    assert 0.7 * np.sqrt(2 / n) < 0.4 <= 0.7 * np.sqrt(2 / (n - 1))
+    assert iv.seeds_needed(0.5, 3.0, 3) is None and iv.seeds_needed(-3.0, -0.5, 3) is None
+    assert iv.seeds_needed(-1.0, 1.0, 3) is None and iv.seeds_needed(float("nan"), 1.0, 3) is None
