@@ -274,6 +274,44 @@ def test_an_evaluation_on_other_data_goes_to_the_transfer_file(folder_config, tm
             assert intervals.statistic(values, every, r["metric"]) == pytest.approx(r["value"], abs=1e-9)
 
 
+def test_evaluate_keeps_the_cross_outputs_activations_for_kid_intervals(folder_config, tmp_path,
+                                                                          monkeypatch):
+    """The profile's evaluation stores its cross outputs' activations (float16) with the key of
+    the real images' cached ones: together they give its FID again; a newer snapshot or a
+    cleared cache leaves the run without them, as runs evaluated before they were kept are."""
+    import shutil
+
+    from paperlib.core.model import Generator
+    from paperlib.evaluation import intervals
+    from paperlib.evaluation.per_image import activations_file
+    from paperlib.training.snapshot import save_snapshot
+
+    monkeypatch.setenv("PAPERLIB_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(fid, "inception", lambda *a, **k: None)
+    monkeypatch.setattr(fid, "activations", pixel_features)
+    run = tmp_path / "run"
+    torch.manual_seed(0)
+    save_snapshot(Generator(folder_config.model), folder_config, 3, run / "snapshot-final.pt")
+    assert intervals.run_activations(run) is None  # not evaluated yet
+    outputs, generate = [], ev.generate
+    monkeypatch.setattr(ev, "generate",
+                        lambda *a, **k: outputs.append(generate(*a, **k)) or outputs[-1])
+    rows = {r["metric"]: r["value"] for r in ev.evaluate(run, progress=False)}
+    with np.load(activations_file(run)) as z:
+        assert z["acts"].dtype == np.float16
+    acts, real = intervals.run_activations(run)
+    np.testing.assert_allclose(acts, pixel_features(outputs[0]["cross"]), rtol=1e-3, atol=1e-3)
+    np.testing.assert_allclose(real, pixel_features(outputs[0]["image"]), rtol=1e-6, atol=1e-6)
+    assert fid.fid_from_activations(acts, real) == pytest.approx(rows["fid_cross"], rel=1e-3)
+    shutil.rmtree(tmp_path / "cache")
+    assert intervals.run_activations(run) is None
+    save_snapshot(Generator(folder_config.model), folder_config, 5, run / "snapshot-final.pt")
+    ev.evaluate(run, progress=False)  # computes the real ones again
+    assert intervals.run_activations(run) is not None
+    save_snapshot(Generator(folder_config.model), folder_config, 7, run / "snapshot-final.pt")
+    assert intervals.run_activations(run) is None  # the stored ones are step 5's
+
+
 def test_data_identity_ignores_the_sketch_source_where_there_is_no_line_art():
     cfg = get_profile("smoke").data
     moji = ev.data_identity(cfg)

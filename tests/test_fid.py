@@ -141,7 +141,9 @@ def test_reference_activations_cache(tmp_path, monkeypatch):
         return acts
 
     key = {"dataset": "openmoji", "split": "test", "resolution": 64}
+    assert fid.cached_reference_activations(key) is None
     assert np.allclose(fid.reference_activations(key, compute), acts)
+    assert np.allclose(fid.cached_reference_activations(key), acts)  # read without computing
     assert np.allclose(fid.reference_activations(key, compute), acts)
     assert len(calls) == 1  # second call served from the cache
     fid.reference_activations({**key, "resolution": 128}, compute)

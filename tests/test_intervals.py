@@ -98,31 +98,46 @@ def test_run_values_are_cached_per_snapshot_and_image_count(folder_config, tmp_p
     assert len(calls) == 3
 
 
-def test_claims_on_per_image_metrics_are_judged_by_their_intervals(monkeypatch):
-    """SCFT 5 dE below the better of addition and AdaIN on every image: held, with its
-    interval; triplet and L1 alike: undecided, although the seed means differ in the claimed
-    direction by more than their spread; FID claims keep the seed-spread rule."""
+def mock_claims(monkeypatch, de: dict, means: dict, fids: dict, acts: dict | None = None):
+    """claims.claims on made-up runs: per-image region error `de` per run (the same image noise
+    for all), seed means `means` (sd 0.1) and FID per seed `fids`; stored activations `acts`
+    (run -> list of (outputs, real)) or none."""
     import pandas as pd
 
     from paperlib.study import claims
-    from paperlib.study.registry import MAIN
 
-    de = {MAIN: 8.0, "scft-triplet": 10.0, "add": 15.0, "adain": 16.0, "scft-l1": 10.0,
-          "scft-none": 10.0, "sga": 11.0}
-    per_image = {r: [fake(50, 0.0, s) for s in (0, 1)] for r in de}  # the same noise for all
+    per_image = {r: [fake(50, 0.0, s) for s in (0, 1)] for r in de}
     for r, v in de.items():
         per_image[r] = [{**x, "de_sum": x["de_sum"] + 4 * v, "wrong_sum": x["wrong_sum"] + 4 * v}
                         for x in per_image[r]]
     monkeypatch.setattr(claims.Intervals, "of", lambda self, run: per_image[run])
-    means = {**de, "scft-l1": 10.5}  # the seed means say triplet beats L1 by 0.5 > sd 0.1
+    monkeypatch.setattr(claims.Intervals, "activations",
+                        lambda self, run: (acts or {}).get(run, []))
     cols = ["fid_cross", "region_de_self", "palette_cross", "ssim_self", "ref_gain_de_self",
             "palette_follow_cross"]
     table = pd.DataFrame([{"run": r, **{c: v for c in cols}, "region_de_self": v,
                            **{c + "_sd": 0.1 for c in cols}} for r, v in means.items()])
-    monkeypatch.setattr(claims, "metrics_table", lambda *a, **k: pd.DataFrame([{"reference": "image"}]))
+    long = pd.DataFrame([{"reference": "image", "run": r, "seed": s, "metric": "fid_cross",
+                          "value": v} for r, vs in fids.items() for s, v in enumerate(vs)])
+    monkeypatch.setattr(claims, "metrics_table", lambda *a, **k: long)
     monkeypatch.setattr(claims, "summarise", lambda df, metrics: table)
     monkeypatch.setattr(claims, "attention_accuracy", lambda *a, **k: pd.DataFrame())
     monkeypatch.setattr(claims, "read_metrics_pair", lambda *a, **k: {})
+    return claims
+
+
+def test_claims_on_per_image_metrics_are_judged_by_their_intervals(monkeypatch):
+    """SCFT 5 dE below the better of addition and AdaIN on every image: held, with its
+    interval; triplet and L1 alike: undecided, although the seed means differ in the claimed
+    direction by more than their spread, with the seeds it would need; FID: the interval over
+    seeds, and no KID interval without stored activations."""
+    from paperlib.study.registry import MAIN
+
+    de = {MAIN: 8.0, "scft-triplet": 10.0, "add": 15.0, "adain": 16.0, "scft-l1": 10.0,
+          "scft-none": 10.0, "sga": 11.0}
+    means = {**de, "scft-l1": 10.5}  # the seed means say triplet beats L1 by 0.5 > sd 0.1
+    fids = {r: [v - 0.1, v + 0.1] for r, v in de.items()}
+    claims = mock_claims(monkeypatch, de, means, fids)
     rows = claims.claims("mini", (0, 1), reps=200).set_index("claim")
     assert rows.loc["fig3", "verdict"] == "held"
     import re
@@ -130,12 +145,48 @@ def test_claims_on_per_image_metrics_are_judged_by_their_intervals(monkeypatch):
     lo, hi = map(float, re.search(r"95% interval of the gap (\S+) to (\S+)\]",
                                   rows.loc["fig3", "ours"]).groups())
     assert 4 < lo < 5 < hi < 6  # the two seeds' noise differs: the seed draws widen it
-    assert rows.loc["fig17", "verdict"].startswith("triplet best: undecided")
+    assert re.fullmatch(r"triplet best: undecided: the interval holds 0 \(about \d+ seeds would "
+                        r"decide it at this gap\); L1 worse than none: undecided.*",
+                        rows.loc["fig17", "verdict"])
     assert rows.loc["fig1", "verdict"] == "gain: held; palette: held"  # gain 3, ratio 0.5
-    # FID: seed spread; SCFT 10 against addition 15 with sd 0.1
-    assert rows.loc["table1", "verdict"] == "held" and "interval" not in rows.loc["table1", "ours"]
+    # FID over seeds: SCFT 9.9 / 10.1 against addition 14.9 / 15.1. A drawn mean of two seeds
+    # is 0.1 * sqrt(2) off its mean when both draws are one seed (1 in 4), so the gap is
+    # 5 +- 0.2 * sqrt(2) in 1 draw of 16 on each side: more than the 2.5% tails.
+    ours = rows.loc["table1", "ours"]
+    assert "[95% interval of the FID gap over seeds 4.72 to 5.28]" in ours
+    assert "no KID interval" in ours and rows.loc["table1", "verdict"] == "held"
+    assert "no KID interval" in rows.loc["sga", "ours"]
+    assert rows.loc["sga", "verdict"] == "did not hold"  # SGA 11 against SCFT 10
 
 
+def test_fid_claims_get_a_kid_interval_from_stored_activations(monkeypatch):
+    """FID gaps of 1 with seeds 2 apart: undecided, with the seeds a 1/sqrt(seeds) width would
+    need; addition's and AdaIN's outputs shifted off the real images: KID held. A single seed
+    per arm: no intervals, the seed-spread rule."""
+    import re
+
+    rng = np.random.default_rng(0)
+    real = rng.normal(size=(40, 8))
+    near = [(real + rng.normal(0, 0.3, real.shape), real) for _ in range(3)]
+    far = [(x + 0.5, r) for x, r in near]
+    de = {"scft-triplet": 10.0, "add": 15.0, "adain": 16.0, "scft-l1": 10.0, "scft-none": 10.0}
+    fids = {"scft-triplet": [10.0, 12.0, 14.0], "add": [11.0, 13.0, 15.0], "adain": [20.0] * 3}
+    means = {**de, "scft-triplet": 12.0, "add": 13.0, "adain": 20.0}
+    claims = mock_claims(monkeypatch, de, means, fids,
+                         {"scft-triplet": near, "add": far, "adain": far})
+    rows = claims.claims("mini", (0, 1, 2), reps=400).set_index("claim")
+    ours, judgement = rows.loc["table1", ["ours", "verdict"]]
+    lo, hi = map(float, re.search(r"FID gap over seeds (\S+) to (\S+)\]", ours).groups())
+    needed = iv.seeds_needed(lo, hi, 3)
+    assert lo < 0 < hi and needed > 3
+    assert "95% interval of the KID gap to add over images and seeds" in ours
+    assert judgement == (f"FID: undecided: the interval holds 0 (about {needed} seeds would "
+                         f"decide it at this gap); KID: held")
+    one = {r: v[:1] for r, v in fids.items()}
+    claims = mock_claims(monkeypatch, de, means, one, {"scft-triplet": near[:1], "add": far[:1]})
+    rows = claims.claims("mini", (0,), reps=100).set_index("claim")
+    assert "interval" not in rows.loc["table1", "ours"].replace("no KID interval", "")
+    assert rows.loc["table1", "verdict"] == "held"  # a gap of 1 against an sd of 0.1
 def test_images_without_regions_sum_to_zero():
     """Images 0 and 3 have no closed region, image 1 two, image 2 one: the per-image sums of
     the concatenated region arrays follow the counts."""
@@ -164,3 +215,75 @@ def test_a_claim_without_a_finite_interval_keeps_the_seed_spread_verdict():
     assert judged((float("nan"), 1.0), "did not hold", "region_de_self") == ("", "did not hold")
     text, v = judged((0.0123, 0.0456), "x", "palette_follow_cross")
     assert text == " [95% interval of the gap 0.012 to 0.046]" and v == "held"
+
+
+def test_a_drawn_mean_of_seeds_carries_the_variance_of_their_mean():
+    """Over all 27 draws of three seeds, exactly: mean the seeds' mean, variance s^2 / 3."""
+    import itertools
+
+    x = np.array([10.0, 11.0, 15.0])
+    picks = np.array(list(itertools.product(range(3), repeat=3)))  # (27, 3) every draw once
+    draws = iv.drawn_mean(x, picks)
+    assert draws.mean() == pytest.approx(x.mean(), rel=1e-12)
+    assert draws.var() == pytest.approx(x.var(ddof=1) / 3, rel=1e-12)
+    assert iv.drawn_mean(np.array([7.0]), np.array([0])) == 7.0  # one seed: nothing to draw
+
+
+def test_the_fid_interval_over_seeds():
+    """Constant seeds: zero width at the exact gap; the arms swapped or the direction turned:
+    the interval mirrored; one seed: no interval."""
+    assert iv.seed_gap_interval([10.0] * 3, [15.0] * 3) == (5.0, 5.0)
+    assert iv.seed_gap_interval([15.0] * 3, [10.0] * 3) == (-5.0, -5.0)
+    assert iv.seed_gap_interval([10.0] * 3, [15.0] * 3, lower_is_better=False) == (-5.0, -5.0)
+    better, worse = [10.0, 11.0, 12.0], [15.0, 13.0, 16.0]
+    lo, hi = iv.seed_gap_interval(better, worse, reps=4000)
+    assert 0 < lo < 15 - 11 < hi  # around the gap of the means, 4
+    assert iv.seed_gap_interval(worse, better, reps=4000) == pytest.approx((-hi, -lo))
+    assert iv.seed_gap_interval(better, worse, False, reps=4000) == pytest.approx((-hi, -lo))
+    assert iv.seed_gap_interval([10.0], worse) is None
+    assert iv.seed_gap_interval(better, [15.0]) is None
+
+
+def test_a_resampled_kid_is_kid_on_the_resampled_images():
+    """Each image once: fid.kid's statistic on the whole sets; each image twice: the same
+    (copies of one image are not pairs); one image left out: KID without it."""
+    from paperlib.evaluation import fid
+
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(30, 8)), rng.normal(size=(30, 8)) + 0.3
+    k = fid.kid_kernel(a, a), fid.kid_kernel(b, b), fid.kid_kernel(a, b)
+    whole = fid.kid(a, b, subsets=1, subset_size=30)[0]
+    assert iv.resampled_kid(*k, np.ones(30)) == pytest.approx([whole], rel=1e-9)
+    assert iv.resampled_kid(*k, np.full((2, 30), 2.0)) == pytest.approx([whole] * 2, rel=1e-9)
+    drop = np.r_[np.zeros(1), np.ones(29)]
+    assert iv.resampled_kid(*k, drop) == pytest.approx([fid.kid(a[1:], b[1:], 1, 29)[0]], rel=1e-9)
+
+
+def test_the_kid_interval_over_images_and_seeds():
+    """Identical activations: a gap of exactly 0 on every draw; one arm against itself with
+    its seeds drawn independently: an interval around 0; one arm's outputs shifted off the real
+    images: a positive gap whose interval excludes 0, and the other way round a negative one."""
+    rng = np.random.default_rng(1)
+    real = rng.normal(size=(60, 16))
+    near = [real + rng.normal(0, 0.3, real.shape) for _ in range(3)]
+    far = [x + 0.5 for x in near]
+    assert iv.kid_gap_interval([near[0]] * 3, [near[0]] * 3, real, reps=100) == (0.0, 0.0)
+    lo, hi = iv.kid_gap_interval(near, near, real, reps=200)
+    assert lo < 0 < hi
+    lo, hi = iv.kid_gap_interval(near, far, real, reps=200)
+    assert 0 < lo < hi and iv.interval_verdict(lo, hi) == "held"
+    lo, hi = iv.kid_gap_interval(far, near, real, reps=200)
+    assert iv.interval_verdict(lo, hi) == "did not hold"
+    with pytest.raises(ValueError, match="shaped like the real"):
+        iv.kid_gap_interval(near, [real[:50]], real)
+
+
+def test_seeds_needed_shrinks_the_width_as_one_over_root_seeds():
+    """Gap 1, half-width 2 from 3 seeds: the width must shrink below 1, more than 2-fold, so
+    more than 3 * 4 = 12 seeds; half-width 1.5: more than 6.75. Decided or zero gaps: None."""
+    assert iv.seeds_needed(-1.0, 3.0, 3) == 13 and iv.seeds_needed(-3.0, 1.0, 3) == 13
+    assert iv.seeds_needed(-0.5, 2.5, 3) == 7
+    n = iv.seeds_needed(-0.3, 1.1, 2)  # g = 0.4, w = 0.7
+    assert 0.7 * np.sqrt(2 / n) < 0.4 <= 0.7 * np.sqrt(2 / (n - 1))
+    assert iv.seeds_needed(0.5, 3.0, 3) is None and iv.seeds_needed(-3.0, -0.5, 3) is None
+    assert iv.seeds_needed(-1.0, 1.0, 3) is None and iv.seeds_needed(float("nan"), 1.0, 3) is None

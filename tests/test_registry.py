@@ -236,8 +236,9 @@ def test_each_hue_arm_is_the_base_arm_plus_its_one_lever():
 @pytest.mark.parametrize("sga_fid,expected", [(80.0, "held"), (99.0, "same direction, inside the seed spread"),
                                               (120.0, "did not hold"), (None, None)])
 def test_the_sga_claim_compares_fid_with_scft_at_equal_steps(monkeypatch, sga_fid, expected):
-    """The successor paper's claim gets a row only where the SGA arm ran; its verdict reads the
-    FID gap against the larger seed spread of the two arms, as every claim does."""
+    """The successor paper's claim gets a row only where the SGA arm ran; with one FID per arm
+    (no interval over seeds) its verdict reads the FID gap against the larger seed spread of
+    the two arms, as every claim without an interval does."""
     from paperlib.study import claims
 
     runs = {"scft-triplet": 100.0, "add": 110.0, "adain": 115.0}
@@ -247,7 +248,9 @@ def test_the_sga_claim_compares_fid_with_scft_at_equal_steps(monkeypatch, sga_fi
             "palette_follow_cross"]
     table = pd.DataFrame([{"run": r, **{c: v for c in cols}, **{c + "_sd": 2.0 for c in cols}}
                           for r, v in runs.items()])
-    monkeypatch.setattr(claims, "metrics_table", lambda *a, **k: pd.DataFrame([{"reference": "image"}]))
+    one_seed = pd.DataFrame([{"reference": "image", "run": r, "seed": 0, "metric": "fid_cross",
+                              "value": v} for r, v in runs.items()])
+    monkeypatch.setattr(claims, "metrics_table", lambda *a, **k: one_seed)
     monkeypatch.setattr(claims, "summarise", lambda df, metrics: table)
     monkeypatch.setattr(claims, "attention_accuracy", lambda *a, **k: pd.DataFrame())
     monkeypatch.setattr(claims, "read_metrics_pair", lambda *a, **k: {})
@@ -256,4 +259,4 @@ def test_the_sga_claim_compares_fid_with_scft_at_equal_steps(monkeypatch, sga_fi
         assert "sga" not in rows.index
     else:
         assert rows.loc["sga", "verdict"] == expected
-        assert f"SGA {sga_fid:.2f} vs SCFT 100.00" in rows.loc["sga", "ours"]
+        assert f"SGA {sga_fid:.2f} vs SCFT 100.00 [no KID interval" in rows.loc["sga", "ours"]

@@ -35,7 +35,7 @@ from ..paths import append_atomic
 from ..training import faults
 from ..training.snapshot import load_generator, load_pt, resolve_snapshot
 from . import fid, metrics
-from .per_image import save_values, values_from_errors
+from .per_image import save_activations, save_values, values_from_errors
 
 
 def git_commit() -> str:
@@ -365,6 +365,8 @@ def evaluate(run_or_file, *, dataset: str | None = None, root: str | None = None
         values[f"fid_{setting}"] = fid.fid_from_activations(acts, real_acts)
         kid_mean, kid_std = fid.kid(acts, real_acts, subset_size=fid.kid_subset_size(n))
         values[f"kid_{setting}"], values[f"kid_{setting}_sd"] = kid_mean, kid_std
+        if setting == "cross":
+            cross_acts = acts
     values["ssim_self"] = float(np.mean(metrics.ssim(out["self"], out["target"])))
     values["psnr_self"] = float(np.mean(metrics.psnr(out["self"], out["target"])))
     errors = colour_errors(out)
@@ -386,9 +388,12 @@ def evaluate(run_or_file, *, dataset: str | None = None, root: str | None = None
         if not (transfer or no_reference or limit not in (0, data_cfg.eval_limit)):
             # the claims' intervals resample these (on the evaluation's own images, never a
             # shorter check's); stored now, they cost nothing later
-            save_values(path, values_from_errors(errors),
-                        {"step": int(step), "split": split, "eval_seed": seed,
-                         "limit": limit or data_cfg.eval_limit})
+            meta = {"step": int(step), "split": split, "eval_seed": seed,
+                    "limit": limit or data_cfg.eval_limit}
+            save_values(path, values_from_errors(errors), meta)
+            # KID's interval needs the activations themselves; the real images' are cached
+            # under real_key by fid.reference_activations, so only the outputs' are kept
+            save_activations(path, cross_acts, {**meta, "real_key": real_key})
         # All rows of one evaluation at once: a kill leaves all of them or none, never a
         # partial set that read_metrics would take for a finished evaluation.
         name = TRANSFER_FILE if transfer else "metrics.jsonl"

@@ -336,6 +336,12 @@ def kid_subset_size(n: int) -> int:
 KID_FULL_KERNEL = 6000
 
 
+def kid_kernel(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """KID's cubic polynomial kernel k(x, y) = (x.y / D + 1)^3 between the rows of x (N, D)
+    and y (M, D): (N, M)."""
+    return (x @ y.T / x.shape[1] + 1) ** 3
+
+
 def kid(a: np.ndarray, b: np.ndarray, subsets: int = 100, subset_size: int = 1000,
         seed: int = 0) -> tuple[float, float]:
     """Kernel Inception Distance (Binkowski et al. 2018): unbiased MMD^2 with the cubic
@@ -345,25 +351,21 @@ def kid(a: np.ndarray, b: np.ndarray, subsets: int = 100, subset_size: int = 100
     m = min(subset_size, len(a), len(b))
     if m < 2:
         raise ValueError(f"KID needs at least 2 samples per set, got {len(a)} and {len(b)}")
-    d = a.shape[1]
     rng = np.random.default_rng(seed)
     vals = np.empty(subsets)
-    def kernel(x, y):
-        return (x @ y.T / d + 1) ** 3
-
     # Subsets overlap, so the kernels of all pairs are computed once and each subset reads its
     # block: the same numbers as per-subset products, with 1/25 of the multiply-adds for 100
     # subsets of half the set. Past KID_FULL_KERNEL samples the full kernels would not fit.
     full = max(len(a), len(b)) <= KID_FULL_KERNEL
     if full:
-        kaa, kbb, kab = kernel(a, a), kernel(b, b), kernel(a, b)
+        kaa, kbb, kab = kid_kernel(a, a), kid_kernel(b, b), kid_kernel(a, b)
     for s in range(subsets):
         i = rng.choice(len(a), m, replace=False)
         j = rng.choice(len(b), m, replace=False)
         if full:
             kxx, kyy, kxy = kaa[np.ix_(i, i)], kbb[np.ix_(j, j)], kab[np.ix_(i, j)]
         else:
-            kxx, kyy, kxy = kernel(a[i], a[i]), kernel(b[j], b[j]), kernel(a[i], b[j])
+            kxx, kyy, kxy = kid_kernel(a[i], a[i]), kid_kernel(b[j], b[j]), kid_kernel(a[i], b[j])
         off = m * (m - 1)
         vals[s] = ((kxx.sum() - np.trace(kxx)) / off + (kyy.sum() - np.trace(kyy)) / off
                    - 2 * kxy.mean())
@@ -386,18 +388,27 @@ def reference_path(key: dict) -> Path:
     return cache_root() / "fid" / f"ref-{safe}-{digest}.npz"
 
 
+def cached_reference_activations(key: dict) -> np.ndarray | None:
+    """The cached activations (N, 2048) of the reference set `key`; None when not cached."""
+    path = reference_path(key)
+    if not path.is_file():
+        return None
+    with np.load(path) as z:
+        return z["acts"].astype(np.float64)
+
+
 def reference_activations(key: dict, compute_fn: Callable[[], np.ndarray]) -> np.ndarray:
     """Activations (N, 2048) of a reference set, cached as .npz under a hash of key (which
     must name dataset, split and resolution; any change of the key recomputes).
     compute_fn() returns the activations, e.g. lambda: activations(test_images)."""
-    path = reference_path(key)
-    if path.is_file():
-        with np.load(path) as z:
-            return z["acts"].astype(np.float64)
+    cached = cached_reference_activations(key)
+    if cached is not None:
+        return cached
     acts = np.asarray(compute_fn(), dtype=np.float64)
     if acts.ndim != 2 or len(acts) < 2:
         raise ValueError(f"compute_fn for {key} returned shape {acts.shape}, want (N >= 2, D)")
     mu, sigma = stats(acts)
-    atomic_write(path, lambda f: np.savez(f, acts=acts.astype(np.float32), mu=mu, sigma=sigma,
-                                           key=json.dumps(key, sort_keys=True, default=str)))
+    atomic_write(reference_path(key),
+                 lambda f: np.savez(f, acts=acts.astype(np.float32), mu=mu, sigma=sigma,
+                                    key=json.dumps(key, sort_keys=True, default=str)))
     return acts

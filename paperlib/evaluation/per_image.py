@@ -1,5 +1,6 @@
 """Per-image values of a run: the sums behind the pooled colour metrics, one entry per test
-image, stored beside the run (per_image-<split>.npz). evaluate writes them as it scores a run;
+image, stored beside the run (per_image-<split>.npz), and the Inception activations of its
+cross-reference outputs (per_image_acts-<split>.npz). evaluate writes them as it scores a run;
 intervals resamples them for the claims' bootstrap."""
 from __future__ import annotations
 
@@ -43,3 +44,30 @@ def save_values(run_dir, values: dict, meta: dict) -> None:
     tmp = path.with_name(path.name + ".tmp.npz")
     np.savez(tmp, meta=json.dumps(meta), **values)
     tmp.replace(path)  # a kill leaves the old or the new, never half
+
+
+def activations_file(run_dir, split: str = "test") -> Path:
+    """Where the Inception activations of a run's cross-reference outputs on `split` are kept."""
+    return Path(run_dir) / f"per_image_acts-{split}.npz"
+
+
+def save_activations(run_dir, acts: np.ndarray, meta: dict) -> None:
+    """Write the activations (N, D) of a run's cross outputs with what they were computed on
+    (meta: step, split, eval_seed, limit, and real_key, the key of the real images' cached
+    activations in fid). Stored as float16: 1.8 MB for 445 images rather than 7.3 MB, and
+    KID's kernel averages the rounding (3 significant digits) over 2048 dimensions."""
+    path = activations_file(run_dir, meta["split"])
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez(tmp, meta=json.dumps(meta, sort_keys=True, default=str),
+             acts=np.asarray(acts, np.float16))
+    tmp.replace(path)  # a kill leaves the old or the new, never half
+
+
+def load_activations(run_dir, split: str = "test") -> tuple[np.ndarray, dict] | None:
+    """The stored activations (N, D) float64 of a run's cross outputs on `split` and their
+    meta; None when the run has none (evaluated before they were stored)."""
+    path = activations_file(run_dir, split)
+    if not path.is_file():
+        return None
+    with np.load(path) as z:
+        return z["acts"].astype(np.float64), json.loads(str(z["meta"]))

@@ -7,7 +7,8 @@ import pandas as pd
 
 from ..config import STUDY_DATASETS
 from ..evaluation.evaluate import decimals, read_metrics
-from ..evaluation.intervals import bootstrap, gap_interval, interval_verdict, run_values
+from ..evaluation.intervals import (bootstrap, gap_interval, interval_verdict, kid_gap_interval,
+                                    run_activations, run_values, seed_gap_interval, seeds_needed)
 from ..evaluation.metrics import attention_hit_rate
 from ..training.snapshot import FINAL
 from .published import CLAIMS
@@ -48,17 +49,47 @@ def verdict(better: float, worse: float, spread: float, lower_is_better: bool = 
 
 class Intervals:
     """Bootstrap intervals over seeds and test images (evaluation.intervals) of the gaps the
-    claims compare, with each run's per-image values computed once."""
+    claims compare, with each run's per-image values and activations read once."""
 
     def __init__(self, profile: str, seeds, dataset: str | None, reps: int = 1000):
         self.profile, self.seeds, self.dataset, self.reps = profile, tuple(seeds), dataset, reps
         self.values: dict[str, list] = {}
+        self.acts: dict[str, list | None] = {}
+
+    def finished(self, run: str) -> list:
+        """The folders of the run's seeds that finished training."""
+        paths = [run_path(self.profile, run, s, self.dataset) for s in self.seeds]
+        return [p for p in paths if (p / FINAL).exists()]
+
+    def count(self, *runs: str) -> int:
+        """The fewest seeds with per-image values among `runs`: those their interval drew."""
+        return min(len(self.of(r)) for r in runs)
 
     def of(self, run: str) -> list:
         if run not in self.values:
-            paths = [run_path(self.profile, run, s, self.dataset) for s in self.seeds]
-            self.values[run] = [run_values(p) for p in paths if (p / FINAL).exists()]
+            self.values[run] = [run_values(p) for p in self.finished(run)]
         return self.values[run]
+
+    def activations(self, run: str) -> list | None:
+        """(outputs', real images') activations of each finished seed of `run` (run_activations);
+        None when a seed has none stored (evaluated before evaluate kept them)."""
+        if run not in self.acts:
+            got = [run_activations(p) for p in self.finished(run)]
+            self.acts[run] = None if any(g is None for g in got) else got
+        return self.acts[run]
+
+    def kid_gap(self, better: str, worse: str) -> tuple[float, float] | None:
+        """95% interval of KID(worse) - KID(better) over test images and seeds
+        (kid_gap_interval); None when an arm has fewer than two seeds, a seed without stored
+        activations, or the arms were scored against different real images."""
+        arms = [self.activations(better), self.activations(worse)]
+        if any(a is None or len(a) < 2 for a in arms):
+            return None
+        reals = [real for a in arms for _, real in a]
+        if any(not np.array_equal(r, reals[0]) for r in reals[1:]):
+            return None
+        return kid_gap_interval([x for x, _ in arms[0]], [x for x, _ in arms[1]], reals[0],
+                                self.reps)
 
     def gap(self, better: str, worse: str | None, metric: str, lower_is_better: bool = True,
             reference: float = 0.0) -> tuple[float, float] | None:
@@ -72,15 +103,22 @@ class Intervals:
         return gap_interval(draws[better], other, lower_is_better)
 
 
-def judged(interval: tuple[float, float] | None, fallback: str, metric: str) -> tuple[str, str]:
+def judged(interval: tuple[float, float] | None, fallback: str, metric: str,
+           seeds: int | None = None, gap: str = "gap") -> tuple[str, str]:
     """(the interval as text, at the metric's decimals, and its verdict); without a finite
     interval (a run with fewer than two seeds, or draws without a value), the seed-spread
-    verdict `fallback`."""
+    verdict `fallback`. An undecided verdict says roughly how many seeds its observed gap would
+    need (seeds_needed), given the `seeds` per arm the interval drew from. `gap` names the gap
+    in the text."""
     if interval is None or not np.isfinite(interval).all():
         return "", fallback
     lo, hi = interval
     d = decimals(metric)
-    return f" [95% interval of the gap {lo:.{d}f} to {hi:.{d}f}]", interval_verdict(lo, hi)
+    judgement = interval_verdict(lo, hi)
+    needed = seeds_needed(lo, hi, seeds) if seeds else None
+    if needed is not None:
+        judgement += f" (about {needed} seeds would decide it at this gap)"
+    return f" [95% interval of the {gap} {lo:.{d}f} to {hi:.{d}f}]", judgement
 
 
 def reference_use(boot: Intervals, summary: pd.DataFrame, run: str) -> dict:
@@ -95,10 +133,11 @@ def reference_use(boot: Intervals, summary: pd.DataFrame, run: str) -> dict:
     ratio = float(summary.loc[run, "palette_follow_cross"]) if run in summary.index else float("nan")
     gain_text, gain_verdict = judged(
         boot.gap(run, None, "ref_gain_de_self", lower_is_better=False),
-        verdict(gain, 0.0, sd("ref_gain_de_self"), lower_is_better=False), "ref_gain_de_self")
+        verdict(gain, 0.0, sd("ref_gain_de_self"), lower_is_better=False), "ref_gain_de_self",
+        boot.count(run))
     ratio_text, ratio_verdict = judged(
         boot.gap(run, None, "palette_follow_cross", reference=1.0),
-        verdict(ratio, 1.0, sd("palette_follow_cross")), "palette_follow_cross")
+        verdict(ratio, 1.0, sd("palette_follow_cross")), "palette_follow_cross", boot.count(run))
     return {"gain": gain, "ratio": ratio, "gain_text": gain_text, "gain_verdict": gain_verdict,
             "ratio_text": ratio_text, "ratio_verdict": ratio_verdict}
 
@@ -109,32 +148,73 @@ def claims(profile: str, seeds=(0, 1), *, dataset: str | None = None,
 
     Claims on per-image metrics (region error, reference gain, palette ratio) are judged by a
     bootstrap interval of the gap over seeds and test images (Intervals): "held" when it lies
-    on the claimed side of zero, "did not hold" when on the other, else "undecided". FID is
-    not a mean over images: those claims keep the seed-spread rule of `verdict`, where
-    "inside the seed spread" means the gap is no larger than the larger standard deviation
-    between seeds of the two arms compared: not evidence either way."""
+    on the claimed side of zero, "did not hold" when on the other, else "undecided", with
+    roughly how many seeds the observed gap would need (seeds_needed). FID is not a mean over
+    images: the FID claims are judged by an interval over seeds (seed_gap_interval), with
+    KID's interval over images and seeds beside it where the runs stored their Inception
+    activations (Intervals.kid_gap). Without an interval (fewer than two seeds), the
+    seed-spread rule of `verdict`, where "inside the seed spread" means the gap is no larger
+    than the larger standard deviation between seeds of the two arms compared: not evidence
+    either way."""
     boot = Intervals(profile, seeds, dataset, reps)
 
     df = metrics_table(profile, None, seeds, dataset=dataset)
     df = df[df["reference"] == "image"] if not df.empty else df
-    s = summarise(df, ["fid_cross", "region_de_self", "palette_cross", "ssim_self",
+    s = summarise(df, ["fid_cross", "kid_cross", "region_de_self", "palette_cross", "ssim_self",
                        "ref_gain_de_self", "palette_follow_cross"]).set_index("run")
 
     def get(run, m):
-        return float(s.loc[run, m]) if run in s.index else float("nan")
+        return float(s.loc[run, m]) if run in s.index and m in s.columns else float("nan")
+
+    def per_seed(run, m) -> list[float]:
+        """The run's value of metric m for each seed that has one."""
+        if df.empty:
+            return []
+        rows = df[(df["run"] == run) & (df["metric"] == m)].sort_values("seed")
+        return [float(v) for v in rows["value"] if v == v]
+
+    def fid_claim(better: str, worse: str, kid_worse: str) -> tuple[str, str]:
+        """Run `better` has a lower FID than run `worse`: the interval texts of the FID gap
+        over seeds and of the KID gap (against `kid_worse`) over images and seeds, and the
+        verdict: FID's interval, else the seed-spread rule, with KID's interval beside it
+        where there is one."""
+        spread = verdict(get(better, "fid_cross"), get(worse, "fid_cross"),
+                         sd(better, worse, m="fid_cross"))
+        fids = per_seed(better, "fid_cross"), per_seed(worse, "fid_cross")
+        fid_text, fid_verdict = judged(seed_gap_interval(*fids, reps=reps), spread, "fid_cross",
+                                       min(map(len, fids)), gap="FID gap over seeds")
+        kid = boot.kid_gap(better, kid_worse)
+        if kid is None or not np.isfinite(kid).all():
+            return (fid_text + " [no KID interval: it needs two seeds per arm whose evaluation "
+                    "stored the Inception activations, which runs evaluated before that lack]",
+                    fid_verdict)
+        drawn = min(len(boot.activations(r)) for r in (better, kid_worse))
+        kid_text, kid_verdict = judged(kid, "", "kid_cross", drawn,
+                                       gap=f"KID gap to {kid_worse} over images and seeds")
+        return fid_text + kid_text, f"FID: {fid_verdict}; KID: {kid_verdict}"
 
     def sd(*runs_, m):
         vals = [float(s.loc[r, m + "_sd"]) for r in runs_ if r in s.index]
         vals = [v for v in vals if v == v]
         return max(vals) if vals else 0.0
 
+    def better_of(runs, metric, fallback):
+        """The run with the lower mean of `metric`; `fallback` where a mean is missing."""
+        vals = [get(r, metric) for r in runs]
+        return runs[int(np.argmin(vals))] if np.isfinite(vals).all() else fallback
+
     def scft_vs_others(key: str, metric: str, label: str):
         """SCFT against the better of addition and AdaIN on one metric (lower is better)."""
         best_other = min(("add", "adain"), key=lambda r: get(r, metric))
-        spread = verdict(get("scft-triplet", metric), get(best_other, metric),
-                         sd("scft-triplet", best_other, m=metric))
-        text, judgement = ("", spread) if metric == "fid_cross" else judged(
-            boot.gap("scft-triplet", best_other, metric), spread, metric)
+        if metric == "fid_cross":
+            text, judgement = fid_claim("scft-triplet", best_other,
+                                        better_of(("add", "adain"), "kid_cross", best_other))
+        else:
+            text, judgement = judged(
+                boot.gap("scft-triplet", best_other, metric),
+                verdict(get("scft-triplet", metric), get(best_other, metric),
+                        sd("scft-triplet", best_other, m=metric)),
+                metric, boot.count("scft-triplet", best_other))
         return (key, CLAIMS[key],
                 f"{label} SCFT {get('scft-triplet', metric):.2f} vs addition "
                 f"{get('add', metric):.2f}, AdaIN {get('adain', metric):.2f}{text}", judgement)
@@ -163,11 +243,13 @@ def claims(profile: str, seeds=(0, 1), *, dataset: str | None = None,
     triplet_text, triplet = judged(
         boot.gap("scft-triplet", best_other, "region_de_self"),
         verdict(get("scft-triplet", "region_de_self"), get(best_other, "region_de_self"),
-                sd("scft-triplet", best_other, m="region_de_self")), "region_de_self")
+                sd("scft-triplet", best_other, m="region_de_self")), "region_de_self",
+        boot.count("scft-triplet", best_other))
     l1_text, l1_vs_none = judged(
         boot.gap("scft-none", "scft-l1", "region_de_self"),
         verdict(get("scft-none", "region_de_self"), get("scft-l1", "region_de_self"),
-                sd("scft-none", "scft-l1", m="region_de_self")), "region_de_self")
+                sd("scft-none", "scft-l1", m="region_de_self")), "region_de_self",
+        boot.count("scft-none", "scft-l1"))
     rows.append(("fig17", CLAIMS["fig17"],
                  f"region dE2000 triplet {get('scft-triplet', 'region_de_self'):.2f}, L1 "
                  f"{get('scft-l1', 'region_de_self'):.2f}, none {get('scft-none', 'region_de_self'):.2f}"
@@ -195,13 +277,12 @@ def claims(profile: str, seeds=(0, 1), *, dataset: str | None = None,
                      f"a reference {get('scft-triplet', 'fid_cross'):.2f}",
                      "plausibility is a judgement: see fig_no_reference.png"))
     if "sga" in s.index:
+        sga_text, sga_verdict = fid_claim("sga", "scft-triplet", "scft-triplet")
         rows.append(("sga", CLAIMS["sga"],
                      f"FID (cross ref.) SGA {get('sga', 'fid_cross'):.2f} vs SCFT "
-                     f"{get('scft-triplet', 'fid_cross'):.2f}; region dE2000 SGA "
+                     f"{get('scft-triplet', 'fid_cross'):.2f}{sga_text}; region dE2000 SGA "
                      f"{get('sga', 'region_de_self'):.2f} vs SCFT "
-                     f"{get('scft-triplet', 'region_de_self'):.2f}",
-                     verdict(get("sga", "fid_cross"), get("scft-triplet", "fid_cross"),
-                             sd("sga", "scft-triplet", m="fid_cross"))))
+                     f"{get('scft-triplet', 'region_de_self'):.2f}", sga_verdict))
     return pd.DataFrame(rows, columns=["claim", "paper", "ours", "verdict"])
 
 
