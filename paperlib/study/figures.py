@@ -1,4 +1,6 @@
-"""Figures: image grids, loss curves, correspondences and attention maps (supplementary Fig. 14)."""
+"""Figures: image grids, loss curves, correspondences and attention maps (supplementary Fig. 14),
+and the measurements of the study's tables (reference use, region size, spread over seeds, the
+hue probe per angle)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -10,8 +12,9 @@ import torch
 
 # the grids are drawn in core (training saves its samples with them); notebooks use them from here
 from ..core.grid import image_grid, save_grid, to_numpy_image  # noqa: F401
+from ..evaluation.evaluate import HUE_PROBE_ANGLES
 from ..training.stats import read_stats
-from .targets import targets_for, thresholds
+from .targets import HUE_ANGLE_GOAL, HUE_ANGLE_TARGET, MAP_DIAGONAL, targets_for, thresholds
 
 QUERY_COLORS = ("red", "blue", "yellow", "green")  # the order of Fig. 14's columns (a)-(d)
 ATTENTION_CMAP, ATTENTION_ALPHA = "inferno", 0.6  # Fig. 14 style heat over the reference
@@ -212,6 +215,47 @@ def seed_spread(df, metrics: list[str], runs: list[str]):
         spread_points(ax, df[(df["metric"] == m) & df["run"].isin(runs)], runs)
         ax.set_title(m, fontsize=9)
         ax.tick_params(axis="x", labelrotation=20, labelsize=8)
+    fig.tight_layout()
+    return fig
+
+
+STRIP_WIDTH = 0.8  # seaborn's width of a category, shared among the hue levels when dodged
+
+
+def hue_angle_points(df, runs=None):
+    """The hue probe's map diagonal at each probe angle, a panel per entry (a*<-a*, b*<-b*):
+    every seed a point, the mean over seeds with its 95% interval, a colour per run; a dashed
+    line at the target (targets.HUE_ANGLE_TARGET) and a dotted one at the goal beyond it
+    (targets.HUE_ANGLE_GOAL). df: tables.hue_angle_table (its pooled rows are not drawn);
+    `runs` None means every run in it, in its order."""
+    import seaborn as sns  # seaborn only for the figures that use it
+
+    angles = [f"{a:.0f}" for a in HUE_PROBE_ANGLES]
+    runs = list(dict.fromkeys(df["run"])) if runs is None else list(runs)
+    sub = df[df["run"].isin(runs) & df["angle"].astype(str).isin(angles)].astype({"angle": str})
+    # the means sit over their seeds' strip: pointplot's dodge is the span of stripplot's offsets
+    span = STRIP_WIDTH * (len(runs) - 1) / len(runs) if len(runs) > 1 else False
+    fig, axes = plt.subplots(1, len(MAP_DIAGONAL), figsize=(4.2 * len(MAP_DIAGONAL), 3.3),
+                             squeeze=False, sharey=True)
+    for ax, (entry, name) in zip(axes[0], MAP_DIAGONAL.items()):
+        common = dict(data=sub, x="angle", y=entry, hue="run", order=angles, hue_order=runs, ax=ax)
+        sns.pointplot(**common, dodge=span, errorbar=("ci", 95), linestyle="none", markers="_",
+                      markersize=14, capsize=0.15, legend=(ax is axes[0][0]))
+        # the seeds over the means, outlined: two seeds sit at the ends of their interval
+        sns.stripplot(**common, dodge=len(runs) > 1, jitter=0.05, size=5, linewidth=0.6,
+                      edgecolor="k", zorder=3, legend=False)
+        target = (HUE_ANGLE_TARGET.threshold, f"target ({HUE_ANGLE_TARGET.scope})", "--")
+        for level, words, style in (target, (HUE_ANGLE_GOAL, "goal", ":")):
+            ax.axhline(level, color="grey", ls=style, lw=1)
+            ax.annotate(f"{words} {level:g}", (1, level), xycoords=("axes fraction", "data"),
+                        xytext=(-2, 2), textcoords="offset points", ha="right", va="bottom",
+                        fontsize=6, color="grey")
+        # room above the goal for its label when every point lies under it
+        ax.set_ylim(top=max(ax.get_ylim()[1], HUE_ANGLE_GOAL + 0.1))
+        ax.set_title(f"{name} per probe angle (1: the reference's hue)", fontsize=9)
+        ax.set_xlabel("hue turned by (degrees)"), ax.set_ylabel("")
+    if axes[0][0].get_legend():
+        axes[0][0].legend(fontsize=7)
     fig.tight_layout()
     return fig
 

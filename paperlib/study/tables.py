@@ -1,8 +1,8 @@
 """Tables and analyses over the runs of the registry (`paperlib.study.registry`): their metrics
 in long and summarised form, saved with provenance; the example inputs and the runs' outputs
 that figures and checks are made from; the final-snapshot studies (split gap, colour memory,
-region size, bf16 precision) that go beyond metrics.jsonl; and the runs' reference-use curves
-over training (evaluation.dynamics measures them) side by side.
+region size, hue per probe angle, bf16 precision) that go beyond metrics.jsonl; and the runs'
+reference-use curves over training (evaluation.dynamics measures them) side by side.
 """
 from __future__ import annotations
 
@@ -17,11 +17,14 @@ from ..core import augment
 from ..core.model import total_stride
 from ..data.datasets import build_dataset
 from ..evaluation.dynamics import CURVE_METRICS, reference_use_curve, training_seconds
-from ..evaluation.evaluate import (decimals, read_metrics, reference_or_memory, reference_use,
+from ..evaluation.evaluate import (HUE_PROBE_ANGLES, decimals, hue_transfer, map_keys,
+                                   read_metrics, reference_or_memory, reference_use,
                                    region_size_bins)
+from ..paths import append_atomic
 from ..training.checkpoint import recorded_precision
+from ..training.loop import is_complete
 from ..training.precision import cpu_name
-from ..training.snapshot import load_generator
+from ..training.snapshot import FINAL, load_generator, load_pt
 from ..training.stats import read_stats
 from .registry import ARMS, RUNS, precision_runs, run_path
 
@@ -200,6 +203,62 @@ def region_size_table(profile: str, names, seeds=(0,), n: int | None = None, *,
             label = f">= {r['area_from']:g} px" if not hi else f"{r['area_from']:g}-{hi} px"
             rows.append({"run": name, "seed": seed, "bin": label, **r})
     return pd.DataFrame(rows)
+
+
+# evaluate.hue_transfer of a run's final snapshot, one JSON line per (snapshot step, n, eval
+# seed, split) in the run folder: five passes over the images are worth keeping for a rerun.
+HUE_ANGLE_FILE = "hue_angles.jsonl"
+MAP_ENTRIES = ("aa", "ab", "ba", "bb")  # the columns of hue_angle_table, in map_keys order
+POOLED = "pooled"  # hue_angle_table's angle for the map over all angles at once
+
+
+def hue_transfer_cached(run_dir, *, n: int = 96, seed: int = 0, split: str = "test") -> dict:
+    """evaluate.hue_transfer of the final snapshot of the run in `run_dir` on the first n
+    images of `split` (eval seed `seed`), read from the run's HUE_ANGLE_FILE where it holds
+    that snapshot step, n, seed and split, else measured and appended there. The row holds
+    those four keys (step, n, eval_seed, split) and every value hue_transfer returns."""
+    run_dir = Path(run_dir)
+    # the step alone decides whether the cache holds this snapshot: no generator to build
+    step = int(load_pt(run_dir / FINAL)["step"])
+    key = {"step": step, "n": n, "eval_seed": seed, "split": split}
+    cache = run_dir / HUE_ANGLE_FILE
+    if cache.exists():
+        rows = [json.loads(line) for line in cache.read_text().splitlines() if line.strip()]
+        found = [r for r in rows if all(r.get(k) == v for k, v in key.items())]
+        if found:
+            return found[-1]
+    G, cfg, _ = load_generator(run_dir / FINAL)
+    row = {**key, **hue_transfer(G, cfg.data, n=n, seed=seed, split=split)}
+    append_atomic(cache, json.dumps(row) + "\n")  # no torn line if killed
+    return row
+
+
+def hue_angle_table(profile: str, runs, seeds, *, dataset: str | None = None, n: int = 96,
+                    seed: int = 0) -> pd.DataFrame:
+    """The hue probe's 2x2 chroma map (evaluate.hue_transfer) of each finished run's final
+    snapshot on the first n test images, per probe angle: long format, one row per run, seed
+    and angle, with columns run, seed, step, angle, aa, ab, ba, bb (aa: a* from a*, ab: a*
+    from b*, ...; the identity when hue follows the reference). `angle` is text, in order (a
+    categorical, which a pivot keeps): each of HUE_PROBE_ANGLES ("0", "90", "180", "270";
+    every image turned by it), then POOLED (the images turned by the four angles in turn, the
+    map hue_transfer reports as a whole). A run without its final snapshot is left out;
+    measured maps are cached in the run folder (`hue_transfer_cached`), so a rerun measures
+    only new snapshots. `seed` is the evaluation's seed (the augmentations), `seeds` the
+    runs'."""
+    rows = []
+    for name in runs:
+        for s in seeds:
+            path = run_path(profile, name, s, dataset)
+            if not is_complete(path):
+                continue
+            values = hue_transfer_cached(path, n=n, seed=seed, split="test")
+            for angle, suffix in [*((f"{a:.0f}", f"_{a:.0f}") for a in HUE_PROBE_ANGLES),
+                                  (POOLED, "")]:
+                rows.append({"run": name, "seed": s, "step": values["step"], "angle": angle,
+                             **dict(zip(MAP_ENTRIES, (values[k] for k in map_keys(suffix))))})
+    table = pd.DataFrame(rows, columns=["run", "seed", "step", "angle", *MAP_ENTRIES])
+    order = [f"{a:.0f}" for a in HUE_PROBE_ANGLES] + [POOLED]
+    return table.astype({"angle": pd.CategoricalDtype(order, ordered=True)})
 
 
 # The headline: the main model beside the ablation arms at their own steps.
