@@ -147,12 +147,12 @@ def test_a_copier_meets_the_angle_target_and_a_constant_colour_does_not(runs):
     cells = [c.strip() for c in row.strip("|").split("|")]
     assert cells[1:3] == ["main model", MAIN] and float(cells[3]) > 0.95 and cells[3] == cells[4]
     assert cells[5].startswith("met (weakest: ")
-    assert t.why in text and "main model: 1 of 5 met" in text
+    assert t.why in text and "main model: 1 of 4 met" in text
     text = targets.section({}, hue_angles=ignore)
     [row] = [line for line in text.splitlines() if line.startswith(f"| `{t.label}`")]
     cells = [c.strip() for c in row.strip("|").split("|")]
     assert abs(float(cells[3])) < 0.01 and cells[5].startswith("not met (weakest: ")
-    assert "main model: 0 of 5 met" in text
+    assert "main model: 0 of 4 met" in text
 
 
 def per_angle(values: dict) -> pd.DataFrame:
@@ -190,19 +190,19 @@ def test_the_weakest_entry_decides_and_straddling_seeds_are_named():
 def test_the_section_judges_the_angles_only_when_their_table_is_given():
     values = {MAIN: {"region_de_self": [13.46, 13.98]}}
     plain = targets.section(values)
-    assert targets.HUE_ANGLE_TARGET.label not in plain and "main model: 1 of 4 met" in plain
+    assert targets.HUE_ANGLE_TARGET.label not in plain and "main model: 1 of 3 met" in plain
     text = targets.section(values, hue_angles=per_angle({("bb", "180"): [0.2, 0.3]}))
-    assert "main model: 1 of 5 met" in text
+    assert "main model: 1 of 4 met" in text
     assert text.count(targets.HUE_ANGLE_TARGET.label) == 2  # its row and its reason
     # the existing rows are unchanged; the new row comes after them
-    assert text.index("`region_dh_self <= 12`") < text.index(targets.HUE_ANGLE_TARGET.label)
+    assert text.index("`region_dh_self <= 8`") < text.index(targets.HUE_ANGLE_TARGET.label)
     assert "| 0.25 | 0.20, 0.30 | not met (weakest: b*<-b* at 180 degrees) |" in text
     assert targets.section(values, hue_angles=pd.DataFrame()).count("| not measured |") > 0
 
 
 def test_the_figure_shows_both_diagonal_entries_per_angle_with_target_and_goal():
     table = per_angle({("bb", "180"): [0.2, 0.3]})
-    table = pd.concat([table, table.assign(run="scft-triplet", aa=table["aa"] - 0.1)])
+    table = pd.concat([table, table.assign(run="scft-triplet-grid8", aa=table["aa"] - 0.1)])
     fig = figures.hue_angle_points(table)
     assert isinstance(fig, matplotlib.figure.Figure) and len(fig.axes) == 2
     for ax, name in zip(fig.axes, ("a*<-a*", "b*<-b*")):
@@ -210,7 +210,7 @@ def test_the_figure_shows_both_diagonal_entries_per_angle_with_target_and_goal()
         assert [t.get_text() for t in ax.get_xticklabels()] == ANGLES  # pooled rows not drawn
         levels = sorted(ln.get_ydata()[0] for ln in ax.get_lines() if ln.get_linestyle() in ("--", ":"))
         assert levels == [targets.HUE_ANGLE_TARGET.threshold, targets.HUE_ANGLE_GOAL] == [0.5, 0.7]
-    assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == [MAIN, "scft-triplet"]
+    assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == [MAIN, "scft-triplet-grid8"]
     # every seed a point: 2 runs x 4 angles x 2 seeds in each panel
     points = sum(len(c.get_offsets()) for c in fig.axes[1].collections)
     assert points >= 16

@@ -18,7 +18,7 @@ from ..config import get_dataset
 from ..training.checkpoint import recorded_machine, recorded_precision
 from .claims import Intervals, reference_use
 from .parallel import ensure_runs
-from .registry import MAIN, run_path
+from .registry import MAIN, SEEDS, run_path
 from .reproduce import results_dir
 from .tables import metrics_table, provenance, save_table, summarise
 
@@ -61,7 +61,7 @@ def comparison(bf16: pd.Series, fp32: pd.DataFrame, seeds) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def run(profile: str = "mini", dataset: str = "openmoji", seeds=(0, 1), *,
+def run(profile: str = "mini", dataset: str = "openmoji", seeds=SEEDS, *,
         out: Path | None = None, train: bool = True) -> Path:
     """Train (if `train`) and evaluate the float32 main model, then write the comparison."""
     if train:
