@@ -154,8 +154,12 @@ RUNS: dict[str, tuple[str, dict]] = {
     "step-res256-long": ("step study: the projection at 2,000 steps (schedule and snapshots "
                          "stretched alike)",
                          lambda c: _step_arm(c, {"model.res_channels": 256, **_stretched(c, 2000)})),
+    "step-res256-long-hue": ("step study: the projection at 2,000 steps, and a() also turns hue "
+                             "by U[-180, 180] degrees in CIELAB",
+                             lambda c: _step_arm(c, {"model.res_channels": 256, **_stretched(c, 2000),
+                                                     "data.hue_rotation": 180.0})),
 }
-STEP_ARMS = ["step-res256", "step-res256-hue", "step-res256-long"]
+STEP_ARMS = ["step-res256", "step-res256-hue", "step-res256-long", "step-res256-long-hue"]
 HUE_VAL = 256  # [I] images of the training split held out as the hue study's validation split
 HUE_ARMS = ["hue-base", "hue-sga", "hue-rotation", "hue-ab", "hue-lr"]
 ARM_HUE_ARMS = ["arm-hue-base", "arm-hue-ab3", "arm-hue-batch8", "arm-hue-flat"]
