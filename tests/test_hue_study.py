@@ -56,6 +56,19 @@ def test_the_first_steps_need_chroma_as_well_as_hue(study):
     assert table.loc["hue-sga", "steps"] == 300 and table.loc["hue-sga", "map_aa"] == 0.8
 
 
+def test_the_arm_table_gives_the_weakest_diagonal_entry_over_the_probe_angles(tmp_path):
+    write_curve(tmp_path, "openmoji", "hue-base", 0, [(100, 9, 6, 0.7, 0.8)])
+    cache = hs.run_folder(tmp_path, "openmoji", "hue-base", 0) / "reference_use.jsonl"
+    rows = [json.loads(x) for x in cache.read_text().splitlines()]
+    # an older cache without the per-angle maps has no such column
+    assert "map_weakest_angle" not in hs.arm_table(hs.curve_rows(tmp_path)).columns
+    rows[0].update({k: 0.8 for k in hs.ANGLE_DIAGONAL}, transfer_bb_180=0.3, transfer_ab_90=-0.9)
+    cache.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    table = hs.arm_table(hs.curve_rows(tmp_path))
+    # the off-diagonal entry does not count; b* at 180 degrees is the weakest
+    assert len(hs.ANGLE_DIAGONAL) == 8 and table["map_weakest_angle"].tolist() == [0.3]
+
+
 def test_the_best_levers_bring_both_axes_in_soonest(study):
     table = hs.arm_table(hs.curve_rows(study))
     assert hs.best_arms(table, 2) == ["hue-sga", "hue-lr"]

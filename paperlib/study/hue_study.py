@@ -33,6 +33,7 @@ import pandas as pd
 
 from ..config import CHOICES, check_config, override
 from ..data.datasets import build_dataset
+from ..evaluation.evaluate import HUE_PROBE_ANGLES, map_keys
 from ..training.loop import resolve_device
 from ..training.parallel import run_in_workers
 from .long_run import log, measure_snapshots, train_seed
@@ -47,6 +48,10 @@ CSV, MD, PNG = "hue_study.csv", "hue_study.md", "hue_study.png"
 MAP_KEYS = ("transfer_aa", "transfer_ab", "transfer_ba", "transfer_bb")
 # region dE00 over regions under / from evaluate.SMALL_REGION_PX (columns of the arm table)
 SIZE_KEYS = ("region_de_small", "region_de_large")
+# the diagonal entries of the map at each probe angle (evaluate.hue_transfer, where measured):
+# the arm table gives the weakest of them, the one an unusual colour washes out
+ANGLE_DIAGONAL = tuple(k for a in HUE_PROBE_ANGLES for k in map_keys(f"_{a:.0f}")
+                       if k.startswith(("transfer_aa", "transfer_bb")))
 
 
 @dataclass(frozen=True)
@@ -200,7 +205,9 @@ def arm_table(df: pd.DataFrame) -> pd.DataFrame:
                     "first_step_both_axes": first_step(
                         curve, lambda r: min(r["transfer_aa"], r["transfer_bb"]) > MAP_LEVEL),
                     # the region error by region size, where measured (studies since the split)
-                    **{k: last[f"{k}_self"] for k in SIZE_KEYS if f"{k}_self" in curve}})
+                    **{k: last[f"{k}_self"] for k in SIZE_KEYS if f"{k}_self" in curve},
+                    **({"map_weakest_angle": min(last[k] for k in ANGLE_DIAGONAL)}
+                       if all(k in curve for k in ANGLE_DIAGONAL) else {})})
     return pd.DataFrame(out)
 
 
