@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from paperlib.study import parallel
+from paperlib.study import parallel, registry
 from paperlib.training import parallel as pool
 from paperlib.training.snapshot import load_generator
 
@@ -64,7 +64,8 @@ def test_two_workers_train_and_evaluate_like_one(fake_root, monkeypatch, capfd):
     monkeypatch.setattr(parallel, "REFRESH_SECONDS", 1e9)
     paths = parallel.ensure_runs("smoke", jobs, workers=2, progress=True)
     bar = capfd.readouterr().err
-    assert "2 runs, 2 at a time x" in bar and "8/8" in bar and "2/2 runs done" in bar, bar
+    steps = sum(registry.run_config("smoke", n, s).train.max_steps for n, s in jobs)
+    assert "2 runs, 2 at a time x" in bar and f"{steps}/{steps}" in bar and "2/2 runs done" in bar, bar
     # tqdm draws once at the start and once on close, starts each redraw with a \r, and the
     # pool redraws once per wait that saw a run end (at most once per run).
     assert bar.count("\r") <= 2 + len(jobs), bar

@@ -170,7 +170,7 @@ def claims(profile: str, seeds=SEEDS, *, dataset: str | None = None,
         """The run's value of metric m for each seed that has one."""
         if df.empty:
             return []
-        rows = df[(df["run"] == run) & (df["metric"] == m)].sort_values("seed")
+        rows = df[(df["run"] == run) & (df["metric"] == m)].sort_values("seed", kind="stable")
         return [float(v) for v in rows["value"] if v == v]
 
     def fid_claim(better: str, worse: str, kid_worse: str) -> tuple[str, str]:
