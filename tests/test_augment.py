@@ -180,3 +180,22 @@ def test_hue_rotation_angles_stay_in_range_and_cover_the_circle():
     d = torch.deg2rad(_wrapped(_hue_of(full) - _hue_of(img)).flatten())
     assert abs(d.cos().mean()) < 0.06 and abs(d.sin().mean()) < 0.06
     assert d.min() < math.radians(-170) and d.max() > math.radians(170)
+
+
+def test_scoring_builds_the_papers_pairs_whatever_the_training_levers():
+    """A run trained with zero references or the hue turn is scored on the pairs of one
+    trained without them: the same references and targets, the same random stream."""
+    from dataclasses import replace
+
+    from paperlib.core.augment import scoring_config
+
+    image = torch.rand(4, 3, 32, 32) * 2 - 1
+    plain = DataConfig()
+    levers = replace(plain, hue_rotation=180.0, no_reference_prob=0.5)
+    a = augmented_self(image, scoring_config(levers), torch.Generator().manual_seed(3), stride=8)
+    b = augmented_self(image, plain, torch.Generator().manual_seed(3), stride=8)
+    for k in ("reference", "target", "corr", "corr_mask", "has_reference"):
+        assert torch.equal(a[k], b[k]), k
+    # the levers do change the training pairs
+    c = augmented_self(image, levers, torch.Generator().manual_seed(3), stride=8)
+    assert not torch.equal(c["target"], b["target"])

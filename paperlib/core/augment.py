@@ -14,6 +14,8 @@ the DataLoader, on whatever device the images are on.
 """
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 import torch.nn.functional as F
 
@@ -95,6 +97,14 @@ def color_shift(image: torch.Tensor, cfg: DataConfig, generator: torch.Generator
         degrees = (torch.rand(b, generator=generator) * 2 - 1) * cfg.hue_rotation  # (B,)
         out = rotate_hue(out, degrees.to(image.device))
     return out
+
+
+def scoring_config(cfg: DataConfig) -> DataConfig:
+    """The augmented-self pairs that scoring builds: the paper's a() and s() with a reference
+    for every image. The zero references (no_reference_prob) and the hue turn (hue_rotation)
+    are training levers: a run trained with them is scored on the same pairs as one without,
+    so that their numbers compare (the hue probe turns hue itself, by known angles)."""
+    return replace(cfg, no_reference_prob=0.0, hue_rotation=0.0)
 
 
 def warp(image: torch.Tensor, params: torch.Tensor, src: torch.Tensor) -> torch.Tensor:

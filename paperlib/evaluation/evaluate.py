@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import math
 import subprocess
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -89,7 +88,7 @@ def generate(G, dataset, *, batch_size: int = 32, seed: int = 0, no_reference: b
     items = [dataset[i] for i in range(n)]
     image = torch.stack([it["image"] for it in items])  # (N,3,H,W)
     sketch = torch.stack([it["sketch"] for it in items])  # (N,1,H,W)
-    cfg = replace(data_cfg, no_reference_prob=0.0)
+    cfg = augment.scoring_config(data_cfg)
     aug = augment.augmented_self(image, cfg, torch.Generator().manual_seed(seed),
                                  stride=encoder_stride(G))
     cross = derangement(n, seed)
@@ -241,7 +240,7 @@ def hue_transfer(G, data_cfg, *, n: int = 48, seed: int = 0, split: str = "test"
     items = [ds[i] for i in range(len(ds))]
     image = torch.stack([it["image"] for it in items])  # (N,3,H,W)
     sketch = torch.stack([it["sketch"] for it in items])  # (N,1,H,W)
-    aug = augment.augmented_self(image, replace(data_cfg, no_reference_prob=0.0),
+    aug = augment.augmented_self(image, augment.scoring_config(data_cfg),
                                  torch.Generator().manual_seed(seed), stride=encoder_stride(G))
     device = next(G.parameters()).device
     was_training = G.training

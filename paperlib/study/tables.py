@@ -69,7 +69,7 @@ def example_batch(config: Config, n: int = 4, seed: int = 0, split: str = "test"
     idx = [(start + i * stride) % len(ds) for i in range(n)]
     items = [ds[i] for i in idx]
     image = torch.stack([it["image"] for it in items])  # (n,3,H,W)
-    aug = augment.augmented_self(image, override(config, {"data.no_reference_prob": 0.0}).data,
+    aug = augment.augmented_self(image, augment.scoring_config(config.data),
                                  torch.Generator().manual_seed(seed),
                                  stride=total_stride(config.model))
     return {"image": image, "sketch": torch.stack([it["sketch"] for it in items]),
