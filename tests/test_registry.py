@@ -20,7 +20,8 @@ def test_verdict_reads_gaps_against_the_seed_spread():
 
 def test_ablations_are_config_values_of_one_profile():
     from paperlib.config import override
-    from paperlib.study.registry import ARMS, GRID8_STRIDES, MAIN, MAIN_RES_CHANNELS, MAIN_STEPS
+    from paperlib.study.registry import (ARMS, GRID8_STRIDES, MAIN, MAIN_HUE_ROTATION,
+                                         MAIN_RES_CHANNELS, MAIN_STEPS, run_config as rc)
 
     base = get_profile("mini")
     main = run_config("mini", "scft-triplet", 0)
@@ -28,7 +29,10 @@ def test_ablations_are_config_values_of_one_profile():
     # the main recipe: mini on the 8x8 grid, the projection, MAIN_STEPS with the schedule stretched
     assert main.model == override(base, {"model.encoder_strides": GRID8_STRIDES,
                                          "model.res_channels": MAIN_RES_CHANNELS}).model
-    assert main.train.max_steps == MAIN_STEPS
+    assert main.train.max_steps == MAIN_STEPS and main.data.hue_rotation == MAIN_HUE_ROTATION > 0
+    # the step study's chosen arm, trained on every training image
+    chosen = rc("mini", "step-res256-long-hue", 0)
+    assert override(main, {"data.val_holdout": chosen.data.val_holdout}) == chosen
     assert main.train.snapshot_every * base.train.max_steps == base.train.snapshot_every * MAIN_STEPS
     # every arm is the main recipe and its own overrides: the same grid, width, steps, schedule
     for arm in ARMS:
@@ -36,6 +40,7 @@ def test_ablations_are_config_values_of_one_profile():
         assert (c.model.encoder_strides, c.model.res_channels, c.model.width) == (
             main.model.encoder_strides, main.model.res_channels, main.model.width), arm
         assert c.train == main.train and c.loss.lambda_ab == main.loss.lambda_ab, arm
+        assert c.data.hue_rotation == main.data.hue_rotation, arm
     assert run_config("mini", "scft-triplet-4x4", 0).model == base.model
     assert run_config("mini", "add", 1).model.aggregation == "add"
     assert run_config("mini", "add", 1).loss.correspondence_loss == "none"

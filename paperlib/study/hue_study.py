@@ -206,7 +206,8 @@ def arm_table(df: pd.DataFrame) -> pd.DataFrame:
                         curve, lambda r: min(r["transfer_aa"], r["transfer_bb"]) > MAP_LEVEL),
                     # the region error by region size, where measured (studies since the split)
                     **{k: last[f"{k}_self"] for k in SIZE_KEYS if f"{k}_self" in curve},
-                    **({"map_weakest_angle": min(last[k] for k in ANGLE_DIAGONAL)}
+                    # NaN for a run measured before the per-angle maps, beside one after
+                    **({"map_weakest_angle": pd.Series([last[k] for k in ANGLE_DIAGONAL]).min()}
                        if all(k in curve for k in ANGLE_DIAGONAL) else {})})
     return pd.DataFrame(out)
 
