@@ -108,7 +108,9 @@ def test_the_main_recipes_step_gives_its_recorded_losses(tmp_path):
     now = run_losses(tmp_path, MAIN_STEPS, main_recipe_config)
     assert now["steps"] == ref["steps"] == list(range(1, MAIN_STEPS + 1))
     for k in TERMS:
-        assert now[k][:2] == pytest.approx(ref[k][:2], rel=1e-5, abs=1e-6), k
+        # recorded with AVX-512 kernels: on AVX2 alone (CPU_STANDIN=avx2) step 2 differs by
+        # 1.4e-5 of its value (measured), still a hundred times below a real change
+        assert now[k][:2] == pytest.approx(ref[k][:2], rel=1e-4, abs=1e-6), k
         assert now[k][:10] == pytest.approx(ref[k][:10], rel=2e-2), k
     for k in ("g_rec", "g_total"):
         assert statistics.mean(now[k][20:]) == pytest.approx(statistics.mean(ref[k][20:]), rel=0.02), k
