@@ -83,3 +83,32 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+# Stand-ins with the Generator's call signature, for the colour metrics' analytic tests.
+class StandIn(torch.nn.Module):
+    """The Generator call signature; records the mode it was called in."""
+
+    def __init__(self):
+        super().__init__()
+        self.p = torch.nn.Parameter(torch.zeros(1))  # for next(G.parameters()).device
+        self.modes: list[bool] = []
+
+    def forward(self, sketch, reference=None, return_attention=False):
+        self.modes.append(self.training)
+        return self.colour(sketch, reference), {}
+
+
+class ReferenceCopier(StandIn):
+    """Outputs its reference: all colours come from the reference."""
+
+    def colour(self, sketch, reference):
+        return reference
+
+
+class ConstantColour(StandIn):
+    """Ignores the reference: one orange everywhere."""
+
+    def colour(self, sketch, reference):
+        b, _, h, w = sketch.shape
+        return torch.tensor([0.6, -0.2, 0.1]).view(1, 3, 1, 1).expand(b, 3, h, w)

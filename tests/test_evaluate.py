@@ -12,6 +12,7 @@ from paperlib.config import get_profile, override
 from paperlib.evaluation.evaluate import derangement, other_reference_index
 from paperlib.evaluation.metrics import attention_hit_rate
 from paperlib.core.color import rotate_hue
+from conftest import ConstantColour, ReferenceCopier, StandIn
 
 
 def test_derangement_has_no_fixed_point_and_is_a_permutation():
@@ -51,34 +52,6 @@ def test_kid_subsets_smaller_than_the_set_have_a_spread():
 
 
 # --- does the output follow its reference? ---------------------------------------------
-
-
-class StandIn(torch.nn.Module):
-    """The Generator call signature; records the mode it was called in."""
-
-    def __init__(self):
-        super().__init__()
-        self.p = torch.nn.Parameter(torch.zeros(1))  # for next(G.parameters()).device
-        self.modes: list[bool] = []
-
-    def forward(self, sketch, reference=None, return_attention=False):
-        self.modes.append(self.training)
-        return self.colour(sketch, reference), {}
-
-
-class ReferenceCopier(StandIn):
-    """Outputs its reference: all colours come from the reference."""
-
-    def colour(self, sketch, reference):
-        return reference
-
-
-class ConstantColour(StandIn):
-    """Ignores the reference: one orange everywhere."""
-
-    def colour(self, sketch, reference):
-        b, _, h, w = sketch.shape
-        return torch.tensor([0.6, -0.2, 0.1]).view(1, 3, 1, 1).expand(b, 3, h, w)
 
 
 @pytest.fixture

@@ -15,34 +15,10 @@ from paperlib.study import figures, tables, targets
 from paperlib.study.registry import MAIN
 from paperlib.training.snapshot import FINAL, save_snapshot
 
+from conftest import ConstantColour, ReferenceCopier
+
 matplotlib.use("Agg")
 ANGLES = [f"{a:.0f}" for a in HUE_PROBE_ANGLES]
-
-
-class StandIn(torch.nn.Module):
-    """The Generator call signature, for the outputs below."""
-
-    def __init__(self):
-        super().__init__()
-        self.p = torch.nn.Parameter(torch.zeros(1))  # for next(G.parameters()).device
-
-    def forward(self, sketch, reference=None, return_attention=False):
-        return self.colour(sketch, reference), {}
-
-
-class ReferenceCopier(StandIn):
-    """Outputs its reference: every hue comes from the reference, turned or not."""
-
-    def colour(self, sketch, reference):
-        return reference
-
-
-class ConstantColour(StandIn):
-    """Ignores the reference: one orange everywhere, as a model painting from memory would."""
-
-    def colour(self, sketch, reference):
-        b, _, h, w = sketch.shape
-        return torch.tensor([0.6, -0.2, 0.1]).view(1, 3, 1, 1).expand(b, 3, h, w)
 
 
 STAND_INS = {"copier": ReferenceCopier, "constant": ConstantColour}
