@@ -218,8 +218,7 @@ def _equal_time(c: Config, step_cost: float) -> dict:
     steps): the same training time for a model whose step costs that many of mini's."""
     exact = 3 * c.train.max_steps / step_cost
     steps = round(exact / 100) * 100 if exact >= 100 else max(1, round(exact))
-    return {"train.max_steps": steps, "train.snapshot_every": max(1, steps * c.train.snapshot_every // c.train.max_steps),
-            "train.sample_every": max(1, steps * c.train.sample_every // c.train.max_steps)}
+    return _stretched(c, steps)
 
 
 def _stretched(c: Config, steps: int) -> dict:
