@@ -1,5 +1,6 @@
 """Command line: python -m paperlib {prepare-data,train,bench,evaluate,colorize,reproduce,screenshot,
-long-run,long-run-summary,hue-study,hue-study-summary,recipe-study,try,fp32-check}."""
+long-run,long-run-summary,hue-study,hue-study-summary,recipe-study,try,fp32-check,
+claim-widths}."""
 from __future__ import annotations
 
 import argparse
@@ -34,6 +35,8 @@ COMMANDS = {
     "fp32-check": ("study.fp32_check", "fp32_check", "the main model trained in float32 (what a "
                    "CPU without bf16 units trains) beside the committed bf16 tables: "
                    "results/fp32/main_<dataset>.{csv,md}"),
+    "claim-widths": ("study.claim_widths", "claim_widths", "the claims' interval widths in two "
+                     "claims.csv files side by side: results/claims_widths.{csv,md}"),
 }
 
 # The exit status of a process stopped by Ctrl-C (128 + SIGINT), as shells report it.
