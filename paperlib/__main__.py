@@ -36,7 +36,7 @@ COMMANDS = {
                    "CPU without bf16 units trains) beside the committed bf16 tables: "
                    "results/fp32/main_<dataset>.{csv,md}"),
     "claim-widths": ("study.claim_widths", "claim_widths", "the claims' interval widths in two "
-                     "claims.csv files side by side: results/claims_widths.{csv,md}"),
+                     "claims.csv files side by side: results/claim-widths/"),
 }
 
 # The exit status of a process stopped by Ctrl-C (128 + SIGINT), as shells report it.

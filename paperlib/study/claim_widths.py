@@ -89,8 +89,8 @@ def add_claim_widths_arguments(sp) -> None:
     sp.add_argument("--before", type=Path, required=True, help="the earlier claims.csv")
     sp.add_argument("--after", type=Path, default=Path("results/claims.csv"),
                     help="the current claims.csv (default results/claims.csv)")
-    sp.add_argument("--out", type=Path, default=Path("results/claims_widths"),
-                    help="written as OUT.csv and OUT.md (default results/claims_widths)")
+    sp.add_argument("--out", type=Path, default=Path("results/claim-widths/openmoji"),
+                    help="written as OUT.csv and OUT.md (default results/claim-widths/openmoji)")
 
 
 def claim_widths_main(args) -> None:
