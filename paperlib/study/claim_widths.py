@@ -77,11 +77,11 @@ def write(before: Path, after: Path, out: Path) -> pd.DataFrame:
     table = compare(read_claims(before), read_claims(after))
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    table.to_csv(out.with_suffix(".csv"), index=False, float_format="%.3f")
+    table.to_csv(out.with_suffix(".csv"), index=False, float_format="%.6g")
     head = (f"### claim intervals: widths before and after\n\nbefore: `{before}`  \n"
             f"after: `{after}`  \nwidth = high - low of the 95% interval; after / before below 1 "
             "means narrower. A blank side had no such interval.\n\n")
-    out.with_suffix(".md").write_text(head + table.to_markdown(index=False, floatfmt=".2f") + "\n")
+    out.with_suffix(".md").write_text(head + table.to_markdown(index=False, floatfmt=".4g") + "\n")
     return table
 
 
