@@ -402,7 +402,7 @@ def test_every_option_of_every_command_has_help_text():
 
 MINIMAL_ARGS = {"train": ["--run-dir", "r"], "evaluate": ["--checkpoint", "r"],
                 "colorize": ["--checkpoint", "r", "--sketch", "s.png", "--out", "o.png"],
-                "long-run-summary": ["f"], "hue-study-summary": ["w"]}
+                "long-run-summary": ["f"], "hue-study-summary": ["w"], "claim-widths": ["--before", "b.csv"]}
 
 
 @pytest.mark.parametrize("command", list(commands()))
