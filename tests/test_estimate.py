@@ -27,16 +27,39 @@ def test_the_step_kind_ignores_the_seed_and_schedule_but_not_the_grid():
     assert estimate.step_kind(registry.run_config("mini", "scft-triplet-4x4", 0)) != estimate.step_kind(a)
 
 
-def test_the_plan_multiplies_the_steps_left_by_the_timed_step(monkeypatch, tmp_path):
+def test_the_plan_plays_the_pool_through_with_the_timed_steps(monkeypatch, tmp_path):
+    import os
+
     monkeypatch.setenv("PAPERLIB_WORKERS", "2")
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
     monkeypatch.setattr(estimate, "run_path", lambda p, n, s, d=None: tmp_path / f"{n}-{s}")
-    monkeypatch.setattr(estimate, "step_seconds", lambda config, *a, **k: 0.5)
-    plan = estimate.plan("smoke", "openmoji", ["03_aggregation_ablation.ipynb"])
+    # 0.5 s on one thread, 0.4 s alone on both, 0.75 s with two runs side by side
+    monkeypatch.setattr(estimate, "step_seconds", lambda config, steps, warmup, threads: 0.5 if threads == 1 else 0.4)
+    monkeypatch.setattr(estimate, "side_by_side_seconds", lambda *a: 0.75)
+    plan = estimate.plan("smoke", "openmoji", ["03_aggregation_ablation.ipynb", "06_no_reference.ipynb"])
     steps = registry.run_config("smoke", "add", 0, "openmoji").train.max_steps
-    assert plan.steps == {"03": 6 * steps}
-    # six runs of `steps` at 0.5 s, two at a time
-    assert plan.minutes["03"] == pytest.approx(6 * steps * 0.5 / 2 / 60)
-    assert "Estimated training time" in plan.summary() and plan.cpu in plan.summary()
+    seeds = len(registry.study_seeds("smoke"))
+    assert plan.steps == {"03": 3 * seeds * steps, "06": seeds * steps}
+    assert (plan.side_by_side, plan.lone, plan.cores) == (pytest.approx(1.5), pytest.approx(0.8), 2)
+    assert plan.minutes["03"] == pytest.approx(
+        estimate.pool_seconds([steps * 0.5] * 3 * seeds, 2, 1.5, 0.8) / 60)
+    assert plan.minutes["06"] == pytest.approx(
+        estimate.pool_seconds([steps * 0.5] * seeds, 2, 1.5, 0.8) / 60)
+    text = plan.summary()
+    assert "Estimated training time" in text and plan.cpu in text
+    assert "1.50x as long" in text and "on 2 threads, 0.80x" in text
+
+
+@pytest.mark.parametrize("seconds,workers,side,lone,wall", [
+    ([10, 10, 10], 1, 1.5, 0.8, 30),  # one worker: one after the other
+    ([10, 10, 10, 10], 2, 1.0, 1.0, 20),  # no slow-down: the work shared evenly
+    ([10, 10, 10], 2, 1.5, 0.8, 10 * 1.5 + 10 * 0.8),  # two side by side, then one alone
+    # longest first: 30 and 10 side by side (15 s), then 20 left and 10 (15 s), then 10 alone (8 s)
+    ([10, 30, 10], 2, 1.5, 0.8, 38),
+    ([0, 0], 2, 1.5, 0.8, 0),
+])
+def test_the_pool_is_played_through_longest_first(seconds, workers, side, lone, wall):
+    assert estimate.pool_seconds(seconds, workers, side, lone) == pytest.approx(wall)
 
 
 def test_a_complete_reproduction_has_nothing_to_train(monkeypatch, tmp_path):

@@ -51,9 +51,43 @@ def test_threads_per_worker_shares_the_cores(workers, cores, expected):
     assert pool.threads_per_worker(workers, cores) == expected
 
 
+def report_threads(marker: str, end_at_once: bool, wait_s: float) -> tuple[int, int]:
+    """A pool job (module level, so a spawned worker can import it): its thread count at the
+    start, and at its end. The job that ends at once writes `marker`; the other waits until the
+    other has ended and the parent has seen it (its count changes), or `wait_s` seconds."""
+    first = pool.share_cores()
+    if end_at_once:
+        Path(marker).write_text("ended")
+        return first, torch.get_num_threads()
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        if Path(marker).exists() and pool.share_cores() != first:
+            break
+        time.sleep(0.2)
+    return first, torch.get_num_threads()
+
+
+@pytest.mark.parametrize("share", [True, False])
+def test_a_run_left_alone_takes_the_cores_of_the_finished_worker(tmp_path, monkeypatch, share):
+    """Two workers on four cores: two threads each. Once one has no job left, the other's next
+    share_cores call gives it all four (with share=False it keeps two). Outside a pool
+    share_cores changes nothing."""
+    monkeypatch.setattr(os, "cpu_count", lambda: 4)  # read in this process, for the pool
+    marker = str(tmp_path / "ended")
+    # The parent polls every 5 s: with share, two minutes leave a loaded machine a wide margin
+    # (the job stops waiting as soon as its count changes); without, 15 s are three polls.
+    wait_s = 120 if share else 15
+    jobs = [(marker, False, wait_s), (marker, True, wait_s)]
+    alone, other = pool.run_in_workers(report_threads, jobs, 2, share=share)
+    assert other == (2, 2)
+    assert alone == ((2, 4) if share else (2, 2))
+    before = torch.get_num_threads()
+    assert pool.share_cores() == before == torch.get_num_threads()
+
+
 def test_two_workers_train_and_evaluate_like_one(fake_root, monkeypatch, capfd):
-    """Two smoke runs in a pool of two one-thread workers, then the same two runs again in this
-    process with one thread: the same weights (fp32 smoke runs are deterministic at a fixed
+    """Two smoke runs in a pool of two one-thread workers that keep their one thread to the end
+    (share=False), then the same two runs again in this process with one thread: the same weights (fp32 smoke runs are deterministic at a fixed
     thread count) and the same metrics rows. The pool's one bar ends at all steps and all runs,
     and is redrawn only when a run ends or REFRESH_SECONDS have passed."""
     jobs = [("scft-triplet", 0), ("add", 0)]
@@ -62,7 +96,7 @@ def test_two_workers_train_and_evaluate_like_one(fake_root, monkeypatch, capfd):
     # No timed redraw can fall inside this test however loaded the machine is, so the count
     # below is exact: the timed redraws are counted against a clock of our own in the next test.
     monkeypatch.setattr(parallel, "REFRESH_SECONDS", 1e9)
-    paths = parallel.ensure_runs("smoke", jobs, workers=2, progress=True)
+    paths = parallel.ensure_runs("smoke", jobs, workers=2, progress=True, share=False)
     bar = capfd.readouterr().err
     steps = sum(registry.run_config("smoke", n, s).train.max_steps for n, s in jobs)
     assert "2 runs, 2 at a time x" in bar and f"{steps}/{steps}" in bar and "2/2 runs done" in bar, bar

@@ -15,7 +15,8 @@ from tqdm import tqdm
 
 from ..config import get_dataset
 from ..evaluation.evaluate import read_metrics
-from ..training.parallel import default_workers, run_in_workers, steps_done, threads_per_worker
+from ..training.parallel import (default_workers, run_in_workers, share_cores, steps_done,
+                                threads_per_worker)
 from .registry import ensure_evaluated, ensure_trained, is_trained, run_config, run_path
 
 REFRESH_SECONDS = 30.0
@@ -26,6 +27,7 @@ def _job(profile: str, name: str, seed: int, evaluate: bool, no_reference: bool,
     """Train one run (resuming) and evaluate it, each only if not done yet."""
     path = ensure_trained(profile, name, seed, progress=progress, dataset=dataset)
     if evaluate:
+        share_cores()
         ensure_evaluated(profile, name, seed, dataset, progress=progress)
         if no_reference:
             ensure_evaluated(profile, name, seed, dataset, no_reference=True, progress=progress)
@@ -44,7 +46,7 @@ def _is_done(profile: str, name: str, seed: int, evaluate: bool, no_reference: b
 
 def ensure_runs(profile: str, jobs, *, evaluate=True, no_reference: bool = False,
                 workers: int | None = None, progress: bool = True,
-                dataset: str | None = None) -> list[Path]:
+                dataset: str | None = None, share: bool = True) -> list[Path]:
     """Train every (run, seed) in `jobs` that is not complete and evaluate it on the test split
     (with `no_reference`, with the zero reference too). `evaluate` is True, False, or the names
     of the runs to evaluate. Finished work is skipped. Returns the run folders in the order of
@@ -53,7 +55,8 @@ def ensure_runs(profile: str, jobs, *, evaluate=True, no_reference: bool = False
     Longer runs start first, so the pool's workers finish close together. A failing job stops
     the pool (runs in flight are killed and resume on the next call) and its error is raised
     with the run's name. `dataset` None means $PAPERLIB_DATASET, else openmoji; the workers
-    are given it by name.
+    are given it by name. With `share`, the last runs take the cores that finished workers
+    leave idle (training.parallel.share_cores); without it every run keeps one share.
     """
     dataset = get_dataset(dataset)
     jobs = [(str(n), int(s)) for n, s in jobs]
@@ -90,7 +93,8 @@ def ensure_runs(profile: str, jobs, *, evaluate=True, no_reference: bool = False
     try:
         run_in_workers(_job, [(profile, n, s, scored[n, s], no_reference, False, dataset)
                               for n, s in todo],
-                       workers, name=lambda job: f"run {job[1]} seed {job[2]}", on_poll=redraw)
+                       workers, name=lambda job: f"run {job[1]} seed {job[2]}", on_poll=redraw,
+                       share=share)
     finally:
         bar.close()
     return paths

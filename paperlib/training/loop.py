@@ -43,6 +43,7 @@ from ..data.datasets import build_dataset, check_data
 from ..paths import remove_stale_temp_files
 from .checkpoint import (CHECKPOINT, PREVIOUS, checkpoint_state, gather_rng_states, load_resume_state,
                          recorded_precision, restore, trim_stats, write_checkpoint, write_or_check_config)
+from .parallel import share_cores
 from .precision import autocast, resolve
 from .runlock import RunLock
 from .snapshot import FINAL, save_snapshot
@@ -354,6 +355,7 @@ def train(config: Config, run_dir: str | os.PathLike, *, stop_at_step: int | Non
         window_t, window_n = time.perf_counter(), 0
         nets.G.train(), nets.D.train()
         while step < end:
+            share_cores()  # in a pool: the cores of workers that have finished
             batch = prepare_batch(next(data_iter), config, gens["augment"], device, augment_on_device)
             terms = train_step(nets, config, batch, gens["negatives"], device)
             check_finite(terms, step + 1, run_dir)
