@@ -36,18 +36,53 @@ def test_the_plan_plays_the_pool_through_with_the_timed_steps(monkeypatch, tmp_p
     # 0.5 s on one thread, 0.4 s alone on both, 0.75 s with two runs side by side
     monkeypatch.setattr(estimate, "step_seconds", lambda config, steps, warmup, threads: 0.5 if threads == 1 else 0.4)
     monkeypatch.setattr(estimate, "side_by_side_seconds", lambda *a: 0.75)
+    # 100 test images at 0.2 s each: a pass takes 20 s, 23 s with what an evaluation adds
+    monkeypatch.setattr(estimate, "test_images", lambda config: 100)
+    monkeypatch.setattr(estimate, "inception_seconds", lambda threads: 0.2)
+    monkeypatch.setattr(estimate, "EVAL_OVERHEAD", 0.15)
+    monkeypatch.setattr(estimate, "side_by_side_inception_seconds", lambda workers, threads: 0.4)
+    monkeypatch.setattr(estimate, "LOOP_OVERHEAD", 1.1)
     plan = estimate.plan("smoke", "openmoji", ["03_aggregation_ablation.ipynb", "06_no_reference.ipynb"])
     steps = registry.run_config("smoke", "add", 0, "openmoji").train.max_steps
     seeds = len(registry.study_seeds("smoke"))
     assert plan.steps == {"03": 3 * seeds * steps, "06": seeds * steps}
     assert (plan.side_by_side, plan.lone, plan.cores) == (pytest.approx(1.5), pytest.approx(0.8), 2)
-    assert plan.minutes["03"] == pytest.approx(
-        estimate.pool_seconds([steps * 0.5] * 3 * seeds, 2, 1.5, 0.8) / 60)
-    assert plan.minutes["06"] == pytest.approx(
-        estimate.pool_seconds([steps * 0.5] * seeds, 2, 1.5, 0.8) / 60)
+    # 03: two passes per run, the first run also the real images' pass (20 s); 06: three. The
+    # loop costs 1.1x the bare step; side by side a step takes 1.5x, an Inception pass 2x.
+    assert plan.side_by_side_evaluation == pytest.approx(2.0)
+    factors = {"train": 1.5, "evaluate": 2.0}
+    jobs03 = [[(steps * 0.5 * 1.1, "train"), (2 * 23, "evaluate")] for _ in range(3 * seeds)]
+    jobs03[0][1] = (2 * 23 + 20, "evaluate")
+    assert plan.minutes["03"] == pytest.approx(estimate.pool_seconds(jobs03, 2, factors, 0.8) / 60)
+    jobs06 = [[(steps * 0.5 * 1.1, "train"), (3 * 23, "evaluate")] for _ in range(seeds)]
+    assert plan.minutes["06"] == pytest.approx(estimate.pool_seconds(jobs06, 2, factors, 0.8) / 60)
+    assert plan.evaluation_minutes == pytest.approx({"03": (3 * seeds * 46 + 20) / 60,
+                                                     "06": seeds * 69 / 60})
     text = plan.summary()
-    assert "Estimated training time" in text and plan.cpu in text
+    assert "Estimated time" in text and plan.cpu in text and "0.200 s per image" in text
     assert "1.50x as long" in text and "on 2 threads, 0.80x" in text
+
+
+def test_noisy_factors_are_held_to_their_bounds(monkeypatch, tmp_path):
+    """A side-by-side timing faster than alone, or a two-thread one slower, is noise."""
+    monkeypatch.setenv("PAPERLIB_WORKERS", "2")
+    monkeypatch.setattr(estimate, "run_path", lambda p, n, s, d=None: tmp_path / f"{n}-{s}")
+    monkeypatch.setattr(estimate, "step_seconds", lambda config, steps, warmup, threads: 0.5 if threads == 1 else 0.6)
+    monkeypatch.setattr(estimate, "side_by_side_seconds", lambda *a: 0.4)
+    monkeypatch.setattr(estimate, "threads_per_worker", lambda workers: 1)
+    monkeypatch.setattr(estimate, "test_images", lambda config: 10)
+    monkeypatch.setattr(estimate, "inception_seconds", lambda threads: 0.1)
+    monkeypatch.setattr(estimate, "side_by_side_inception_seconds", lambda workers, threads: 0.05)
+    plan = estimate.plan("smoke", "openmoji", ["04_loss_ablation.ipynb"])
+    assert (plan.side_by_side, plan.lone, plan.side_by_side_evaluation) == (1.0, 1.0, 1.0)
+
+
+def test_the_evaluations_are_counted_as_the_notebooks_run_them(monkeypatch):
+    monkeypatch.setattr(estimate, "precision_runs", lambda: dict(registry.PRECISION_RUNS))
+    assert {n: estimate.inception_passes("02", n) for n, _ in estimate.notebook_jobs("02")} == {
+        registry.MAIN: 2, "short-bf16": 0, "short-fp32": 0}
+    assert estimate.inception_passes("03", "sga") == estimate.inception_passes("04", "scft-l1") == 2
+    assert estimate.inception_passes("06", "scft-noref") == 3
 
 
 @pytest.mark.parametrize("seconds,workers,side,lone,wall", [
@@ -60,6 +95,19 @@ def test_the_plan_plays_the_pool_through_with_the_timed_steps(monkeypatch, tmp_p
 ])
 def test_the_pool_is_played_through_longest_first(seconds, workers, side, lone, wall):
     assert estimate.pool_seconds(seconds, workers, side, lone) == pytest.approx(wall)
+
+
+def test_each_phase_of_a_job_has_its_own_side_by_side_factor():
+    """Two jobs of 10 s training then 5 s evaluation, side by side: training at 1.5x (15 s),
+    evaluation at 2x (10 s). A third job of 10 s training alone: at 0.8x, 8 s."""
+    job = [(10, "train"), (5, "evaluate")]
+    factors = {"train": 1.5, "evaluate": 2.0}
+    assert estimate.pool_seconds([job, job], 2, factors, 0.8) == pytest.approx(25)
+    assert estimate.pool_seconds([job, job, [(10, "train")]], 2, factors, 0.8) == pytest.approx(25 + 8)
+    # a short job ends mid-way through the other's training: from then on the other runs alone
+    assert estimate.pool_seconds([[(4, "train")], [(10, "train")]], 2, factors, 0.8) == \
+        pytest.approx(4 * 1.5 + 6 * 0.8)
+    assert estimate.pool_seconds([job], 1, factors, 0.8) == 15
 
 
 def test_a_complete_reproduction_has_nothing_to_train(monkeypatch, tmp_path):
@@ -75,3 +123,9 @@ def test_a_step_is_timed_for_real_on_a_tiny_config():
 
     config = registry.run_config("smoke", "scft-triplet", 0, "openmoji")
     assert 0 < step_seconds(config, steps=1, warmup=0, threads=1)
+
+
+def test_the_inception_is_timed_for_real_and_the_test_split_counted():
+    config = registry.run_config("smoke", "scft-triplet", 0, "openmoji")
+    assert estimate.test_images(config) == config.data.eval_limit > 0
+    assert 0 < estimate.inception_seconds(threads=1, images=1)

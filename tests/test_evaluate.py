@@ -136,6 +136,36 @@ def test_evaluate_writes_reference_metrics_and_kid_spread(folder_config, tmp_pat
     assert zero["ref_gain_de_self"] == 0.0
 
 
+def test_without_a_reference_the_two_settings_share_one_inception_pass(folder_config, tmp_path,
+                                                                       monkeypatch):
+    """With the zero reference the self and cross outputs are the same images (each the sketch
+    coloured alone): their features are taken once, and the two settings' FID and KID agree."""
+    from paperlib.core.model import Generator
+    from paperlib.data.datasets import build_dataset
+    from paperlib.training.snapshot import save_snapshot
+
+    passes = []
+    monkeypatch.setattr(fid, "inception", lambda *a, **k: None)
+    monkeypatch.setattr(fid, "activations", lambda images, *a, **k: passes.append(len(images))
+                        or pixel_features(images))
+    monkeypatch.setattr(fid, "reference_activations", lambda key, compute: compute())
+    run = tmp_path / "run"
+    torch.manual_seed(0)
+    G = Generator(folder_config.model).eval()
+    save_snapshot(G, folder_config, 3, run / "snapshot-final.pt")
+    ev.evaluate(run, progress=False, limit=8, no_reference=True)
+    assert passes == [8, 8]  # the real images, then the outputs once
+    zero = {r["metric"]: r["value"] for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())}
+    for cross, self_ in (("fid_cross", "fid_self"), ("kid_cross", "kid_self"),
+                         ("kid_cross_sd", "kid_self_sd")):
+        assert zero[cross] == zero[self_]
+    ds = ev.first_n(build_dataset(folder_config.data, "test"), 8)
+    out = ev.generate(G, ds, no_reference=True, data_cfg=folder_config.data, progress=False)
+    with torch.no_grad():
+        alone = G(out["sketch"], None)[0].float()
+    assert torch.equal(out["cross"], out["self"]) and torch.allclose(out["cross"], alone, atol=1e-5)
+
+
 def test_read_metrics_refuses_a_filter_it_does_not_have(tmp_path):
     """A misspelt filter is an error naming it, never dropped (which would return the rows
     it was meant to exclude)."""

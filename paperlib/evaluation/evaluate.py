@@ -106,7 +106,7 @@ def generate(G, dataset, *, batch_size: int = 32, seed: int = 0, no_reference: b
         self_out.append(rgb.float().cpu())
         # Without references both inputs are the same: the gain is 0 by construction.
         wrong_out.append(self_out[-1] if no_reference else G(sk, ref_wrong)[0].float().cpu())
-        cross_out.append(G(sk, ref_cross)[0].float().cpu())
+        cross_out.append(self_out[-1] if no_reference else G(sk, ref_cross)[0].float().cpu())
         if attention and "attention" in aux:
             mask = aug["corr_mask"][sl]  # (b,P)
             # Rates weighted by their valid positions add up to the rate over the whole set.
@@ -360,7 +360,12 @@ def evaluate(run_or_file, *, dataset: str | None = None, root: str | None = None
         real_key, lambda: fid.activations(out["image"], net, device=device, progress=progress))
     values: dict[str, float] = {}
     for setting in ("cross", "self"):
-        acts = fid.activations(out[setting], net, device=device, progress=progress)
+        if setting == "self" and no_reference:
+            # Without a reference both settings colour the sketch alone: the same outputs, so
+            # the same features (the Inception pass is most of an evaluation's time).
+            acts = cross_acts
+        else:
+            acts = fid.activations(out[setting], net, device=device, progress=progress)
         values[f"fid_{setting}"] = fid.fid_from_activations(acts, real_acts)
         kid_mean, kid_std = fid.kid(acts, real_acts, subset_size=fid.kid_subset_size(n))
         values[f"kid_{setting}"], values[f"kid_{setting}_sd"] = kid_mean, kid_std

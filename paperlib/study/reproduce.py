@@ -92,8 +92,8 @@ def update_times(text: str, notebook: str, profile: str, minutes: float,
     notebook for its last run (rows of other notebooks kept, so `--only 04` updates row 04
     alone), sorted by notebook name, under a header. Older files appended a row per run and had
     no header: their last row per notebook is kept. Rows from before the estimate, CPU and
-    precision columns keep "-" there. The estimate is the training time `estimate.plan` gave
-    before the notebook ran."""
+    precision columns keep "-" there. The estimate is the time `estimate.plan` gave before the
+    notebook ran (training and evaluation since the plan counts both; training alone before)."""
     rows: dict[str, tuple[str, ...]] = {}
     for line in text.splitlines():
         fields = tuple(line.split("\t"))
