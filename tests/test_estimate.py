@@ -38,7 +38,8 @@ def test_the_plan_plays_the_pool_through_with_the_timed_steps(monkeypatch, tmp_p
     monkeypatch.setattr(estimate, "side_by_side_seconds", lambda *a: 0.75)
     # 100 test images at 0.2 s each: a pass takes 20 s, 23 s with what an evaluation adds
     monkeypatch.setattr(estimate, "test_images", lambda config: 100)
-    monkeypatch.setattr(estimate, "inception_seconds", lambda threads: 0.2)
+    monkeypatch.setattr(estimate, "inception_seconds", lambda threads, images=50: 0.2)
+    monkeypatch.setattr(estimate, "FACTORS_FROM_SECONDS", 0)
     monkeypatch.setattr(estimate, "EVAL_OVERHEAD", 0.15)
     monkeypatch.setattr(estimate, "side_by_side_inception_seconds", lambda workers, threads: 0.4)
     monkeypatch.setattr(estimate, "LOOP_OVERHEAD", 1.1)
@@ -71,10 +72,26 @@ def test_noisy_factors_are_held_to_their_bounds(monkeypatch, tmp_path):
     monkeypatch.setattr(estimate, "side_by_side_seconds", lambda *a: 0.4)
     monkeypatch.setattr(estimate, "threads_per_worker", lambda workers: 1)
     monkeypatch.setattr(estimate, "test_images", lambda config: 10)
-    monkeypatch.setattr(estimate, "inception_seconds", lambda threads: 0.1)
+    monkeypatch.setattr(estimate, "inception_seconds", lambda threads, images=50: 0.1)
+    monkeypatch.setattr(estimate, "FACTORS_FROM_SECONDS", 0)
     monkeypatch.setattr(estimate, "side_by_side_inception_seconds", lambda workers, threads: 0.05)
     plan = estimate.plan("smoke", "openmoji", ["04_loss_ablation.ipynb"])
     assert (plan.side_by_side, plan.lone, plan.side_by_side_evaluation) == (1.0, 1.0, 1.0)
+
+
+def test_a_small_plan_times_no_factors(monkeypatch, tmp_path):
+    """Under FACTORS_FROM_SECONDS of work the factors stay 1 and nothing is spawned to time them:
+    a smoke reproduction's plan must not cost more than its runs."""
+    monkeypatch.setenv("PAPERLIB_WORKERS", "2")
+    monkeypatch.setattr(estimate, "run_path", lambda p, n, s, d=None: tmp_path / f"{n}-{s}")
+    monkeypatch.setattr(estimate, "step_seconds", lambda config, steps, warmup, threads: 0.01)
+    monkeypatch.setattr(estimate, "test_images", lambda config: 12)
+    monkeypatch.setattr(estimate, "inception_seconds", lambda threads, images=50: 0.1)
+    for name in ("side_by_side_seconds", "side_by_side_inception_seconds"):
+        monkeypatch.setattr(estimate, name, lambda *a: pytest.fail("timed side by side"))
+    plan = estimate.plan("smoke", "openmoji", ["03_aggregation_ablation.ipynb"])
+    assert not plan.factors_timed and (plan.side_by_side, plan.lone) == (1.0, 1.0)
+    assert "not timed" in plan.summary()
 
 
 def test_the_evaluations_are_counted_as_the_notebooks_run_them(monkeypatch):

@@ -75,8 +75,8 @@ def test_a_run_left_alone_takes_the_cores_of_the_finished_worker(tmp_path, monke
     monkeypatch.setattr(os, "cpu_count", lambda: 4)  # read in this process, for the pool
     marker = str(tmp_path / "ended")
     # The parent polls every 5 s: with share, two minutes leave a loaded machine a wide margin
-    # (the job stops waiting as soon as its count changes); without, 15 s are three polls.
-    wait_s = 120 if share else 15
+    # (the job stops waiting as soon as its count changes); without, 10 s are two polls.
+    wait_s = 120 if share else 10
     jobs = [(marker, False, wait_s), (marker, True, wait_s)]
     alone, other = pool.run_in_workers(report_threads, jobs, 2, share=share)
     assert other == (2, 2)

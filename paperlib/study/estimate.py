@@ -38,6 +38,10 @@ EVAL_OVERHEAD = 0.15
 # bare step timed here: 0.615 s against 0.534 side by side, 0.40 s against 0.36 alone on two
 # threads (notebook 06 on a 2-core AMD EPYC with AVX2 only, fp32, against its plan) [I].
 LOOP_OVERHEAD = 1.12
+# The side-by-side and alone factors are timed only when the work to plan, one job after the
+# other, is at least this long: their timings (spawned workers, an Inception batch of 50) take
+# a minute or two on a CPU without bf16 units, more than a small plan is worth.
+FACTORS_FROM_SECONDS = 15 * 60
 
 
 def notebook_jobs(notebook: str, seeds=SEEDS) -> list[tuple[str, int]]:
@@ -115,6 +119,7 @@ class Plan:
     lone: float = 1.0  # a step alone on every core, over one on a worker's share
     cores: int = 1
     inception_seconds: float = 0.0  # per image, on a worker's share of the threads
+    factors_timed: bool = False
     images: int = 0  # per evaluation pass
 
     def total_minutes(self) -> float:
@@ -127,7 +132,9 @@ class Plan:
         timed = ", ".join(f"{n} {s:.2f} s" for n, s in self.step_seconds.items())
         lines.append(f"A step here, {self.threads} thread(s) each, {TIMED_STEPS} timed after a "
                      f"warm-up: {timed}")
-        if self.workers > 1:
+        if self.workers > 1 and not self.factors_timed:
+            lines.append("Side by side and alone: not timed, the work is too small to be worth it")
+        if self.workers > 1 and self.factors_timed:
             lines.append(f"Side by side ({self.workers} runs at once) a step takes "
                          f"{self.side_by_side:.2f}x as long; a run left alone, on {self.cores} "
                          f"threads, {self.lone:.2f}x")
@@ -135,7 +142,7 @@ class Plan:
             lines.append(f"FID Inception here, {self.threads} thread(s): {self.inception_seconds:.3f} s "
                          f"per image, {self.images} test images per pass"
                          + (f"; side by side {self.side_by_side_evaluation:.2f}x as long"
-                            if self.workers > 1 else ""))
+                            if self.workers > 1 and self.factors_timed else ""))
         per = ", ".join(f"{nb} {m:.0f} min" for nb, m in self.minutes.items() if m)
         lines.append(f"Estimated time: {self.total_minutes():.0f} min, the runs' training and "
                      f"evaluation ({sum(self.steps.values())} steps, {self.workers} runs at a time: "
@@ -228,7 +235,14 @@ def plan(profile: str, dataset: str, notebooks: list[str], *, timed_steps: int =
     if not any(out.steps.values()):
         out.minutes = dict.fromkeys(per_notebook, 0.0)
         return out
-    if workers > 1:
+    passes = sum(n for jobs in per_notebook.values() for _, n in jobs)
+    if passes:
+        out.images = test_images(base)
+        out.inception_seconds = inception_seconds(threads, images=2)
+    work = (sum(t for jobs in per_notebook.values() for t, _ in jobs)
+            + passes * out.images * out.inception_seconds)
+    out.factors_timed = workers > 1 and work >= FACTORS_FROM_SECONDS
+    if out.factors_timed:
         # The factors of the main model's step stand for every kind: each costs one more
         # timing, and the kinds differ in their loss terms, not in what pairs them. Timings
         # alternate, so that a drift of the machine falls on both sides of each ratio.
@@ -242,12 +256,10 @@ def plan(profile: str, dataset: str, notebooks: list[str], *, timed_steps: int =
         # than one alone, and more threads never make a run slower.
         out.side_by_side = max(1.0, statistics.median(side) / a)
         out.lone = min(1.0, statistics.median(lone) / a)
-    if any(passes for jobs in per_notebook.values() for _, passes in jobs):
-        out.images = test_images(base)
-        out.inception_seconds = inception_seconds(threads)
-        if workers > 1:
-            # Two Inception passes side by side contend far more than two training steps: the
-            # activations at 299 px outgrow the caches.
+        if passes:
+            # Two Inception passes side by side may contend more than two training steps (the
+            # activations at 299 px outgrow the caches): timed on a whole batch of 50 each.
+            out.inception_seconds = inception_seconds(threads)
             out.side_by_side_evaluation = max(1.0, side_by_side_inception_seconds(workers, threads)
                                               / out.inception_seconds)
     pass_seconds = out.images * out.inception_seconds * (1 + EVAL_OVERHEAD)
