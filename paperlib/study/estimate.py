@@ -3,8 +3,9 @@
 Before the notebooks run, `plan` times a few training steps of each kind of run they will train
 (the arms on the main recipe, by aggregation and loss; each precision) on one worker's share
 of the threads, alone. Two runs side by side are slower than either alone (they share the
-memory bandwidth and caches: 1.04x on a 2-core AMD EPYC with AVX2 in fp32, about 1.5x with
-AVX-512 BF16 in bf16), and a run left alone takes every core (training.parallel.share_cores).
+memory bandwidth and caches: 1.0-1.15x on a 2-core AMD EPYC with AVX2 only in fp32, in
+results/fp32/plan_main_recipe_avx2.txt; about 1.5x on one with AVX-512 BF16 in bf16, read off
+the OpenMoji reproduction's progress bars), and a run left alone takes every core (training.parallel.share_cores).
 So `plan` also times the main model's step side by side and on every core, and plays each
 notebook's pool through with those factors (`pool_seconds`). Each run's evaluation rides in its
 job: its FID Inception passes over the test split, timed per image here, and what an evaluation
@@ -207,7 +208,7 @@ def plan(profile: str, dataset: str, notebooks: list[str], *, timed_steps: int =
     timed here."""
     workers = default_workers()
     threads = threads_per_worker(workers)
-    base = run_config(profile, "scft-triplet", 0, dataset)
+    base = run_config(profile, MAIN, 0, dataset)
     decision = resolve(base.train.precision, "cpu", warn=False)
     out = Plan(cpu_name(), decision.line(), decision.precision, workers, threads,
                cores=os.cpu_count() or 1)

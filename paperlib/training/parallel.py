@@ -8,11 +8,12 @@ their last bits, as they do between any two thread counts).
 
 When fewer jobs are left than workers (the last run of an odd count, or the one that started
 last), the idle cores go to the workers still busy: `share_cores`, which the training loop calls
-at every step, raises the worker's thread count to its share of the busy workers. On a 2-core
-AMD EPYC with AVX2 only (fp32), a main-recipe step alone takes 0.44 s on one thread and 0.35 s
-on two. The switch happens when the parent sees a job end (within a few seconds), so a run
-that takes the cores is reproducible up to the order of its float sums, as above; pass
-`share=False` for bit-identical runs at one thread each.
+at every step, raises the worker's thread count to its share of the busy workers. What that
+gains is the "alone, on 2 threads" factor that `make plan` prints
+(results/fp32/plan_main_recipe_avx2.txt: a 2-core AMD EPYC with AVX2 only, fp32). The switch
+happens when the parent sees a job end (within a few seconds), so a run that takes the cores is
+reproducible up to the order of its float sums, as above; pass `share=False` for bit-identical
+runs at one thread each.
 
 `run_in_workers` runs a list of jobs: with one worker (a single core, a GPU, or
 `PAPERLIB_WORKERS=1`) in this process, one after the other; otherwise in a pool of spawned
