@@ -53,6 +53,16 @@ def test_conversion_exact_in_float64(converted):
     assert abs(a - b) / a < 1e-10
 
 
+def test_evaluations_share_one_network_that_computes_what_a_fresh_one_does():
+    """evaluate and activations' default take one network per process and device, however the
+    device is spelt; its features are those of a network built for the caller alone."""
+    shared = fid.shared_inception()
+    assert shared is fid.shared_inception("cpu") is fid.shared_inception(torch.device("cpu"))
+    x = synthetic_images(2, seed=5)
+    assert np.array_equal(fid.activations(x, progress=False),
+                          fid.activations(x, fid.inception(), progress=False))
+
+
 def test_wrong_branch_assignment_changes_features(converted, model):
     # Two same-shape branches swapped still load; the features must then differ clearly.
     sd = fid.fid_state_dict(converted)

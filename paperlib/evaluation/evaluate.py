@@ -354,7 +354,7 @@ def evaluate(run_or_file, *, dataset: str | None = None, root: str | None = None
     n = out["image"].shape[0]
     faults.point("evaluate")
 
-    net = fid.inception(device)
+    net = fid.shared_inception(device)
     real_key = real_stats_key(data_cfg, split, n)
     real_acts = fid.reference_activations(
         real_key, lambda: fid.activations(out["image"], net, device=device, progress=progress))

@@ -10,11 +10,13 @@ All image tensors are float in [-1, 1], (N, 3, H, W); pytorch-fid's own preproce
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import json
 import os
 import warnings
+from contextlib import contextmanager
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Callable, Iterable
@@ -109,8 +111,9 @@ def _target_state_dict() -> dict[str, torch.Tensor]:
     the keys are those of torchvision's Inception v3 with 1008 classes and no aux head."""
     import torchvision  # FID only (tests/test_imports.py)
 
-    net = torchvision.models.inception_v3(weights=None, aux_logits=False, num_classes=1008,
-                                          init_weights=False)
+    with torch.device("meta"), _uninitialised():  # names and shapes only
+        net = torchvision.models.inception_v3(weights=None, aux_logits=False, num_classes=1008,
+                                              init_weights=False)
     return net.state_dict()
 
 
@@ -143,9 +146,26 @@ def convert_state(ts_state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return out
 
 
+# The last weights file read, by (path, size, mtime): every evaluation builds the network, and
+# a notebook or a test evaluates many runs in one process. One file is held (about 90 MB).
+_LOADED: dict[tuple, dict[str, torch.Tensor]] = {}
+
+
+def _load_weights(path: Path) -> dict[str, torch.Tensor]:
+    """torch.load of a weights file, read once per process while the file is unchanged. The
+    tensors are shared: callers copy them into a network (load_state_dict), never write them."""
+    st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    if key not in _LOADED:
+        sd = torch.load(path, map_location="cpu", weights_only=True)
+        _LOADED.clear()
+        _LOADED[key] = sd
+    return _LOADED[key]
+
+
 def _valid_converted(path: Path) -> bool:
     try:
-        sd = torch.load(path, map_location="cpu", weights_only=True)
+        sd = _load_weights(path)
     except Exception:
         return False
     target = _target_state_dict()
@@ -189,7 +209,7 @@ def fid_state_dict(weights: str | Path | None = None) -> dict[str, torch.Tensor]
     """State dict for pytorch-fid's FID Inception: weights if given, else the original
     pytorch-fid download if present, else our conversion. fc is zero-filled if absent."""
     path = Path(weights) if weights else (original_weights_path() or convert_fid_weights())
-    sd = dict(torch.load(path, map_location="cpu", weights_only=True))
+    sd = dict(_load_weights(path))
     sd.setdefault("fc.weight", torch.zeros(1008, FEATURE_DIM))  # unused by pool3 features
     sd.setdefault("fc.bias", torch.zeros(1008))
     return sd
@@ -213,6 +233,30 @@ def _pf_version() -> str:
         return "?"
 
 
+@contextmanager
+def _uninitialised():
+    """Convolutions and linear layers built without their random initialisation, for a network
+    whose every weight is loaded next (or whose shapes alone are read)."""
+    def skip(module: torch.nn.Module) -> None:
+        pass
+
+    with mock.patch.object(torch.nn.Conv2d, "reset_parameters", skip), \
+            mock.patch.object(torch.nn.Linear, "reset_parameters", skip):
+        yield
+
+
+def shared_inception(device: str | torch.device = "cpu") -> torch.nn.Module:
+    """inception(device), built once per process for evaluations to share (building copies
+    90 MB of weights and reorders them channels-last). Only its forward may be called: a
+    caller that changes it (.double(), .to()) takes inception() instead."""
+    return _shared_inception(str(torch.device(device)))
+
+
+@functools.lru_cache(maxsize=2)
+def _shared_inception(device: str) -> torch.nn.Module:
+    return inception(device)
+
+
 def inception(device: str | torch.device = "cpu",
               weights: str | Path | None = None) -> torch.nn.Module:
     """pytorch-fid's InceptionV3 returning pool3 (2048-d) features, in eval mode.
@@ -228,7 +272,9 @@ def inception(device: str | torch.device = "cpu",
             raise ValueError(f"unexpected weights request {url}")
         return sd
 
-    with mock.patch.object(pf_inception, "load_state_dict_from_url", _serve):
+    # pytorch-fid loads every weight strictly right after building the layers, so their random
+    # initialisation is skipped: it took about a second per network on a CPU without AVX-512.
+    with mock.patch.object(pf_inception, "load_state_dict_from_url", _serve), _uninitialised():
         model = pf_inception.InceptionV3([pf_inception.InceptionV3.BLOCK_INDEX_BY_DIM[FEATURE_DIM]],
                                          resize_input=True, normalize_input=True,
                                          use_fid_inception=True)
@@ -259,7 +305,7 @@ def activations(images: torch.Tensor | Iterable[torch.Tensor], model: torch.nn.M
                 progress: bool = True) -> np.ndarray:
     """Pool3 features (N, 2048) float64 of images in [-1, 1], (N, 3, H, W), given as one
     tensor or an iterable of batches. TQDM_DISABLE=1 silences the bar."""
-    model = model if model is not None else inception(device)
+    model = model if model is not None else shared_inception(device)
     model = model.to(device).eval()
     if isinstance(images, torch.Tensor):
         if images.ndim != 4 or images.shape[1] != 3:
