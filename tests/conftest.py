@@ -6,7 +6,9 @@ import torch
 from PIL import Image
 
 os.environ.setdefault("TQDM_DISABLE", "1")
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+# Two threads, or one per xdist worker (`make test` runs two): a second OpenMP thread waiting for
+# a core the other worker holds makes each small step many times slower.
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1) // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))))
 
 
 def draw_shapes(rng: np.random.Generator, size: int) -> np.ndarray:
