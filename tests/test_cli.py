@@ -159,3 +159,14 @@ def test_bench_runs_and_reports_peaks(tmp_path):
 def test_bench_refuses_overrides_it_would_ignore(args, message):
     with pytest.raises(SystemExit, match=message):
         main(["bench", "--no-train", *args])
+
+
+def test_reproduce_refuses_to_plan_and_not_plan_at_once(monkeypatch):
+    """--plan (only the plan) and --no-plan (the notebooks without it) contradict: an error
+    naming both, before anything is timed or run."""
+    from paperlib.study import estimate, reproduce
+
+    monkeypatch.setattr(estimate, "plan", lambda *a, **k: pytest.fail("the plan was timed"))
+    monkeypatch.setattr(reproduce, "run_notebooks", lambda *a, **k: pytest.fail("notebooks ran"))
+    with pytest.raises(SystemExit, match="--plan and --no-plan"):
+        main(["reproduce", "--profile", "smoke", "--plan", "--no-plan"])

@@ -169,10 +169,11 @@ def _reproduce_root(where: Path) -> Path:
     return where
 
 
-def _reproduce(root: Path, fault: str | None = None, timeout=600):
-    """Run `python -m paperlib reproduce --profile smoke --only 06` in `root`. With `fault`,
-    the notebook's kernel kills itself at that point and the test then SIGKILLs the rest of
-    the process tree, as a kill of `make reproduce` would. Returns the exit status."""
+def _reproduce(root: Path, fault: str | None = None, timeout=600, plan: bool = True):
+    """Run `python -m paperlib reproduce --profile smoke --only 06` in `root` (without
+    `plan`, with --no-plan). With `fault`, the notebook's kernel kills itself at that point and
+    the test then SIGKILLs the rest of the process tree, as a kill of `make reproduce` would.
+    Returns the exit status."""
     # A marker of its own per attempt: a worker of an earlier attempt that outlives the kill
     # for a moment (the kernel notices its parent's death only by polling) must not write the
     # marker this attempt waits for.
@@ -183,7 +184,8 @@ def _reproduce(root: Path, fault: str | None = None, timeout=600):
     log = root / "reproduce.log"  # a file, not a pipe: papermill logs every cell's output
     with open(log, "a") as out:
         proc = subprocess.Popen([sys.executable, "-m", "paperlib", "reproduce", "--profile",
-                                 "smoke", "--only", NOTEBOOK[:2]], cwd=root, env=env(**extra),
+                                 "smoke", "--only", NOTEBOOK[:2]] + ([] if plan else ["--no-plan"]),
+                                cwd=root, env=env(**extra),
                                 start_new_session=True, stdout=out, stderr=out)
         if fault:
             hit = wait_for(marker.exists, timeout=timeout, proc=proc)
@@ -229,19 +231,26 @@ def test_reproduce_killed_in_training_and_in_evaluation_resumes(tmp_path, reques
             "tables equal to an uninterrupted run", 2)
     straight = _reproduce_root(tmp_path / "straight")
     _reproduce(straight)
+    times = lambda d: (d / "runs" / "smoke" / "results" / "reproduce_times.tsv").read_text()  # noqa: E731
+    # the plan was timed and printed, and its estimate kept beside the time
+    assert "Estimated time" in (straight / "reproduce.log").read_text()
+    assert times(straight).splitlines()[1].split("\t")[3] != "-", times(straight)
 
+    # The attempts that are killed skip the plan (its timings are not what is tested here).
     root = _reproduce_root(tmp_path / "killed")
     runs = root / "runs" / "smoke"
     finals = lambda: {p.parent.name for p in runs.glob(f"*/{FINAL}")}  # noqa: E731
     # The pool starts both runs; the first 2nd checkpoint write kills all.
-    assert _reproduce(root, "checkpoint-write@2") != 0
+    assert _reproduce(root, "checkpoint-write@2", plan=False) != 0
     assert not finals()
-    assert _reproduce(root, "evaluate") != 0
+    assert _reproduce(root, "evaluate", plan=False) != 0
     # Killed in evaluation: a finished run without its metrics.
     assert any(not (runs / name / "metrics.jsonl").exists() for name in finals())
     finished = {p: p.stat().st_mtime_ns for name in finals() for p in (runs / name).iterdir()
                 if p.is_file() and p.name != "train.lock"}
-    _reproduce(root)
+    _reproduce(root, plan=False)
+    assert "Estimated time" not in (root / "reproduce.log").read_text()
+    assert times(root).splitlines()[1].split("\t")[3] == "-", times(root)
     # Not retrained: every file the finished runs had is untouched.
     assert {p: p.stat().st_mtime_ns for p in finished} == finished
 

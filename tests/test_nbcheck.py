@@ -1,10 +1,11 @@
 """The strict notebook check (`make check-notebooks`) ignores exactly the noise it should.
 
 Each case writes a one-cell notebook whose stored outputs are made here and runs strict
-`pytest --nbval` on it with the project's sanitizer and its nbcheck plugin (as pyproject loads it). The
-cell prints what a reproduction prints: a number, a commit hash, a duration, an object's
-address, a path (absolute here, stored relative), a pandas Styler table (random id), and a
-progress bar on stderr."""
+`pytest --nbval` on it with the project's sanitizer and its nbcheck plugin (as pyproject loads
+it); the cases that share a configuration run in one pytest. The cell prints what a
+reproduction prints: a number, a commit hash, a duration, an object's address, a path
+(absolute here, stored relative), a pandas Styler table (random id), and a progress bar on
+stderr."""
 from __future__ import annotations
 
 import re
@@ -49,52 +50,69 @@ def stored_outputs(fid: str) -> list:
     ]
 
 
-def strict_check(tmp_path: Path, fid: str, bar: bool = True,
-                 sanitizer: Path = ROOT / "tests" / "nbval_sanitize.cfg",
-                 plugin: str = "paperlib.tools.nbcheck") -> subprocess.CompletedProcess:
+def write_case(folder: Path, name: str, fid: str, bar: bool = True) -> None:
     nb = nbformat.v4.new_notebook()
     cell = nbformat.v4.new_code_cell(CELL.format(bar=bar), execution_count=1)
     cell.outputs = stored_outputs(fid)
     nb.cells = [cell]
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nbformat.write(nb, tmp_path / "case.ipynb")
+    nbformat.write(nb, folder / f"{name}.ipynb")
+
+
+def strict_check(tmp_path: Path, cases: dict[str, tuple[str, bool]],
+                 sanitizer: Path = ROOT / "tests" / "nbval_sanitize.cfg",
+                 plugin: str = "paperlib.tools.nbcheck") -> tuple[subprocess.CompletedProcess, dict]:
+    """Strict nbval over one notebook per case (name -> (stored FID, bar)), in one pytest: the
+    run, and each case's outcome ("PASSED" or "FAILED")."""
+    for name, (fid, bar) in cases.items():
+        write_case(tmp_path, name, fid, bar)
     (tmp_path / "pytest.ini").write_text("[pytest]\n")
     # a copy beside the notebook: a path into the repository would make pytest take the
     # repository's own configuration (and its plugins) instead of this folder's
     (tmp_path / "sanitize.cfg").write_text(Path(sanitizer).read_text())
-    return subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", plugin, "--nbval",
-         "--nbval-sanitize-with", "sanitize.cfg", "case.ipynb"],
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-rA", "-p", "no:cacheprovider", "-p", plugin,
+         "--nbval", "--nbval-sanitize-with", "sanitize.cfg", *(f"{n}.ipynb" for n in cases)],
         cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    outcomes = {n: o for o, n in re.findall(r"^(PASSED|FAILED) (\w+)\.ipynb::", done.stdout, re.M)}
+    return done, outcomes
 
 
-@pytest.mark.parametrize("bar", [True, False])
-def test_noise_alone_is_no_difference(tmp_path, bar):
+@pytest.fixture(scope="module")
+def with_the_project_checks(tmp_path_factory):
+    """The three cases that use the project's sanitizer and plugin, checked in one pytest."""
+    return strict_check(tmp_path_factory.mktemp("nbcheck"), {
+        "noise_with_bar": ("107.37", True), "noise_without_bar": ("107.37", False),
+        "changed_number": ("107.38", True)})
+
+
+@pytest.mark.parametrize("case", ["noise_with_bar", "noise_without_bar"])
+def test_noise_alone_is_no_difference(with_the_project_checks, case):
     """With and without a progress bar on the re-executed side: a stderr that differs and one
     that is missing are both no difference."""
-    done = strict_check(tmp_path, "107.37", bar)
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert "1 passed" in done.stdout
+    done, outcomes = with_the_project_checks
+    assert outcomes.get(case) == "PASSED", done.stdout + done.stderr
 
 
-def test_a_changed_number_is_found(tmp_path):
-    done = strict_check(tmp_path, "107.38")
-    assert done.returncode == 1, done.stdout + done.stderr
-    assert "1 failed" in done.stdout and "107.38" in done.stdout
+def test_a_changed_number_is_found(with_the_project_checks):
+    done, outcomes = with_the_project_checks
+    assert outcomes.get("changed_number") == "FAILED", done.stdout + done.stderr
+    assert "107.38" in done.stdout
 
 
 def test_without_the_sanitizer_the_noise_is_a_difference(tmp_path):
     """The noise is real: the same pair fails when nbval compares it raw."""
     (tmp_path / "empty.cfg").write_text("")
-    done = strict_check(tmp_path, "107.37", sanitizer=tmp_path / "empty.cfg")
-    assert done.returncode == 1, done.stdout + done.stderr
+    done, outcomes = strict_check(tmp_path, {"raw": ("107.37", True)}, sanitizer=tmp_path / "empty.cfg")
+    assert outcomes == {"raw": "FAILED"}, done.stdout + done.stderr
 
 
 def test_without_the_plugin_a_missing_stderr_is_a_difference(tmp_path):
     """The stored side has a progress bar, the re-executed one none: only the plugin makes that
     no difference (the sanitizer cannot add a stream that is missing)."""
-    done = strict_check(tmp_path, "107.37", bar=False, plugin="no:nbcheck_absent")
-    assert done.returncode == 1 and "stderr" in done.stdout, done.stdout + done.stderr
+    done, outcomes = strict_check(tmp_path, {"no_plugin": ("107.37", False)},
+                                  plugin="no:nbcheck_absent")
+    assert outcomes == {"no_plugin": "FAILED"} and "stderr" in done.stdout, done.stdout + done.stderr
 
 
 def test_the_guard_names_the_missing_runs_of_the_dataset_checked(monkeypatch, tmp_path, capsys):

@@ -185,17 +185,24 @@ def add_reproduce_arguments(sp) -> None:
     sp.add_argument("--plan", action="store_true",
                     help="only say what the notebooks would train and how long that takes on "
                          "this CPU (a few steps of each kind of run are timed), then stop")
+    sp.add_argument("--no-plan", action="store_true",
+                    help="start the notebooks without timing the plan first (a resumed "
+                         "reproduction on a CPU without bf16 units spends a minute or two on it); "
+                         "reproduce_times.tsv then has no estimate")
 
 
 def reproduce_main(args) -> int:
     # estimate reads the registry, which imports this module for runs_dir: imported here, once
     # both are loaded, so that neither needs the other half made
     from .estimate import plan  # a cycle: estimate -> registry -> reproduce
+    if args.plan and args.no_plan:
+        raise SystemExit("--plan and --no-plan contradict each other: choose one")
     if args.plan:
         profile = args.profile or os.environ.get("PAPERLIB_PROFILE", "mini")
         names = [nb.name for nb in notebooks(args.only)]
         for d in STUDY_DATASETS if args.dataset == "both" else [get_dataset(args.dataset)]:
             print(f"== {d}\n{plan(profile, d, names).summary()}")
         return 0
-    run_notebooks(profile=args.profile, only=args.only, dataset=args.dataset, planner=plan)
+    run_notebooks(profile=args.profile, only=args.only, dataset=args.dataset,
+                  planner=None if args.no_plan else plan)
     return 0
