@@ -53,7 +53,7 @@ SMOKE := PAPERLIB_PROFILE=smoke TQDM_DISABLE=1 OMP_NUM_THREADS=1
 UNIT_LOG := runs/unit-tests.log
 test: $(STAMP)
 	@mkdir -p runs; \
-	$(SMOKE) PAPERLIB_DATASET=openmoji $(PY) -m pytest -q -n 2 --durations=15 -p no:cacheprovider \
+	$(SMOKE) PAPERLIB_DATASET=openmoji $(PY) -m pytest -q -n 2 --dist worksteal --durations=15 -p no:cacheprovider \
 		-m "not bench" tests > $(UNIT_LOG) 2>&1 & units=$$!; \
 	echo "unit tests: two workers in the background, printed when they end ($(UNIT_LOG))"; \
 	$(SMOKE) PAPERLIB_WORKERS=1 PAPERLIB_DATASET=openmoji $(PY) $(NBVAL_LAX) notebooks; openmoji=$$?; \

@@ -11,6 +11,13 @@ os.environ.setdefault("TQDM_DISABLE", "1")
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1) // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))))
 
 
+def pytest_collection_modifyitems(config, items):
+    """The slow tests first (a stable sort keeps the rest in order): `make test`'s two xdist
+    workers start on them and the short tests fill in behind, instead of one slow test running
+    alone at the end."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 def draw_shapes(rng: np.random.Generator, size: int) -> np.ndarray:
     """A flat-coloured drawing with black outlines: a stand-in for emoji-like line art."""
     import cv2

@@ -95,6 +95,7 @@ def stats_steps(run):
 
 # ------------------------------------------------------------------ 1. SIGKILL during training
 
+@pytest.mark.slow
 def test_sigkill_at_random_moments_and_mid_checkpoint_resumes_bit_exactly(images, tmp_path, request):
     """Five SIGKILLs of a real training process: in the middle of writing checkpoint-latest.pt,
     between the renames that replace it, and at three random moments (start-up, training,

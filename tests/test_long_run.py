@@ -81,6 +81,7 @@ def test_the_budget_fills_whole_rounds():
 
 # ----------------------------------------------------------------------------- smoke runs
 
+@pytest.mark.slow
 def test_a_smoke_run_writes_its_curves_and_resumes(image_folder, tmp_path):
     """One seed, 4 steps, a snapshot every 2: the training and the measuring worker run side by
     side in the pool. Every snapshot is measured on both splits, and the numbers are the

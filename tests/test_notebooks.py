@@ -48,6 +48,7 @@ def test_notebooks_hold_no_long_logic(name):
             assert not [n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.ClassDef))]
 
 
+@pytest.mark.slow
 def test_executed_copies_are_not_collected_again():
     """papermill writes executed notebooks to .executed/; pytest must not collect them."""
     import shutil

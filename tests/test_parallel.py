@@ -85,6 +85,7 @@ def test_a_run_left_alone_takes_the_cores_of_the_finished_worker(tmp_path, monke
     assert pool.share_cores() == before == torch.get_num_threads()
 
 
+@pytest.mark.slow
 def test_two_workers_train_and_evaluate_like_one(fake_root, monkeypatch, capfd):
     """Two smoke runs in a pool of two one-thread workers that keep their one thread to the end
     (share=False), then the same two runs again in this process with one thread: the same weights (fp32 smoke runs are deterministic at a fixed
@@ -207,6 +208,7 @@ def _alive(pid: int) -> bool:
         return False
 
 
+@pytest.mark.slow
 def test_workers_die_with_their_parent(fake_root):
     """A parent SIGKILLed alone (a kernel restart, say) takes its workers with it: the worker
     stalled at a checkpoint, holding its run folder's lock, is gone, and the run resumes."""
