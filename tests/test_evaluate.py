@@ -117,7 +117,7 @@ def test_evaluate_writes_reference_metrics_and_kid_spread(folder_config, tmp_pat
     from paperlib.core.model import Generator
     from paperlib.training.snapshot import save_snapshot
 
-    monkeypatch.setattr(fid, "inception", lambda *a, **k: None)
+    monkeypatch.setattr(fid, "shared_inception", lambda *a, **k: None)
     monkeypatch.setattr(fid, "activations", pixel_features)
     monkeypatch.setattr(fid, "reference_activations", lambda key, compute: compute())
     run = tmp_path / "run"
@@ -145,7 +145,7 @@ def test_without_a_reference_the_two_settings_share_one_inception_pass(folder_co
     from paperlib.training.snapshot import save_snapshot
 
     passes = []
-    monkeypatch.setattr(fid, "inception", lambda *a, **k: None)
+    monkeypatch.setattr(fid, "shared_inception", lambda *a, **k: None)
     monkeypatch.setattr(fid, "activations", lambda images, *a, **k: passes.append(len(images))
                         or pixel_features(images))
     monkeypatch.setattr(fid, "reference_activations", lambda key, compute: compute())
@@ -250,7 +250,7 @@ def test_an_evaluation_on_other_data_goes_to_the_transfer_file(folder_config, tm
     from paperlib.core.model import Generator
     from paperlib.training.snapshot import save_snapshot
 
-    monkeypatch.setattr(fid, "inception", lambda *a, **k: None)
+    monkeypatch.setattr(fid, "shared_inception", lambda *a, **k: None)
     monkeypatch.setattr(fid, "activations", pixel_features)
     monkeypatch.setattr(fid, "reference_activations", lambda key, compute: compute())
     other = tmp_path / "other"
@@ -290,7 +290,7 @@ def test_evaluate_keeps_the_cross_outputs_activations_for_kid_intervals(folder_c
     from paperlib.training.snapshot import save_snapshot
 
     monkeypatch.setenv("PAPERLIB_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr(fid, "inception", lambda *a, **k: None)
+    monkeypatch.setattr(fid, "shared_inception", lambda *a, **k: None)
     monkeypatch.setattr(fid, "activations", pixel_features)
     run = tmp_path / "run"
     torch.manual_seed(0)
