@@ -39,11 +39,10 @@ reproduce: $(STAMP)
 
 # The unit tests, beside the notebooks in the smoke profile: OpenMoji's (with notebook 09, which
 # also trains the faces main model), then notebooks 01-08 once more on a tiny faces set (rendered
-# at test time). The unit tests run on three xdist workers and print when they end (three, on two
-# cores: their tests wait on subprocesses and kernels, and a third fills those gaps); the notebooks
+# at test time). The unit tests run on two xdist workers and print when they end; the notebooks
 # run in a pytest of their own, one after the other, as nbval needs (a notebook's cells in one
 # kernel, in order), and train their runs in the kernel (the pool of workers is tested by the
-# unit tests and the `reproduce` fault test). Everything runs on one thread per process: four
+# unit tests and the `reproduce` fault test). Everything runs on one thread per process: three
 # processes on two cores, where a second OpenMP thread would wait for a core another process
 # holds. The OpenMoji smoke runs (a few GB of checkpoints, kept only as a cache for the next
 # `make test`) are removed before the faces pass. The four `bench` tests that time exported
@@ -54,9 +53,9 @@ SMOKE := PAPERLIB_PROFILE=smoke TQDM_DISABLE=1 OMP_NUM_THREADS=1
 UNIT_LOG := runs/unit-tests.log
 test: $(STAMP)
 	@mkdir -p runs; \
-	$(SMOKE) PAPERLIB_DATASET=openmoji $(PY) -m pytest -q -n 3 --dist worksteal --durations=15 -p no:cacheprovider \
+	$(SMOKE) PAPERLIB_DATASET=openmoji $(PY) -m pytest -q -n 2 --dist worksteal --durations=15 -p no:cacheprovider \
 		-m "not bench" tests > $(UNIT_LOG) 2>&1 & units=$$!; \
-	echo "unit tests: three workers in the background, printed when they end ($(UNIT_LOG))"; \
+	echo "unit tests: two workers in the background, printed when they end ($(UNIT_LOG))"; \
 	$(SMOKE) PAPERLIB_WORKERS=1 PAPERLIB_DATASET=openmoji $(PY) $(NBVAL_LAX) notebooks; openmoji=$$?; \
 	rm -rf runs/smoke; \
 	$(SMOKE) PAPERLIB_WORKERS=1 PAPERLIB_DATASET=faces $(PY) $(NBVAL_LAX) $(PER_DATASET); faces=$$?; \
