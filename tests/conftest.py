@@ -8,7 +8,8 @@ from PIL import Image
 os.environ.setdefault("TQDM_DISABLE", "1")
 # Two threads, or one per xdist worker (`make test` runs two): a second OpenMP thread waiting for
 # a core the other worker holds makes each small step many times slower.
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1) // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))))
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1) // _WORKERS))
 
 
 def pytest_collection_modifyitems(config, items):

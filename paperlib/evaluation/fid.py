@@ -273,7 +273,7 @@ def inception(device: str | torch.device = "cpu",
         return sd
 
     # pytorch-fid loads every weight strictly right after building the layers, so their random
-    # initialisation is skipped: it took about a second per network on a CPU without AVX-512.
+    # initialisation is skipped: about a second per network (AMD EPYC, AVX2 only, float32).
     with mock.patch.object(pf_inception, "load_state_dict_from_url", _serve), _uninitialised():
         model = pf_inception.InceptionV3([pf_inception.InceptionV3.BLOCK_INDEX_BY_DIM[FEATURE_DIM]],
                                          resize_input=True, normalize_input=True,
