@@ -17,6 +17,19 @@ def test_every_case_names_a_registry_run_and_the_jobs_cover_them_once():
     assert sorted(jobs["openmoji"]) == sorted((r, s) for r in (MAIN, "scft-triplet-xdog") for s in (0, 1))
 
 
+def test_no_two_cases_measure_the_same_thing():
+    """A case is a run scored on a test set; two cases with the same run, training and test
+    data would be one measurement shown twice in the table."""
+    measured = [(c.run, c.trained, c.tested, c.split, c.sketch) for c in gen.CASES]
+    assert len(set(measured)) == len(measured), measured
+    # the sketch-kind block's line-art baseline is the across-datasets row
+    base = next(c for c in gen.CASES if c.name == "OpenMoji -> OpenMoji")
+    assert (base.run, base.sketch) == (MAIN, "line")
+    kinds = [c for c in gen.CASES if c.question.startswith("sketch kind")]
+    assert {(c.run, c.sketch) for c in kinds} == {(MAIN, "xdog"), ("scft-triplet-xdog", "xdog"),
+                                                  ("scft-triplet-xdog", "line")}
+
+
 def test_the_xdog_arm_differs_from_the_full_method_in_its_sketches_alone():
     a = run_config("mini", "scft-triplet", 0, "openmoji")
     b = run_config("mini", "scft-triplet-xdog", 0, "openmoji")
