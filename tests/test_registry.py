@@ -202,9 +202,12 @@ def test_every_arm_is_a_run_with_a_label_and_a_notebook():
     assert len(set(ARM_LABELS.values())) == len(ARMS)  # a label names one arm
 
 
-def test_claims_by_dataset_puts_the_verdicts_side_by_side_and_says_where_they_differ(monkeypatch):
+def test_claims_by_dataset_puts_the_verdicts_side_by_side_and_says_where_they_differ(monkeypatch, tmp_path):
     from paperlib.study import claims
     from paperlib.study.published import CLAIMS
+
+    # no committed claims.csv in these results folders
+    monkeypatch.setattr(claims, "results_dir", lambda profile, d: tmp_path / d)
 
     verdicts = {"openmoji": {k: "held" for k in CLAIMS}, "faces": {k: "held" for k in CLAIMS}}
     verdicts["faces"]["table1"] = "did not hold"
@@ -223,6 +226,48 @@ def test_claims_by_dataset_puts_the_verdicts_side_by_side_and_says_where_they_di
     t = claims.by_dataset("mini", (0, 1)).set_index("claim")
     assert (t["verdict (faces)"] == "not run (make reproduce DATASET=faces)").all()
     assert (t["datasets agree"] == "one dataset run").all()
+    assert t.attrs["read"] == {}
+
+
+def test_claims_of_a_dataset_whose_runs_are_elsewhere_come_from_its_own_committed_file(monkeypatch, tmp_path):
+    """Each dataset's reproduction commits its claims.csv. Where a dataset's runs are not on
+    this machine, its columns are read from its own file (never from another dataset's copy of
+    them), and the provenance says so."""
+    from paperlib.study import claims
+    from paperlib.study.published import CLAIMS
+
+    folders = {d: tmp_path / d for d in ("openmoji", "faces")}
+    for f in folders.values():
+        f.mkdir()
+    monkeypatch.setattr(claims, "results_dir", lambda profile, d: folders[d])
+    monkeypatch.setattr(claims, "metrics_table", lambda profile, names, seeds, dataset: (
+        pd.DataFrame([{"run": "add"}]) if dataset == "openmoji" else pd.DataFrame()))
+    monkeypatch.setattr(claims, "claims", lambda profile, seeds, dataset: pd.DataFrame(
+        [(k, CLAIMS[k], f"{dataset} numbers", "held") for k in CLAIMS],
+        columns=["claim", "paper", "ours", "verdict"]))
+    # faces' own file: its columns from its runs, and a stale openmoji column that must not be read
+    faces = pd.DataFrame({"claim": list(CLAIMS), "paper": list(CLAIMS.values()),
+                          "ours (openmoji)": "stale", "verdict (openmoji)": "stale",
+                          "ours (faces)": [f"gain {i} [95% interval of the gap 1 to 2]"
+                                           for i in range(len(CLAIMS))],
+                          "verdict (faces)": "did not hold"})
+    (folders["faces"] / "claims.csv").write_text(
+        "# profile: mini\n# dataset: faces\n# precision: fp32\n# seeds: 0, 1, 2\n"
+        "# git commit: abc1234\n" + faces.to_csv(index=False))
+    t = claims.by_dataset("mini", (0, 1, 2)).set_index("claim")
+    assert (t["ours (openmoji)"] == "openmoji numbers").all()
+    assert t["ours (faces)"].tolist() == faces["ours (faces)"].tolist()
+    assert (t["verdict (faces)"] == "did not hold").all()
+    assert (t["datasets agree"] == "no: the verdicts differ").all()
+    read = t.attrs["read"]["faces claims"]
+    assert "abc1234" in read and "fp32" in read and "0, 1, 2" in read and "not on this machine" in read
+    assert "openmoji claims" not in t.attrs["read"]
+
+    # a file that only says the dataset was not run is no result
+    faces["verdict (faces)"] = "not run (make reproduce DATASET=faces)"
+    (folders["faces"] / "claims.csv").write_text(faces.to_csv(index=False))
+    t = claims.by_dataset("mini", (0, 1, 2)).set_index("claim")
+    assert (t["datasets agree"] == "one dataset run").all() and t.attrs["read"] == {}
 
 
 def test_each_hue_arm_is_the_base_arm_plus_its_one_lever():

@@ -10,9 +10,11 @@ from ..evaluation.evaluate import decimals, read_metrics
 from ..evaluation.intervals import (bootstrap, gap_interval, interval_verdict, kid_gap_interval,
                                     run_activations, run_values, seed_gap_interval, seeds_needed)
 from ..evaluation.metrics import attention_hit_rate
+from ..paths import repo_root
 from ..training.snapshot import FINAL
 from .published import CLAIMS
 from .registry import MAIN, SEEDS, load_config, run_path
+from .reproduce import results_dir
 from .tables import example_batch, metrics_table, outputs, summarise
 
 
@@ -284,22 +286,64 @@ def claims(profile: str, seeds=SEEDS, *, dataset: str | None = None,
     return pd.DataFrame(rows, columns=["claim", "paper", "ours", "verdict"])
 
 
+CLAIMS_FILE = "claims.csv"
+
+
+def committed(profile: str, dataset: str) -> tuple[pd.DataFrame, dict] | None:
+    """The claims that `dataset`'s own reproduction wrote (notebook 07: claims.csv in its results
+    folder), as (a table of claim, ours, verdict; the file's provenance), or None where the file
+    is missing or holds no verdicts of that dataset. Only the dataset's own columns are read: its
+    own notebook 07 computed them from its runs, never from another folder's file."""
+    path = results_dir(profile, dataset) / CLAIMS_FILE
+    if not path.is_file():
+        return None
+    prov = {}
+    for line in path.read_text().splitlines():
+        if not line.startswith("# "):
+            break
+        key, _, value = line[2:].partition(": ")
+        prov[key] = value
+    table = pd.read_csv(path, comment="#", keep_default_na=False)
+    ours, verdict = f"ours ({dataset})", f"verdict ({dataset})"
+    if not {"claim", ours, verdict} <= set(table.columns):
+        return None
+    table = table[["claim", ours, verdict]].set_axis(["claim", "ours", "verdict"], axis=1)
+    if table["verdict"].str.startswith("not run").all():
+        return None
+    return table, prov
+
+
 def by_dataset(profile: str, seeds=SEEDS, datasets=None) -> pd.DataFrame:
     """`claims` on each study dataset side by side: one row per claim, an `ours` and a
     `verdict` column per dataset, and `datasets agree` saying whether the verdicts are the
-    same. A dataset whose runs have no metrics yet gets "not run" and the command that runs it.
-    """
+    same. A dataset whose runs are not on this machine is read from the claims.csv its own
+    reproduction committed (`committed`), and `attrs["read"]` says so, with that file's commit
+    and precision, for the provenance; a dataset with neither gets "not run" and the command
+    that runs it."""
     datasets = list(datasets or STUDY_DATASETS)
     out = pd.DataFrame({"claim": list(CLAIMS), "paper": list(CLAIMS.values())})
-    ran = []
+    ran, read = [], {}
     for d in datasets:
         if metrics_table(profile, None, seeds, dataset=d).empty:
-            command = "make reproduce" + ("" if d == "openmoji" else f" DATASET={d}")
-            out[f"ours ({d})"] = ""
-            out[f"verdict ({d})"] = f"not run ({command})"
-            continue
+            stored = committed(profile, d)
+            if stored is None:
+                command = "make reproduce" + ("" if d == "openmoji" else f" DATASET={d}")
+                out[f"ours ({d})"] = ""
+                out[f"verdict ({d})"] = f"not run ({command})"
+                continue
+            table, prov = stored
+            where = results_dir(profile, d) / CLAIMS_FILE
+            if where.is_relative_to(repo_root()):  # (smoke keeps its results beside its runs)
+                where = where.relative_to(repo_root())
+            read[f"{d} claims"] = (f"read from {where.as_posix()} "
+                                   f"(its reproduction: git commit {prov.get('git commit', '?')}, "
+                                   f"precision {prov.get('precision', 'not recorded')}, steps "
+                                   f"{prov.get('steps', '?')}, seeds {prov.get('seeds', '?')}); "
+                                   "its runs are not on this machine")
+        else:
+            table = claims(profile, seeds, dataset=d)
         ran.append(d)
-        table = claims(profile, seeds, dataset=d).set_index("claim")
+        table = table.set_index("claim")
         out[f"ours ({d})"] = out["claim"].map(table["ours"]).fillna("")
         out[f"verdict ({d})"] = out["claim"].map(table["verdict"]).fillna("not measured")
     if len(ran) < 2:
@@ -307,6 +351,7 @@ def by_dataset(profile: str, seeds=SEEDS, datasets=None) -> pd.DataFrame:
     else:
         same = out[[f"verdict ({d})" for d in ran]].nunique(axis=1) == 1
         out["datasets agree"] = same.map({True: "yes", False: "no: the verdicts differ"})
+    out.attrs["read"] = read
     return out
 
 
