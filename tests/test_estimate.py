@@ -129,6 +129,7 @@ def test_each_phase_of_a_job_has_its_own_side_by_side_factor():
 
 def test_a_complete_reproduction_has_nothing_to_train(monkeypatch, tmp_path):
     monkeypatch.setattr(estimate, "is_complete", lambda path: True)
+    monkeypatch.setattr(estimate, "read_metrics", lambda path, **filters: [{"metric": "fid_cross"}])
     monkeypatch.setattr(estimate, "step_seconds", lambda *a, **k: pytest.fail("timed a step"))
     plan = estimate.plan("smoke", "openmoji", ["02_training.ipynb", "03_aggregation_ablation.ipynb"])
     assert plan.total_minutes() == 0
@@ -146,3 +147,47 @@ def test_the_inception_is_timed_for_real_and_the_test_split_counted():
     config = registry.run_config("smoke", "scft-triplet", 0, "openmoji")
     assert estimate.test_images(config) == config.data.eval_limit > 0
     assert 0 < estimate.inception_seconds(threads=1, images=1)
+
+
+def test_a_resumed_reproduction_counts_the_evaluations_its_trained_runs_still_need(monkeypatch, tmp_path):
+    """Runs trained but not (fully) evaluated, as a reproduction stopped in evaluation leaves
+    them: no steps to time, but their Inception passes are still to do. Notebook 03's runs have
+    no metrics (2 passes each); notebook 06's have the image-reference rows but not the
+    zero-reference ones (1 pass each)."""
+    monkeypatch.setenv("PAPERLIB_WORKERS", "2")
+    monkeypatch.setattr(estimate, "run_path", lambda p, n, s, d=None: tmp_path / f"{n}-{s}")
+    monkeypatch.setattr(estimate, "is_complete", lambda path: True)
+    monkeypatch.setattr(estimate, "read_metrics", lambda path, no_reference=False: (
+        [{"metric": "fid_cross"}] if path.name.startswith("scft-noref") and not no_reference else []))
+    monkeypatch.setattr(estimate, "step_seconds", lambda *a, **k: pytest.fail("timed a step"))
+    monkeypatch.setattr(estimate, "test_images", lambda config: 100)
+    monkeypatch.setattr(estimate, "inception_seconds", lambda threads, images=50: 0.2)
+    monkeypatch.setattr(estimate, "FACTORS_FROM_SECONDS", 10 ** 9)
+    monkeypatch.setattr(estimate, "EVAL_OVERHEAD", 0.15)
+    plan = estimate.plan("smoke", "openmoji", ["03_aggregation_ablation.ipynb", "06_no_reference.ipynb"])
+    seeds = len(registry.study_seeds("smoke"))
+    assert plan.steps == {"03": 0, "06": 0}
+    # a pass: 100 images at 0.2 s, 23 s with what an evaluation adds; the real images' 20 s once
+    assert plan.evaluation_minutes == pytest.approx({"03": (3 * seeds * 2 * 23 + 20) / 60,
+                                                     "06": seeds * 23 / 60})
+    assert plan.minutes["03"] > 0 and plan.minutes["06"] > 0
+    text = plan.summary()
+    assert "trained; some are not evaluated yet" in text and "Estimated time" in text
+    assert "nothing to train" not in text
+
+
+def test_the_passes_left_of_one_run(monkeypatch, tmp_path):
+    done = {"image": False, "zero": False}
+    monkeypatch.setattr(estimate, "read_metrics", lambda path, no_reference=False: (
+        [{"metric": "fid_cross"}] if done["zero" if no_reference else "image"] else []))
+    monkeypatch.setattr(estimate, "is_complete", lambda path: False)
+    assert estimate.passes_left("06", "scft-noref", tmp_path) == 3  # not trained: every pass
+    monkeypatch.setattr(estimate, "is_complete", lambda path: True)
+    assert estimate.passes_left("06", "scft-noref", tmp_path) == 3
+    assert estimate.passes_left("03", "add", tmp_path) == 2
+    assert estimate.passes_left("02", "short-fp32", tmp_path) == 0  # never evaluated
+    done["image"] = True
+    assert estimate.passes_left("06", "scft-noref", tmp_path) == 1
+    assert estimate.passes_left("03", "add", tmp_path) == 0
+    done["zero"] = True
+    assert estimate.passes_left("06", "scft-noref", tmp_path) == 0

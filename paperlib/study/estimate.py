@@ -20,6 +20,7 @@ import time
 from dataclasses import dataclass, field, replace
 
 from ..config import Config
+from ..evaluation.evaluate import read_metrics
 from ..training.loop import is_complete
 from ..training.parallel import default_workers, run_in_workers, steps_done, threads_per_worker
 from ..training.precision import cpu_name, resolve
@@ -62,6 +63,19 @@ def inception_passes(notebook: str, name: str) -> int:
     if notebook == "02":
         return 2 if name == MAIN else 0
     return 3 if notebook == "06" else 2
+
+
+def passes_left(notebook: str, name: str, path) -> int:
+    """`inception_passes` that run `name` (folder `path`) still needs: all of them unless it
+    is trained; for a trained run (a resumed reproduction), the settings it has no metrics for
+    yet (image reference: 2 passes; notebook 06's zero reference: 1)."""
+    passes = inception_passes(notebook, name)
+    if not passes or not is_complete(path):
+        return passes
+    left = 0 if read_metrics(path) else 2
+    if passes == 3 and not read_metrics(path, no_reference=True):
+        left += 1
+    return left
 
 
 def inception_seconds(threads: int, images: int = 50) -> float:
@@ -128,14 +142,17 @@ class Plan:
 
     def summary(self) -> str:
         lines = [f"CPU: {self.cpu}", self.precision]
-        if not any(self.steps.values()):
+        if not any(self.steps.values()) and not any(self.evaluation_minutes.values()):
             return "\n".join(lines + ["Every run these notebooks train is complete: nothing to train."])
-        timed = ", ".join(f"{n} {s:.2f} s" for n, s in self.step_seconds.items())
-        lines.append(f"A step here, {self.threads} thread(s) each, {TIMED_STEPS} timed after a "
-                     f"warm-up: {timed}")
+        if self.step_seconds:
+            timed = ", ".join(f"{n} {s:.2f} s" for n, s in self.step_seconds.items())
+            lines.append(f"A step here, {self.threads} thread(s) each, {TIMED_STEPS} timed after a "
+                         f"warm-up: {timed}")
+        else:
+            lines.append("Every run these notebooks train is trained; some are not evaluated yet")
         if self.workers > 1 and not self.factors_timed:
             lines.append("Side by side and alone: not timed, the work is too small to be worth it")
-        if self.workers > 1 and self.factors_timed:
+        if self.workers > 1 and self.factors_timed and self.step_seconds:
             lines.append(f"Side by side ({self.workers} runs at once) a step takes "
                          f"{self.side_by_side:.2f}x as long; a run left alone, on {self.cores} "
                          f"threads, {self.lone:.2f}x")
@@ -221,6 +238,9 @@ def plan(profile: str, dataset: str, notebooks: list[str], *, timed_steps: int =
         for name, seed in dict.fromkeys(notebook_jobs(key, study_seeds(profile))):
             path = run_path(profile, name, seed, dataset)
             if is_complete(path):
+                # trained; what is left is its evaluation, if any (a resumed reproduction)
+                if passes_left(key, name, path):
+                    jobs.append((0.0, passes_left(key, name, path)))
                 continue
             config = run_config(profile, name, seed, dataset)
             left = max(0, config.train.max_steps - steps_done(path))
@@ -229,11 +249,11 @@ def plan(profile: str, dataset: str, notebooks: list[str], *, timed_steps: int =
             if kind not in seconds_by_kind:
                 seconds_by_kind[kind] = step_seconds(config, timed_steps, warmup, threads)
                 out.step_seconds[name] = seconds_by_kind[kind]
-            jobs.append((left * seconds_by_kind[kind], inception_passes(key, name)))
+            jobs.append((left * seconds_by_kind[kind], passes_left(key, name, path)))
             steps += left
         per_notebook[key] = jobs
         out.steps[key] = steps
-    if not any(out.steps.values()):
+    if not any(out.steps.values()) and not any(jobs for jobs in per_notebook.values()):
         out.minutes = dict.fromkeys(per_notebook, 0.0)
         return out
     passes = sum(n for jobs in per_notebook.values() for _, n in jobs)
@@ -243,7 +263,7 @@ def plan(profile: str, dataset: str, notebooks: list[str], *, timed_steps: int =
     work = (sum(t for jobs in per_notebook.values() for t, _ in jobs)
             + passes * out.images * out.inception_seconds)
     out.factors_timed = workers > 1 and work >= FACTORS_FROM_SECONDS
-    if out.factors_timed:
+    if out.factors_timed and any(out.steps.values()):
         # The factors of the main model's step stand for every kind: each costs one more
         # timing, and the kinds differ in their loss terms, not in what pairs them. Timings
         # alternate, so that a drift of the machine falls on both sides of each ratio.
@@ -257,12 +277,12 @@ def plan(profile: str, dataset: str, notebooks: list[str], *, timed_steps: int =
         # than one alone, and more threads never make a run slower.
         out.side_by_side = max(1.0, statistics.median(side) / a)
         out.lone = min(1.0, statistics.median(lone) / a)
-        if passes:
-            # Two Inception passes side by side may contend more than two training steps (the
-            # activations at 299 px outgrow the caches): timed on a whole batch of 50 each.
-            out.inception_seconds = inception_seconds(threads)
-            out.side_by_side_evaluation = max(1.0, side_by_side_inception_seconds(workers, threads)
-                                              / out.inception_seconds)
+    if out.factors_timed and passes:
+        # Two Inception passes side by side may contend more than two training steps (the
+        # activations at 299 px outgrow the caches): timed on a whole batch of 50 each.
+        out.inception_seconds = inception_seconds(threads)
+        out.side_by_side_evaluation = max(1.0, side_by_side_inception_seconds(workers, threads)
+                                          / out.inception_seconds)
     pass_seconds = out.images * out.inception_seconds * (1 + EVAL_OVERHEAD)
     factors = {"train": out.side_by_side, "evaluate": out.side_by_side_evaluation}
     first = True  # the real images' pass, once (then cached)
