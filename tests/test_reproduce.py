@@ -1,26 +1,101 @@
+from pathlib import Path
+
+import pytest
+
 from paperlib.study.reproduce import update_times
 
-HEADER = "notebook\tprofile\tminutes\testimated_minutes\tcpu\tprecision\n"
+HEADER = "notebook\tprofile\tminutes\testimated_minutes\tcpu\tprecision\tattempts\n"
 
 
 def test_update_times_keeps_one_sorted_row_per_notebook():
     text = update_times("", "02_b.ipynb", "mini", 3.14159, 2.5, "AMD EPYC", "fp32")
-    assert text == HEADER + "02_b.ipynb\tmini\t3.14\t2.50\tAMD EPYC\tfp32\n"
+    assert text == HEADER + "02_b.ipynb\tmini\t3.14\t2.50\tAMD EPYC\tfp32\t1\n"
     text = update_times(text, "01_a.ipynb", "mini", 1)
-    text = update_times(text, "02_b.ipynb", "smoke", 0.5, 0.4, "Intel Xeon", "bf16")  # a rerun replaces its row
-    assert text == HEADER + ("01_a.ipynb\tmini\t1.00\t-\t-\t-\n"
-                             "02_b.ipynb\tsmoke\t0.50\t0.40\tIntel Xeon\tbf16\n")
+    text = update_times(text, "02_b.ipynb", "smoke", 0.5, 0.4, "Intel Xeon", "bf16", 3)  # a rerun replaces its row
+    assert text == HEADER + ("01_a.ipynb\tmini\t1.00\t-\t-\t-\t1\n"
+                             "02_b.ipynb\tsmoke\t0.50\t0.40\tIntel Xeon\tbf16\t3\n")
 
 
 def test_update_times_reads_the_old_appended_log():
     old = "01_a.ipynb\tmini\t0.13\n04_d.ipynb\tmini\t18.60\n04_d.ipynb\tmini\t20.00\n\n"
     text = update_times(old, "03_c.ipynb", "mini", 2)
-    assert text.splitlines() == [HEADER.strip(), "01_a.ipynb\tmini\t0.13\t-\t-\t-",
-                                 "03_c.ipynb\tmini\t2.00\t-\t-\t-", "04_d.ipynb\tmini\t20.00\t-\t-\t-"]
+    assert text.splitlines() == [HEADER.strip(), "01_a.ipynb\tmini\t0.13\t-\t-\t-\t-",
+                                 "03_c.ipynb\tmini\t2.00\t-\t-\t-\t1", "04_d.ipynb\tmini\t20.00\t-\t-\t-\t-"]
 
 
 def test_update_times_reads_the_three_column_file():
     old = "notebook\tprofile\tminutes\n01_a.ipynb\tmini\t0.29\n"
     text = update_times(old, "02_b.ipynb", "mini", 5, 4, "AMD EPYC", "bf16")
-    assert text.splitlines()[1:] == ["01_a.ipynb\tmini\t0.29\t-\t-\t-",
-                                     "02_b.ipynb\tmini\t5.00\t4.00\tAMD EPYC\tbf16"]
+    assert text.splitlines()[1:] == ["01_a.ipynb\tmini\t0.29\t-\t-\t-\t-",
+                                     "02_b.ipynb\tmini\t5.00\t4.00\tAMD EPYC\tbf16\t1"]
+
+
+def test_a_notebook_clock_counts_every_attempt_and_survives_a_kill(tmp_path):
+    """The clock file is written while an attempt runs (so a SIGKILLed attempt leaves its time
+    behind), the next attempt goes on from it, and a finished notebook drops it."""
+    import time
+
+    from paperlib.study.reproduce import Clock, read_clock, write_clock
+
+    path = tmp_path / "clock" / "03_x.json"
+    assert read_clock(path) == (0.0, 0)
+    with Clock(path, every=0.02) as clock:
+        assert clock.attempt == 1
+        time.sleep(0.3)
+        # written by the beat while running: what a kill at this moment would leave
+        running, attempts = read_clock(path)
+        assert attempts == 1 and running > 0
+    # an attempt that was killed 5 minutes in
+    write_clock(path, 5.0, 1)
+    with Clock(path, every=60) as clock:
+        assert (clock.attempt, clock.before) == (2, 5.0)
+    minutes, attempts = read_clock(path)
+    assert attempts == 2 and 5.0 <= minutes < 5.1
+    clock.done()
+    assert not path.exists()
+    path.write_text("{not json")
+    with pytest.raises(ValueError, match="not a notebook clock"):
+        read_clock(path)
+
+
+def test_a_resumed_notebook_records_the_time_of_all_its_attempts(monkeypatch, tmp_path):
+    """execute() with a notebook whose earlier attempt was killed 7 minutes in: the row of
+    reproduce_times.tsv holds the 7 minutes plus this attempt's, and 2 attempts."""
+    import subprocess
+
+    from paperlib.study import reproduce
+
+    monkeypatch.setattr(reproduce, "repo_root", lambda: tmp_path)
+    book = tmp_path / "notebooks" / "03_x.ipynb"
+    book.parent.mkdir()
+    book.write_text("{}")
+    calls = []
+
+    def papermill(cmd, env):
+        calls.append(cmd)
+        Path(cmd[4]).write_text("{}")  # the executed copy
+        return subprocess.CompletedProcess(cmd, 0)
+
+    monkeypatch.setattr(reproduce.subprocess, "run", papermill)
+    clock = reproduce.clock_path("smoke", "openmoji", book.name)
+    reproduce.write_clock(clock, 7.0, 1)
+    reproduce.execute("smoke", "openmoji", [book])
+    row = (reproduce.results_dir("smoke", "openmoji") / "reproduce_times.tsv").read_text().splitlines()[1]
+    fields = row.split("\t")
+    assert fields[0] == "03_x.ipynb" and 7.0 <= float(fields[2]) < 7.5 and fields[6] == "2", row
+    assert not clock.exists() and len(calls) == 1
+    # the next run of the notebook is timed from scratch
+    reproduce.execute("smoke", "openmoji", [book])
+    row = (reproduce.results_dir("smoke", "openmoji") / "reproduce_times.tsv").read_text().splitlines()[1]
+    assert float(row.split("\t")[2]) < 1 and row.split("\t")[6] == "1", row
+
+
+def test_only_takes_a_list_of_notebooks_and_names_a_part_that_matches_none():
+    from paperlib.study.reproduce import notebooks
+
+    names = [p.name[:2] for p in notebooks("03,04,06")]
+    assert names == ["03", "04", "06"]
+    assert [p.name[:2] for p in notebooks("06, 03")] == ["03", "06"]  # in the notebooks' order
+    assert [p.name[:2] for p in notebooks("04")] == ["04"]
+    with pytest.raises(FileNotFoundError, match="'99'"):
+        notebooks("03,99")

@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -69,9 +70,17 @@ CROSS_DATASET = ("09_generalisation.ipynb",)
 
 
 def notebooks(only: str | None = None, cross: bool = False) -> list[Path]:
-    """The notebooks whose name contains `only`; without it, the per-dataset notebooks in
-    order, or with `cross` the CROSS_DATASET ones."""
+    """The notebooks whose name contains `only`, or any of its comma-separated parts ("03,04":
+    a reproduction resumed from notebook 03 on); without it, the per-dataset notebooks in order,
+    or with `cross` the CROSS_DATASET ones. In a list, a part that names no notebook is an error."""
     found = sorted((repo_root() / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    if only is not None and "," in only:
+        parts = [part.strip() for part in only.split(",")]
+        for part in parts:
+            if not part or not any(part in p.name for p in found):
+                raise FileNotFoundError(f"--only {only!r}: no notebook's name contains {part!r} "
+                                        f"in {repo_root() / 'notebooks'}")
+        return [p for p in found if any(part in p.name for part in parts)]
     if only is not None:
         return [p for p in found if only in p.name]
     return [p for p in found if (p.name in CROSS_DATASET) == cross]
@@ -83,17 +92,84 @@ def relativise(text: str, root: Path) -> str:
     return text.replace(str(root) + "/", "")
 
 
-TIMES_HEADER = ("notebook", "profile", "minutes", "estimated_minutes", "cpu", "precision")
+TIMES_HEADER = ("notebook", "profile", "minutes", "estimated_minutes", "cpu", "precision",
+                "attempts")
+
+# A notebook's clock: the minutes its attempts have run so far, rewritten this often while it
+# runs, so that an attempt killed outright (SIGKILL, a reboot) still counts, to within this.
+CLOCK_SECONDS = 30
+
+
+def clock_path(profile: str, dataset: str, notebook: str) -> Path:
+    """Where `notebook`'s clock lives: beside the runs it times, so that deleting the runs (a
+    fresh reproduction) drops it too."""
+    return runs_dir(profile, dataset) / "reproduce-clock" / f"{Path(notebook).stem}.json"
+
+
+def read_clock(path: Path) -> tuple[float, int]:
+    """(minutes, attempts) of a notebook's unfinished attempts so far; (0, 0) without a clock."""
+    if not path.is_file():
+        return 0.0, 0
+    try:
+        data = json.loads(path.read_text())
+        return float(data["minutes"]), int(data["attempts"])
+    except (ValueError, KeyError, TypeError) as e:
+        raise ValueError(f"{path}: not a notebook clock ({e}); delete it to time the notebook "
+                         "from this attempt on") from e
+
+
+def write_clock(path: Path, minutes: float, attempts: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps({"minutes": round(minutes, 4), "attempts": attempts})
+    atomic_write(path, lambda f: f.write(text.encode()))
+
+
+class Clock:
+    """Times one attempt at a notebook on top of the attempts before it (`read_clock`), and
+    keeps the clock file current while the attempt runs (a daemon thread, every `every` s)."""
+
+    def __init__(self, path: Path, every: float = CLOCK_SECONDS):
+        self.path, self.every = path, every
+        self.before, attempts = read_clock(path)
+        self.attempt = attempts + 1
+        self.t0 = time.time()
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.beat, daemon=True)
+
+    def minutes(self) -> float:
+        return self.before + (time.time() - self.t0) / 60
+
+    def beat(self) -> None:
+        while not self.stop.wait(self.every):
+            write_clock(self.path, self.minutes(), self.attempt)
+
+    def __enter__(self) -> "Clock":
+        write_clock(self.path, self.minutes(), self.attempt)
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        # a failed attempt counts too: the next one goes on from the runs it left
+        self.stop.set()
+        self.thread.join()
+        write_clock(self.path, self.minutes(), self.attempt)
+
+    def done(self) -> None:
+        """The notebook finished: its time is in reproduce_times.tsv, the clock starts over."""
+        self.path.unlink(missing_ok=True)
 
 
 def update_times(text: str, notebook: str, profile: str, minutes: float,
-                 estimated: float | None = None, cpu: str = "-", precision: str = "-") -> str:
+                 estimated: float | None = None, cpu: str = "-", precision: str = "-",
+                 attempts: int = 1) -> str:
     """reproduce_times.tsv with `notebook`'s row replaced by this run's time: one row per
     notebook for its last run (rows of other notebooks kept, so `--only 04` updates row 04
     alone), sorted by notebook name, under a header. Older files appended a row per run and had
     no header: their last row per notebook is kept. Rows from before the estimate, CPU and
     precision columns keep "-" there. The estimate is the time `estimate.plan` gave before the
-    notebook ran (training and evaluation since the plan counts both; training alone before)."""
+    notebook ran (training and evaluation since the plan counts both; training alone before).
+    `minutes` is the notebook's time over all its `attempts` (a reproduction stopped part-way
+    and resumed: `Clock`); rows from before that column keep "-" there."""
     rows: dict[str, tuple[str, ...]] = {}
     for line in text.splitlines():
         fields = tuple(line.split("\t"))
@@ -101,7 +177,8 @@ def update_times(text: str, notebook: str, profile: str, minutes: float,
             continue
         rows[fields[0]] = (fields + ("-",) * len(TIMES_HEADER))[:len(TIMES_HEADER)]
     rows[notebook] = (notebook, profile, f"{minutes:.2f}",
-                      "-" if estimated is None else f"{estimated:.2f}", cpu, precision)
+                      "-" if estimated is None else f"{estimated:.2f}", cpu, precision,
+                      str(attempts))
     return "".join("\t".join(r) + "\n" for r in [TIMES_HEADER] + sorted(rows.values()))
 
 
@@ -143,13 +220,16 @@ def execute(profile: str, dataset: str, books: list[Path], planner=None) -> None
     log = results_dir(profile, dataset) / "reproduce_times.tsv"
     for nb in books:
         print(f"== {nb.name} (profile {profile}, dataset {dataset})", flush=True)
-        t0 = time.time()
         out = out_dir / nb.name
         # The profile and dataset travel through the environment, not `-p`: an injected
         # parameter cell would pin them inside the committed notebook and defeat the smoke checks.
         cmd = [sys.executable, "-m", "papermill", str(nb), str(out), "--cwd", str(nb.parent),
                "--kernel", "python3", "--log-output", "--no-progress-bar"]
-        proc = subprocess.run(cmd, env=env)
+        with Clock(clock_path(profile, dataset, nb.name)) as clock:
+            if clock.attempt > 1:
+                print(f"   attempt {clock.attempt}: the earlier ones ran {clock.before:.1f} min",
+                      flush=True)
+            proc = subprocess.run(cmd, env=env)
         if proc.returncode != 0:
             raise RuntimeError(f"{nb.name} failed (papermill exit {proc.returncode}); the executed "
                                f"copy with the error is {out}")
@@ -158,12 +238,15 @@ def execute(profile: str, dataset: str, books: list[Path], planner=None) -> None
             keep.parent.mkdir(parents=True, exist_ok=True)
             text = relativise(out.read_text(), repo_root())
             atomic_write(keep, lambda f: f.write(text.encode()))
-        minutes = (time.time() - t0) / 60
+        minutes = clock.minutes()
         text = update_times(log.read_text() if log.exists() else "", nb.name, profile, minutes,
                             plan.minutes.get(nb.name[:2]) if plan else None,
-                            plan.cpu if plan else "-", plan.precision_name if plan else "-")
+                            plan.cpu if plan else "-", plan.precision_name if plan else "-",
+                            clock.attempt)
         atomic_write(log, lambda f: f.write(text.encode()))
-        print(f"   done in {minutes:.1f} min", flush=True)
+        clock.done()
+        print(f"   done in {minutes:.1f} min" + (f" over {clock.attempt} attempts"
+                                                 if clock.attempt > 1 else ""), flush=True)
 
 
 # ----------------------------------------------------------------------------- command line
@@ -179,7 +262,8 @@ def prepare_main(args) -> None:
 def add_reproduce_arguments(sp) -> None:
     sp.add_argument("--profile", default=None, help="smoke, mini or paper (default: "
                     "$PAPERLIB_PROFILE or mini)")
-    sp.add_argument("--only", default=None, help="run only notebooks whose name contains this")
+    sp.add_argument("--only", default=None, help="run only notebooks whose name contains this, "
+                    "or any of its comma-separated parts (--only 03,04,06)")
     sp.add_argument("--dataset", default=None, help="openmoji or faces (default: "
                     "$PAPERLIB_DATASET, else openmoji); faces writes results/faces/")
     sp.add_argument("--plan", action="store_true",
