@@ -38,21 +38,24 @@ def test_a_notebook_clock_counts_every_attempt_and_survives_a_kill(tmp_path):
     from paperlib.study.reproduce import Clock, read_clock, write_clock
 
     path = tmp_path / "clock" / "03_x.json"
-    assert read_clock(path) == (0.0, 0)
+    assert read_clock(path) == (0.0, 0, False)
     with Clock(path, every=0.02) as clock:
         assert clock.attempt == 1
         time.sleep(0.3)
         # written by the beat while running: what a kill at this moment would leave
-        running, attempts = read_clock(path)
-        assert attempts == 1 and running > 0
+        running, attempts, finished = read_clock(path)
+        assert attempts == 1 and running > 0 and not finished
     # an attempt that was killed 5 minutes in
     write_clock(path, 5.0, 1)
     with Clock(path, every=60) as clock:
         assert (clock.attempt, clock.before) == (2, 5.0)
-    minutes, attempts = read_clock(path)
-    assert attempts == 2 and 5.0 <= minutes < 5.1
+    minutes, attempts, finished = read_clock(path)
+    assert attempts == 2 and 5.0 <= minutes < 5.1 and not finished
     clock.done()
-    assert not path.exists()
+    assert read_clock(path)[1:] == (2, True)
+    # run again on purpose after it finished: timed afresh
+    with Clock(path, every=60) as clock:
+        assert (clock.attempt, clock.before) == (1, 0.0)
     path.write_text("{not json")
     with pytest.raises(ValueError, match="not a notebook clock"):
         read_clock(path)
@@ -79,15 +82,61 @@ def test_a_resumed_notebook_records_the_time_of_all_its_attempts(monkeypatch, tm
     monkeypatch.setattr(reproduce.subprocess, "run", papermill)
     clock = reproduce.clock_path("smoke", "openmoji", book.name)
     reproduce.write_clock(clock, 7.0, 1)
+    times = reproduce.results_dir("smoke", "openmoji") / "reproduce_times.tsv"
     reproduce.execute("smoke", "openmoji", [book])
-    row = (reproduce.results_dir("smoke", "openmoji") / "reproduce_times.tsv").read_text().splitlines()[1]
+    row = times.read_text().splitlines()[1]
     fields = row.split("\t")
     assert fields[0] == "03_x.ipynb" and 7.0 <= float(fields[2]) < 7.5 and fields[6] == "2", row
-    assert not clock.exists() and len(calls) == 1
-    # the next run of the notebook is timed from scratch
+    assert reproduce.read_clock(clock)[1:] == (2, True) and len(calls) == 1
+    # the same reproduction rerun (after a stop in a later notebook): skipped, its row kept
     reproduce.execute("smoke", "openmoji", [book])
-    row = (reproduce.results_dir("smoke", "openmoji") / "reproduce_times.tsv").read_text().splitlines()[1]
-    assert float(row.split("\t")[2]) < 1 and row.split("\t")[6] == "1", row
+    assert len(calls) == 1 and times.read_text().splitlines()[1] == row
+    # the reproduction over (run_notebooks drops the clocks), a new run is timed afresh
+    reproduce.drop_clocks("smoke", "openmoji", [book])
+    reproduce.execute("smoke", "openmoji", [book])
+    row = times.read_text().splitlines()[1]
+    assert len(calls) == 2 and float(row.split("\t")[2]) < 1 and row.split("\t")[6] == "1", row
+
+
+def test_a_reproduction_that_finishes_drops_its_clocks_and_a_rerun_skips_what_it_finished(monkeypatch, tmp_path):
+    """make reproduce stopped in its second notebook and rerun: the first is skipped (its time
+    kept), the second goes on; once all have finished, the clocks go, and the next make
+    reproduce runs everything again."""
+    import subprocess
+
+    from paperlib.study import reproduce
+
+    monkeypatch.setattr(reproduce, "repo_root", lambda: tmp_path)
+    (tmp_path / "notebooks").mkdir()
+    books = [tmp_path / "notebooks" / f"0{i}_x.ipynb" for i in (1, 2)]
+    for b in books:
+        b.write_text("{}")
+    ran, fail = [], {"02_x.ipynb"}
+
+    def papermill(cmd, env):
+        name = Path(cmd[3]).name
+        ran.append(name[:2])
+        Path(cmd[4]).write_text("{}")
+        return subprocess.CompletedProcess(cmd, 1 if name in fail else 0)
+
+    monkeypatch.setattr(reproduce.subprocess, "run", papermill)
+    with pytest.raises(RuntimeError, match="02_x.ipynb failed"):
+        reproduce.run_notebooks("smoke", dataset="openmoji")
+    fail.clear()
+    reproduce.run_notebooks("smoke", dataset="openmoji")
+    assert ran == ["01", "02", "02"]
+    rows = (reproduce.results_dir("smoke", "openmoji") / "reproduce_times.tsv").read_text().splitlines()
+    assert [r.split("\t")[6] for r in rows[1:]] == ["1", "2"]
+    assert not list((reproduce.runs_dir("smoke", "openmoji") / "reproduce-clock").glob("*.json"))
+    reproduce.run_notebooks("smoke", dataset="openmoji")
+    assert ran == ["01", "02", "02", "01", "02"]
+    # the same with a list of notebooks: resumed from where it stopped
+    fail.add("02_x.ipynb")
+    with pytest.raises(RuntimeError):
+        reproduce.run_notebooks("smoke", only="01,02", dataset="openmoji")
+    fail.clear()
+    reproduce.run_notebooks("smoke", only="01,02", dataset="openmoji")
+    assert ran[5:] == ["01", "02", "02"]
 
 
 def test_only_takes_a_list_of_notebooks_and_names_a_part_that_matches_none():

@@ -106,21 +106,22 @@ def clock_path(profile: str, dataset: str, notebook: str) -> Path:
     return runs_dir(profile, dataset) / "reproduce-clock" / f"{Path(notebook).stem}.json"
 
 
-def read_clock(path: Path) -> tuple[float, int]:
-    """(minutes, attempts) of a notebook's unfinished attempts so far; (0, 0) without a clock."""
+def read_clock(path: Path) -> tuple[float, int, bool]:
+    """(minutes, attempts, finished) of a notebook in the reproduction under way; (0, 0, False)
+    without a clock."""
     if not path.is_file():
-        return 0.0, 0
+        return 0.0, 0, False
     try:
         data = json.loads(path.read_text())
-        return float(data["minutes"]), int(data["attempts"])
+        return float(data["minutes"]), int(data["attempts"]), bool(data.get("finished", False))
     except (ValueError, KeyError, TypeError) as e:
         raise ValueError(f"{path}: not a notebook clock ({e}); delete it to time the notebook "
                          "from this attempt on") from e
 
 
-def write_clock(path: Path, minutes: float, attempts: int) -> None:
+def write_clock(path: Path, minutes: float, attempts: int, finished: bool = False) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps({"minutes": round(minutes, 4), "attempts": attempts})
+    text = json.dumps({"minutes": round(minutes, 4), "attempts": attempts, "finished": finished})
     atomic_write(path, lambda f: f.write(text.encode()))
 
 
@@ -130,7 +131,9 @@ class Clock:
 
     def __init__(self, path: Path, every: float = CLOCK_SECONDS):
         self.path, self.every = path, every
-        self.before, attempts = read_clock(path)
+        self.before, attempts, finished = read_clock(path)
+        if finished:  # run again on purpose (--only): timed afresh
+            self.before, attempts = 0.0, 0
         self.attempt = attempts + 1
         self.t0 = time.time()
         self.stop = threading.Event()
@@ -155,8 +158,9 @@ class Clock:
         write_clock(self.path, self.minutes(), self.attempt)
 
     def done(self) -> None:
-        """The notebook finished: its time is in reproduce_times.tsv, the clock starts over."""
-        self.path.unlink(missing_ok=True)
+        """The notebook finished: a rerun of the same reproduction skips it (`execute`) until
+        the whole reproduction has finished and its clocks are dropped."""
+        write_clock(self.path, self.minutes(), self.attempt, finished=True)
 
 
 def update_times(text: str, notebook: str, profile: str, minutes: float,
@@ -199,16 +203,31 @@ def run_notebooks(profile: str | None = None, only: str | None = None,
         cross = [p for p in chosen if p.name in CROSS_DATASET]
         if cross:  # once, after both datasets
             execute(profile, STUDY_DATASETS[0], cross, planner)
+        # the whole reproduction has finished: the next one starts afresh
+        for d in STUDY_DATASETS if per else ():
+            drop_clocks(profile, d, per)
+        if cross:
+            drop_clocks(profile, STUDY_DATASETS[0], cross)
         return
     dataset = get_dataset(dataset)
     books = notebooks(only)
     if not books:
         raise FileNotFoundError(f"no notebooks matching {only!r} in {repo_root() / 'notebooks'}")
     execute(profile, dataset, books, planner)
+    drop_clocks(profile, dataset, books)
+
+
+def drop_clocks(profile: str, dataset: str, books: list[Path]) -> None:
+    for nb in books:
+        clock_path(profile, dataset, nb.name).unlink(missing_ok=True)
 
 
 def execute(profile: str, dataset: str, books: list[Path], planner=None) -> None:
-    """Run `books` in order with papermill and keep each executed copy (executed_notebook)."""
+    """Run `books` in order with papermill and keep each executed copy (executed_notebook).
+    A notebook that the reproduction under way already finished (its clock says so: the same
+    command stopped in a later notebook and rerun) is skipped, so that its row of
+    reproduce_times.tsv keeps the time it took; `run_notebooks` drops the clocks once every
+    notebook it was given has finished."""
     plan = planner(profile, dataset, [b.name for b in books]) if planner else None
     if plan is not None:
         print(plan.summary(), flush=True)
@@ -220,6 +239,11 @@ def execute(profile: str, dataset: str, books: list[Path], planner=None) -> None
     log = results_dir(profile, dataset) / "reproduce_times.tsv"
     for nb in books:
         print(f"== {nb.name} (profile {profile}, dataset {dataset})", flush=True)
+        minutes, attempts, finished = read_clock(clock_path(profile, dataset, nb.name))
+        if finished:
+            print(f"   finished earlier in this reproduction ({minutes:.1f} min): skipped; delete "
+                  f"{clock_path(profile, dataset, nb.name)} to run it again", flush=True)
+            continue
         out = out_dir / nb.name
         # The profile and dataset travel through the environment, not `-p`: an injected
         # parameter cell would pin them inside the committed notebook and defeat the smoke checks.
