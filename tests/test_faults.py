@@ -252,6 +252,9 @@ def test_reproduce_killed_in_training_and_in_evaluation_resumes(tmp_path, reques
     _reproduce(root, plan=False)
     assert "Estimated time" not in (root / "reproduce.log").read_text()
     assert times(root).splitlines()[1].split("\t")[3] == "-", times(root)
+    # the notebook's time is over its three attempts, the two killed ones included
+    assert times(root).splitlines()[1].split("\t")[6] == "3", times(root)
+    assert times(straight).splitlines()[1].split("\t")[6] == "1", times(straight)
     # Not retrained: every file the finished runs had is untouched.
     assert {p: p.stat().st_mtime_ns for p in finished} == finished
 
