@@ -239,8 +239,9 @@ def plan(profile: str, dataset: str, notebooks: list[str], *, timed_steps: int =
             path = run_path(profile, name, seed, dataset)
             if is_complete(path):
                 # trained; what is left is its evaluation, if any (a resumed reproduction)
-                if passes_left(key, name, path):
-                    jobs.append((0.0, passes_left(key, name, path)))
+                owed = passes_left(key, name, path)
+                if owed:
+                    jobs.append((0.0, owed))
                 continue
             config = run_config(profile, name, seed, dataset)
             left = max(0, config.train.max_steps - steps_done(path))

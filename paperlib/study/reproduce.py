@@ -132,7 +132,7 @@ class Clock:
     def __init__(self, path: Path, every: float = CLOCK_SECONDS):
         self.path, self.every = path, every
         self.before, attempts, finished = read_clock(path)
-        if finished:  # run again on purpose (--only): timed afresh
+        if finished:  # execute skips a finished notebook; timed afresh if run all the same
             self.before, attempts = 0.0, 0
         self.attempt = attempts + 1
         self.t0 = time.time()
