@@ -1,6 +1,7 @@
 """claim_widths: intervals read back from claims.csv text and paired across two tables."""
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -66,3 +67,20 @@ def test_a_missing_or_foreign_table_is_named(tmp_path):
     (tmp_path / "t.csv").write_text("a,b\n1,2\n")
     with pytest.raises(ValueError, match="t.csv.*no 'claim' column"):
         claim_widths.read_claims(tmp_path / "t.csv")
+
+
+@pytest.mark.parametrize("dataset, before, after", [
+    ("openmoji", "earlier-recipe/grid8-amd/claims.csv", "claims.csv"),
+    ("faces", "earlier-recipe/faces-grid8-amd/claims.csv", "faces/claims.csv"),
+])
+def test_the_committed_widths_are_those_of_the_committed_claims(dataset, before, after):
+    """results/claim-widths/<dataset>.csv is compare() of the two committed claims tables, so
+    the widths the reports quote cannot drift from the claims they came from."""
+    results = repo_root() / "results"
+    rebuilt = claim_widths.compare(claim_widths.read_claims(results / before),
+                                   claim_widths.read_claims(results / after))
+    committed = pd.read_csv(results / "claim-widths" / f"{dataset}.csv")
+    assert list(committed[["claim", "dataset", "gap"]].itertuples(index=False)) == \
+        list(rebuilt[["claim", "dataset", "gap"]].itertuples(index=False))
+    for column in ["width before", "width after", "after / before"]:
+        assert np.allclose(committed[column], rebuilt[column], rtol=1e-5, equal_nan=True), column
