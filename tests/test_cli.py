@@ -170,3 +170,31 @@ def test_reproduce_refuses_to_plan_and_not_plan_at_once(monkeypatch):
     monkeypatch.setattr(reproduce, "run_notebooks", lambda *a, **k: pytest.fail("notebooks ran"))
     with pytest.raises(SystemExit, match="--plan and --no-plan"):
         main(["reproduce", "--profile", "smoke", "--plan", "--no-plan"])
+
+
+@pytest.mark.parametrize("only, expected", [
+    (None, [("openmoji", "per"), ("faces", "per"), ("openmoji", "cross")]),
+    ("09", [("openmoji", "cross")]),
+    ("03", [("openmoji", "per"), ("faces", "per")]),
+])
+def test_reproduce_plans_both_datasets_as_it_runs_them(monkeypatch, capsys, only, expected):
+    """`--plan --dataset both` plans what `make reproduce DATASET=both` runs: notebooks 01-08 on
+    each dataset, and notebook 09, whose runs span both datasets, once."""
+    from paperlib.study import estimate, reproduce
+
+    calls = []
+
+    class Planned:
+        def __init__(self, dataset, names):
+            kinds = {n in reproduce.CROSS_DATASET for n in names}
+            assert len(kinds) == 1, f"per-dataset and cross notebooks in one plan: {names}"
+            calls.append((dataset, "cross" if kinds.pop() else "per"))
+
+        def summary(self):
+            return "planned"
+
+    monkeypatch.setattr(estimate, "plan", lambda profile, dataset, names: Planned(dataset, names))
+    main(["reproduce", "--profile", "smoke", "--plan", "--dataset", "both",
+          *(["--only", only] if only else [])])
+    assert calls == expected
+    assert capsys.readouterr().out.count("planned") == len(expected)

@@ -191,3 +191,41 @@ def test_the_passes_left_of_one_run(monkeypatch, tmp_path):
     assert estimate.passes_left("03", "add", tmp_path) == 0
     done["zero"] = True
     assert estimate.passes_left("06", "scft-noref", tmp_path) == 0
+
+
+def test_notebook_09_plans_the_runs_of_both_datasets(monkeypatch, tmp_path):
+    """Notebook 09 trains generalisation's runs, on both datasets, though no arm names it in
+    TRAINED_BY: its plan must count them (it once said "nothing to train" and then trained six
+    runs), each with its own dataset's config, and score two passes per case it serves."""
+    monkeypatch.setenv("PAPERLIB_WORKERS", "2")
+    monkeypatch.setattr(estimate, "run_path", lambda p, n, s, d=None: tmp_path / f"{d}-{n}-{s}")
+    monkeypatch.setattr(estimate, "step_seconds", lambda config, steps, warmup, threads: 0.5)
+    monkeypatch.setattr(estimate, "test_images", lambda config: 10)
+    monkeypatch.setattr(estimate, "inception_seconds", lambda threads, images=50: 0.1)
+    monkeypatch.setattr(estimate, "FACTORS_FROM_SECONDS", 10 ** 9)
+    seeds = registry.study_seeds("smoke")
+    triples = estimate.cross_dataset_jobs(seeds)
+    assert {(n, d) for n, _, d in triples} == {(registry.MAIN, "openmoji"), (registry.MAIN, "faces"),
+                                              ("scft-triplet-xdog", "openmoji")}
+    assert len(triples) == 3 * len(seeds)
+    plan = estimate.plan("smoke", "openmoji", ["09_generalisation.ipynb"])
+    assert plan.steps["09"] == sum(registry.run_config("smoke", n, s, d).train.max_steps
+                                   for n, s, d in triples) > 0
+    from paperlib.study.generalisation import CASES
+    assert plan.evaluation_minutes["09"] == pytest.approx(
+        (2 * len(CASES) * len(seeds) * 10 * 0.1 * (1 + estimate.EVAL_OVERHEAD) + 10 * 0.1) / 60)
+    assert "nothing to train" not in plan.summary() and plan.minutes["09"] > 0
+
+
+def test_the_cases_left_of_one_run(monkeypatch, tmp_path):
+    """A trained run owes the cases whose metrics are not stored: here the faces model has its
+    own test split scored, not OpenMoji's nor the unseen style."""
+    monkeypatch.setattr(estimate, "run_path", lambda p, n, s, d=None: tmp_path)
+    monkeypatch.setattr(estimate, "is_complete", lambda path: False)
+    assert estimate.cases_left("smoke", registry.MAIN, 0, "faces") == 3
+    monkeypatch.setattr(estimate, "is_complete", lambda path: True)
+    monkeypatch.setattr(estimate, "read_metrics", lambda path, split=None, dataset=None, sketch_source=None: (
+        [{"metric": "fid_cross"}] if (split, dataset) == ("test", "faces") else []))
+    assert estimate.cases_left("smoke", registry.MAIN, 0, "faces") == 2
+    assert estimate.cases_left("smoke", "scft-triplet-xdog", 0, "openmoji") == 2
+    assert estimate.cases_left("smoke", "add", 0, "openmoji") == 0  # serves no case

@@ -55,6 +55,33 @@ def notebook_jobs(notebook: str, seeds=SEEDS) -> list[tuple[str, int]]:
     return jobs
 
 
+# Notebook 09 (generalisation) trains on both datasets: its runs are generalisation's cases,
+# not an arm's (registry.TRAINED_BY names none for it).
+CROSS_DATASET_NOTEBOOK = "09"
+
+
+def cross_dataset_jobs(seeds=SEEDS) -> list[tuple[str, int, str]]:
+    """The (run, seed, dataset it trains on) triples notebook 09 trains:
+    generalisation.training_jobs, flattened."""
+    from .generalisation import training_jobs  # it imports reproduce, which plans with this module
+
+    return [(name, s, d) for d, jobs in training_jobs(seeds=seeds).items() for name, s in jobs]
+
+
+def cases_left(profile: str, name: str, seed: int, trained: str) -> int:
+    """Notebook 09's evaluations that run `name` (seed `seed`, trained on `trained`) still owes:
+    one per generalisation case it serves whose metrics are not stored yet (all of them for a
+    run not trained yet)."""
+    from .generalisation import CASES
+
+    path = run_path(profile, name, seed, trained)
+    cases = [c for c in CASES if c.run == name and c.trained == trained]
+    if not is_complete(path):
+        return len(cases)
+    return sum(not read_metrics(path, split=c.split, dataset=c.tested, sketch_source=c.sketch)
+               for c in cases)
+
+
 def inception_passes(notebook: str, name: str) -> int:
     """FID Inception passes over the test split that notebook `notebook`'s pool spends on run
     `name` after training it: the outputs of the cross and self settings (2). Notebook 02
@@ -235,22 +262,29 @@ def plan(profile: str, dataset: str, notebooks: list[str], *, timed_steps: int =
         key = nb[:2]
         jobs: list[tuple[float, int]] = []
         steps = 0
-        for name, seed in dict.fromkeys(notebook_jobs(key, study_seeds(profile))):
-            path = run_path(profile, name, seed, dataset)
+        seeds = study_seeds(profile)
+        if key == CROSS_DATASET_NOTEBOOK:
+            triples = cross_dataset_jobs(seeds)
+        else:
+            triples = [(name, s, dataset) for name, s in dict.fromkeys(notebook_jobs(key, seeds))]
+        for name, seed, trained in triples:
+            path = run_path(profile, name, seed, trained)
+            # each of notebook 09's evaluations scores two settings, as an arm's does (2 passes)
+            owed = (2 * cases_left(profile, name, seed, trained) if key == CROSS_DATASET_NOTEBOOK
+                    else passes_left(key, name, path))
             if is_complete(path):
                 # trained; what is left is its evaluation, if any (a resumed reproduction)
-                owed = passes_left(key, name, path)
                 if owed:
                     jobs.append((0.0, owed))
                 continue
-            config = run_config(profile, name, seed, dataset)
+            config = run_config(profile, name, seed, trained)
             left = max(0, config.train.max_steps - steps_done(path))
             kind = step_kind(replace(config, train=replace(
                 config.train, precision=resolve(config.train.precision, "cpu", warn=False).precision)))
             if kind not in seconds_by_kind:
                 seconds_by_kind[kind] = step_seconds(config, timed_steps, warmup, threads)
                 out.step_seconds[name] = seconds_by_kind[kind]
-            jobs.append((left * seconds_by_kind[kind], passes_left(key, name, path)))
+            jobs.append((left * seconds_by_kind[kind], owed))
             steps += left
         per_notebook[key] = jobs
         out.steps[key] = steps

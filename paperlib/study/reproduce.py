@@ -307,9 +307,21 @@ def reproduce_main(args) -> int:
         raise SystemExit("--plan and --no-plan contradict each other: choose one")
     if args.plan:
         profile = args.profile or os.environ.get("PAPERLIB_PROFILE", "mini")
-        names = [nb.name for nb in notebooks(args.only)]
-        for d in STUDY_DATASETS if args.dataset == "both" else [get_dataset(args.dataset)]:
-            print(f"== {d}\n{plan(profile, d, names).summary()}")
+        if args.dataset != "both":
+            d = get_dataset(args.dataset)
+            print(f"== {d}\n{plan(profile, d, [nb.name for nb in notebooks(args.only)]).summary()}")
+            return 0
+        # as run_notebooks runs them: the per-dataset notebooks on each dataset, then the
+        # cross-dataset ones once (their runs span both datasets: counted twice otherwise)
+        chosen = (notebooks(args.only) if args.only is not None
+                  else notebooks() + notebooks(cross=True))
+        per = [nb.name for nb in chosen if nb.name not in CROSS_DATASET]
+        cross = [nb.name for nb in chosen if nb.name in CROSS_DATASET]
+        for d in STUDY_DATASETS if per else ():
+            print(f"== {d}\n{plan(profile, d, per).summary()}")
+        if cross:
+            print(f"== both datasets: {', '.join(cross)}\n"
+                  f"{plan(profile, STUDY_DATASETS[0], cross).summary()}")
         return 0
     run_notebooks(profile=args.profile, only=args.only, dataset=args.dataset,
                   planner=None if args.no_plan else plan)
