@@ -198,3 +198,15 @@ def test_reproduce_plans_both_datasets_as_it_runs_them(monkeypatch, capsys, only
           *(["--only", only] if only else [])])
     assert calls == expected
     assert capsys.readouterr().out.count("planned") == len(expected)
+
+
+def test_reproduce_plan_for_both_names_an_only_that_matches_nothing(monkeypatch, capsys):
+    """`--plan --dataset both --only x` where no notebook's name contains x: one line naming x
+    and the notebooks folder, exit 2, as the run itself says; not an empty plan."""
+    from paperlib.study import estimate
+
+    monkeypatch.setattr(estimate, "plan", lambda *a, **k: pytest.fail("a plan was made"))
+    assert main(["reproduce", "--profile", "smoke", "--plan", "--dataset", "both",
+                 "--only", "nosuchnotebook"]) == 2
+    err = capsys.readouterr().err
+    assert "nosuchnotebook" in err and "notebooks" in err and "Traceback" not in err

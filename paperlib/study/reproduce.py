@@ -86,6 +86,16 @@ def notebooks(only: str | None = None, cross: bool = False) -> list[Path]:
     return [p for p in found if (p.name in CROSS_DATASET) == cross]
 
 
+def split_for_both(only: str | None = None) -> tuple[list[Path], list[Path]]:
+    """What dataset "both" runs, as (per, cross): `per` on each study dataset in turn, then
+    `cross` once (the CROSS_DATASET notebooks' runs span both datasets: run, or counted, once)."""
+    chosen = notebooks(only) if only is not None else notebooks() + notebooks(cross=True)
+    if not chosen:
+        raise FileNotFoundError(f"no notebooks matching {only!r} in {repo_root() / 'notebooks'}")
+    return ([p for p in chosen if p.name not in CROSS_DATASET],
+            [p for p in chosen if p.name in CROSS_DATASET])
+
+
 def relativise(text: str, root: Path) -> str:
     """Strip this machine's checkout path from a notebook (papermill's metadata, warnings):
     committed notebooks name paths relative to the repository root."""
@@ -194,13 +204,9 @@ def run_notebooks(profile: str | None = None, only: str | None = None,
     they will train and how long that takes here (`estimate.plan`)."""
     profile = profile or os.environ.get("PAPERLIB_PROFILE", "mini")
     if dataset == "both":
-        chosen = notebooks(only) if only is not None else notebooks() + notebooks(cross=True)
-        if not chosen:
-            raise FileNotFoundError(f"no notebooks matching {only!r} in {repo_root() / 'notebooks'}")
-        per = [p for p in chosen if p.name not in CROSS_DATASET]
+        per, cross = split_for_both(only)
         for d in STUDY_DATASETS if per else ():
             execute(profile, d, per, planner)
-        cross = [p for p in chosen if p.name in CROSS_DATASET]
         if cross:  # once, after both datasets
             execute(profile, STUDY_DATASETS[0], cross, planner)
         # the whole reproduction has finished: the next one starts afresh
@@ -311,12 +317,8 @@ def reproduce_main(args) -> int:
             d = get_dataset(args.dataset)
             print(f"== {d}\n{plan(profile, d, [nb.name for nb in notebooks(args.only)]).summary()}")
             return 0
-        # as run_notebooks runs them: the per-dataset notebooks on each dataset, then the
-        # cross-dataset ones once (their runs span both datasets: counted twice otherwise)
-        chosen = (notebooks(args.only) if args.only is not None
-                  else notebooks() + notebooks(cross=True))
-        per = [nb.name for nb in chosen if nb.name not in CROSS_DATASET]
-        cross = [nb.name for nb in chosen if nb.name in CROSS_DATASET]
+        # as run_notebooks runs them
+        per, cross = ([nb.name for nb in part] for part in split_for_both(args.only))
         for d in STUDY_DATASETS if per else ():
             print(f"== {d}\n{plan(profile, d, per).summary()}")
         if cross:
