@@ -11,9 +11,9 @@ import pytest
 OPTIONAL = ("resvg_py", "pytorch_fid", "torchvision", "ipywidgets", "ipyevents", "playwright")
 
 
-def loaded_after(code: str) -> list[str]:
-    """The OPTIONAL packages in sys.modules after running `code` in a fresh interpreter."""
-    script = f"{code}\nimport json, sys\nprint(json.dumps(sorted(m for m in {OPTIONAL!r} if m in sys.modules)))"
+def loaded_after(code: str, packages=OPTIONAL) -> list[str]:
+    """The `packages` in sys.modules after running `code` in a fresh interpreter."""
+    script = f"{code}\nimport json, sys\nprint(json.dumps(sorted(m for m in {tuple(packages)!r} if m in sys.modules)))"
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     return json.loads(proc.stdout.splitlines()[-1])
@@ -30,3 +30,18 @@ def test_computing_a_frechet_distance_loads_pytorch_fid():
     code = ("import numpy as np\nfrom paperlib.evaluation import fid\n"
             "fid.frechet_distance(np.zeros(2), np.eye(2), np.zeros(2), np.eye(2))")
     assert "pytorch_fid" in loaded_after(code)
+
+
+def test_the_pytest_plugin_loads_without_torch():
+    """Every pytest run in the repository loads paperlib.tools.nbcheck (pyproject's addopts);
+    its guard imports the run registry, and with it torch, only when it is called."""
+    assert loaded_after("import paperlib.tools.nbcheck", ["torch"]) == []
+    assert loaded_after("from paperlib.tools import nbcheck\nnbcheck.required_runs('mini')",
+                        ["torch"]) == ["torch"]
+
+
+def test_reading_a_notebook_builds_no_iri_grammar():
+    """papermill and nbval read notebooks with nbformat, which imports jsonschema; jsonschema
+    4.25 and later import rfc3987-syntax, which builds its Lark grammars at import (3.5 s a
+    process on a CPU with AVX2 only). pyproject.toml keeps jsonschema below 4.25."""
+    assert loaded_after("import nbformat", ["jsonschema", "rfc3987_syntax"]) == ["jsonschema"]

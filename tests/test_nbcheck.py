@@ -126,8 +126,8 @@ def test_the_guard_names_the_missing_runs_of_the_dataset_checked(monkeypatch, tm
     monkeypatch.setenv("PAPERLIB_DATASET", "openmoji")
     monkeypatch.setenv("PAPERLIB_BF16_UNITS", "1")  # the precision check's runs are read too
     everything = nbcheck.missing_runs("mini", "faces")
-    assert len(everything) == len(nbcheck.REQUIRED["mini"]) and "add seed 0" in everything
-    for name, seed in nbcheck.REQUIRED["mini"]:
+    assert len(everything) == len(nbcheck.required_runs("mini")) and "add seed 0" in everything
+    for name, seed in nbcheck.required_runs("mini"):
         if (name, seed) != ("add", 1):
             (tmp_path / "runs" / "mini-faces" / f"{name}-seed{seed}").mkdir(parents=True)
             (tmp_path / "runs" / "mini-faces" / f"{name}-seed{seed}" / FINAL).write_bytes(b"")
@@ -137,7 +137,7 @@ def test_the_guard_names_the_missing_runs_of_the_dataset_checked(monkeypatch, tm
     err = capsys.readouterr().err
     assert "runs/mini-faces" in err and "add seed 1" in err and "make reproduce DATASET=faces" in err
     # the OpenMoji runs are another folder: all of them missing there
-    assert len(nbcheck.missing_runs("mini", "openmoji")) == len(nbcheck.REQUIRED["mini"])
+    assert len(nbcheck.missing_runs("mini", "openmoji")) == len(nbcheck.required_runs("mini"))
     with pytest.raises(ValueError, match="unknown dataset 'shoes'"):
         nbcheck.missing_runs("mini", "shoes")
 
@@ -168,5 +168,5 @@ def test_without_bf16_units_the_guard_does_not_wait_for_the_short_precision_runs
     monkeypatch.setattr(reproduce, "repo_root", lambda: tmp_path)
     monkeypatch.setenv("PAPERLIB_BF16_UNITS", "0")
     missing = nbcheck.missing_runs("mini", "openmoji")
-    assert len(missing) == len(nbcheck.REQUIRED["mini"]) - 2
+    assert len(missing) == len(nbcheck.required_runs("mini")) - 2
     assert not any(m.startswith("short-") for m in missing) and "add seed 0" in missing

@@ -16,10 +16,6 @@ from __future__ import annotations
 
 import sys
 
-from ..study.registry import ARMS, PRECISION_RUNS, RUNS, precision_runs, run_path, study_seeds
-from ..study.reproduce import runs_dir
-from ..training.snapshot import FINAL
-
 IGNORED_STREAMS = ("stderr",)
 
 
@@ -44,26 +40,38 @@ def pytest_collection_modifyitems(session, config, items):
     skip_stderr(items)
 
 
-# The runs the notebooks read in the mini profile: every arm with every seed, the precision
-# check with seed 0 (as notebooks 02-06 train them). Notebook 09, which reads both datasets'
-# runs, is not part of the check (the Makefile's NOTEBOOKS).
-REQUIRED = {"mini": sorted({(n, s) for n in ARMS for s in study_seeds("mini")}
-                           | {(r, 0) for r in PRECISION_RUNS.values()})}
+# The guard below reads the run registry, and with it torch: imported in its functions, so
+# that loading the plugin (every pytest run in the repository) does not import torch.
+CHECKED_PROFILES = ("mini",)
+
+
+def required_runs(profile: str) -> list[tuple[str, int]]:
+    """The runs the notebooks read in `profile` (mini): every arm with every seed, the precision
+    check with seed 0 (as notebooks 02-06 train them). Notebook 09, which reads both datasets'
+    runs, is not part of the check (the Makefile's NOTEBOOKS)."""
+    from ..study.registry import ARMS, PRECISION_RUNS, study_seeds
+
+    if profile not in CHECKED_PROFILES:
+        raise ValueError(f"no strict notebook check for profile {profile!r}; it exists for "
+                         f"{', '.join(CHECKED_PROFILES)}")
+    return sorted({(n, s) for n in ARMS for s in study_seeds(profile)}
+                  | {(r, 0) for r in PRECISION_RUNS.values()})
 
 
 def missing_runs(profile: str = "mini", dataset: str | None = None) -> list[str]:
     """The runs a strict check of `profile`'s notebooks on `dataset` (None: $PAPERLIB_DATASET,
     else openmoji) reads whose training is not complete: nbval re-executes the notebooks, and
     a missing run would start training instead."""
-    if profile not in REQUIRED:
-        raise ValueError(f"no strict notebook check for profile {profile!r}; it exists for "
-                         f"{', '.join(REQUIRED)}")
-    unknown = sorted({n for n, _ in REQUIRED[profile]} - set(RUNS))
+    from ..study.registry import PRECISION_RUNS, RUNS, precision_runs, run_path
+    from ..training.snapshot import FINAL
+
+    required = required_runs(profile)
+    unknown = sorted({n for n, _ in required} - set(RUNS))
     if unknown:
         raise ValueError(f"runs not in the registry: {', '.join(unknown)}")
     # the precision check's short runs are read only where this CPU trains them
     skipped = set(PRECISION_RUNS.values()) - set(precision_runs().values())
-    return [f"{name} seed {seed}" for name, seed in REQUIRED[profile]
+    return [f"{name} seed {seed}" for name, seed in required
             if name not in skipped and not (run_path(profile, name, seed, dataset) / FINAL).exists()]
 
 
@@ -73,6 +81,8 @@ def main(argv=None) -> int:
     profile, dataset = args[0], (args[1] if len(args) > 1 else None)
     missing = missing_runs(profile, dataset)
     if missing:
+        from ..study.reproduce import runs_dir
+
         folder = runs_dir(profile, dataset).relative_to(runs_dir(profile, dataset).parent.parent)
         again = "make reproduce" + (f" DATASET={dataset}" if dataset and dataset != "openmoji" else "")
         print(f"check-notebooks needs the runs that `{again}` leaves in {folder}; "
