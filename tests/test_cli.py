@@ -172,6 +172,18 @@ def test_reproduce_refuses_to_plan_and_not_plan_at_once(monkeypatch):
         main(["reproduce", "--profile", "smoke", "--plan", "--no-plan"])
 
 
+def test_reproduce_without_the_plan_runs_the_notebooks_with_no_planner(monkeypatch):
+    from paperlib.study import estimate, reproduce
+
+    calls = []
+    monkeypatch.setattr(estimate, "plan", lambda *a, **k: pytest.fail("the plan was timed"))
+    monkeypatch.setattr(reproduce, "run_notebooks", lambda **k: calls.append(k))
+    assert main(["reproduce", "--profile", "smoke", "--only", "06", "--no-plan"]) == 0
+    assert calls == [{"profile": "smoke", "only": "06", "dataset": None}]
+    main(["reproduce", "--profile", "smoke", "--only", "06"])
+    assert calls[1]["planner"] is estimate.plan
+
+
 @pytest.mark.parametrize("only, expected", [
     (None, [("openmoji", "per"), ("faces", "per"), ("openmoji", "cross")]),
     ("09", [("openmoji", "cross")]),

@@ -45,3 +45,8 @@ def test_reading_a_notebook_builds_no_iri_grammar():
     4.25 and later import rfc3987-syntax, which builds its Lark grammars at import (3.5 s a
     process on a CPU with AVX2 only). pyproject.toml keeps jsonschema below 4.25."""
     assert loaded_after("import nbformat", ["jsonschema", "rfc3987_syntax"]) == ["jsonschema"]
+
+
+def test_the_notebook_runner_loads_without_torch():
+    """`reproduce --no-plan` only starts papermill: each resumed attempt is seconds sooner."""
+    assert loaded_after("import paperlib.study.reproduce", ["torch"]) == []

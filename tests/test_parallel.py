@@ -241,7 +241,8 @@ def test_workers_die_with_their_parent(fake_root):
     finally:
         if parent.poll() is None:
             parent.kill()
-    # Resumed without the evaluation: the question is the lock the killed worker held.
+    # Resumed without the evaluation, in this process: the question is the lock the killed
+    # worker held, not the pool (whose start costs each worker seconds of imports).
     paths = parallel.ensure_runs("smoke", [("scft-triplet", 2), ("add", 2)], evaluate=False,
-                                 workers=2, progress=False)
+                                 workers=1, progress=False)
     assert all((p / "snapshot-final.pt").exists() for p in paths)

@@ -98,6 +98,40 @@ def test_a_resumed_notebook_records_the_time_of_all_its_attempts(monkeypatch, tm
     assert len(calls) == 2 and float(row.split("\t")[2]) < 1 and row.split("\t")[6] == "1", row
 
 
+def test_the_plan_is_printed_first_and_its_estimate_kept_beside_the_time(monkeypatch, tmp_path, capsys):
+    """execute() with a planner: the plan's summary comes before the first notebook, and each
+    notebook's row holds the plan's minutes for it, its CPU and its precision."""
+    import subprocess
+    from types import SimpleNamespace
+
+    from paperlib.study import reproduce
+
+    monkeypatch.setattr(reproduce, "repo_root", lambda: tmp_path)
+    (tmp_path / "notebooks").mkdir()
+    books = [tmp_path / "notebooks" / f"0{i}_x.ipynb" for i in (3, 4)]
+    for b in books:
+        b.write_text("{}")
+    asked = []
+
+    def planner(profile, dataset, names):
+        asked.append((profile, dataset, names))
+        return SimpleNamespace(summary=lambda: "Estimated time: 5 min", minutes={"03": 2.5},
+                               cpu="AMD EPYC", precision_name="fp32")
+
+    def papermill(cmd, env):
+        Path(cmd[4]).write_text("{}")
+        return subprocess.CompletedProcess(cmd, 0)
+
+    monkeypatch.setattr(reproduce.subprocess, "run", papermill)
+    reproduce.execute("smoke", "openmoji", books, planner)
+    assert asked == [("smoke", "openmoji", ["03_x.ipynb", "04_x.ipynb"])]
+    out = capsys.readouterr().out
+    assert out.index("Estimated time: 5 min") < out.index("== 03_x.ipynb")
+    rows = (reproduce.results_dir("smoke", "openmoji") / "reproduce_times.tsv").read_text().splitlines()
+    assert [r.split("\t")[3:6] for r in rows[1:]] == [["2.50", "AMD EPYC", "fp32"],
+                                                      ["-", "AMD EPYC", "fp32"]]
+
+
 def test_a_reproduction_that_finishes_drops_its_clocks_and_a_rerun_skips_what_it_finished(monkeypatch, tmp_path):
     """make reproduce stopped in its second notebook and rerun: the first is skipped (its time
     kept), the second goes on; once all have finished, the clocks go, and the next make

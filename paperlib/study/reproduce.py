@@ -17,14 +17,17 @@ from pathlib import Path
 
 from ..config import (Config, STUDY_DATASETS, add_config_arguments, config_from_arguments,
                       get_dataset)
-from ..data.prepare import split_counts
-from ..evaluation import fid
 from ..paths import atomic_write, repo_root
 
 
 def prepare(config: Config) -> dict:
     """Build (and cache) every split (faces: train, test, test-unseen), convert the FID weights;
     return the split counts."""
+    # here, not at the top: the data and FID modules import torch, which the runner of the
+    # notebooks (`reproduce --no-plan`) and the folders' functions never need
+    from ..data.prepare import split_counts
+    from ..evaluation import fid
+
     counts = split_counts(config)
     counts["fid_weights"] = str(fid.convert_fid_weights().name)
     return counts
@@ -306,11 +309,14 @@ def add_reproduce_arguments(sp) -> None:
 
 
 def reproduce_main(args) -> int:
+    if args.plan and args.no_plan:
+        raise SystemExit("--plan and --no-plan contradict each other: choose one")
+    if args.no_plan:  # the runner alone does not import torch: each attempt starts seconds sooner
+        run_notebooks(profile=args.profile, only=args.only, dataset=args.dataset)
+        return 0
     # estimate reads the registry, which imports this module for runs_dir: imported here, once
     # both are loaded, so that neither needs the other half made
     from .estimate import plan  # a cycle: estimate -> registry -> reproduce
-    if args.plan and args.no_plan:
-        raise SystemExit("--plan and --no-plan contradict each other: choose one")
     if args.plan:
         profile = args.profile or os.environ.get("PAPERLIB_PROFILE", "mini")
         if args.dataset != "both":
@@ -325,6 +331,5 @@ def reproduce_main(args) -> int:
             print(f"== both datasets: {', '.join(cross)}\n"
                   f"{plan(profile, STUDY_DATASETS[0], cross).summary()}")
         return 0
-    run_notebooks(profile=args.profile, only=args.only, dataset=args.dataset,
-                  planner=None if args.no_plan else plan)
+    run_notebooks(profile=args.profile, only=args.only, dataset=args.dataset, planner=plan)
     return 0
