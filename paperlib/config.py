@@ -206,9 +206,10 @@ def smoke() -> Config:
         profile="smoke",
         # A tiny faces set (48 train, 90 test, 24 test-unseen) renders in seconds; 90 test
         # faces, so that notebook 08's test-image indices (up to 89) exist on both datasets.
-        # 6 evaluation images (two per faces style): FID's Inception forward is most of a smoke
-        # evaluation's time (about 0.2 s an image on one thread of an AMD EPYC with AVX2 only).
-        data=replace(c.data, resolution=32, eval_limit=6, curve_images=12, faces_train_per_style=16,
+        # 3 evaluation images (one per faces style; KID needs 2 at least): FID's
+        # Inception forward is most of a smoke evaluation's time (about 0.2 s an image on one
+        # thread of an AMD EPYC with AVX2 only), and `make test` runs some 75 evaluations.
+        data=replace(c.data, resolution=32, eval_limit=3, curve_images=12, faces_train_per_style=16,
                      faces_test_per_style=30, faces_unseen=24),
         model=replace(c.model, width=0.25),
         loss=replace(c.loss, random_perceptual_weights=False),

@@ -103,9 +103,12 @@ def test_sigkill_at_random_moments_and_mid_checkpoint_resumes_bit_exactly(images
     snapshots and the stats lines of an uninterrupted run."""
     declare(request, "SIGKILL during `train` (random moments, mid-checkpoint write, between "
             "checkpoint renames); final weights bit-identical", 5)
-    ref = subprocess.run(train_cmd(images, tmp_path / "straight"), env=env(), capture_output=True,
-                         text=True, timeout=300)
-    assert ref.returncode == 0, ref.stderr[-2000:]
+    # The uninterrupted run in this process, at the killed processes' one thread (conftest's
+    # one_thread): fp32 training at a fixed thread count gives the same bits in any process.
+    straight = train(override(get_profile("smoke"), {
+        "data.dataset": "folder", "data.root": str(images), "data.test_fraction": 0.0,
+        "train.max_steps": STEPS, "train.checkpoint_every": 3, "train.snapshot_every": 4,
+        "train.sample_every": 8, "model.width": WIDTH}), tmp_path / "straight", progress=False)
 
     run = tmp_path / "killed"
     kills = 0
@@ -144,7 +147,7 @@ def test_sigkill_at_random_moments_and_mid_checkpoint_resumes_bit_exactly(images
     done = subprocess.run(train_cmd(images, run), env=env(), capture_output=True, text=True,
                           timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert digest_of(done.stdout) == digest_of(ref.stdout)
+    assert digest_of(done.stdout) == straight["weights_sha1"]
     # What the notebooks read is identical too: every EMA snapshot and the stats lines.
     for snap in sorted((tmp_path / "straight").glob("snapshot-*.pt")):
         a = torch.load(snap, weights_only=False)["generator"]
@@ -355,7 +358,7 @@ def test_a_complete_run_drops_the_fallback_checkpoint_and_keeps_the_rest(images,
 
 
 def test_no_usable_checkpoint_in_a_started_run_is_an_error_naming_the_files(images, tmp_path,
-                                                                            request):
+                                                                            request, capfd):
     declare(request, "started run without a usable checkpoint: error naming the file, never a "
             "silent restart", 3)
     run = tmp_path / "run"
@@ -376,16 +379,20 @@ def test_no_usable_checkpoint_in_a_started_run_is_an_error_naming_the_files(imag
                                               r"checkpoint-previous\.pt.*stats\.jsonl"):
         train(config, run, progress=False)
     assert (run / "stats.jsonl").read_text() == before  # nothing was overwritten
-    # Through the command line: one line, the file named, exit status 2.
-    proc = subprocess.run([sys.executable, "-m", "paperlib", "train", "--profile", "smoke",
-                           "--dataset", "folder", "--root", str(images), "--run-dir", str(run),
-                           "--set", "data.test_fraction=0", "--set", "train.max_steps=6",
-                           "--set", "train.checkpoint_every=2", "--set", "train.snapshot_every=0",
-                           "--set", "train.sample_every=100", "--set", f"model.width={WIDTH}"],
-                          env=env(), capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    assert f"error: cannot resume the run in {run}" in proc.stderr
-    assert "checkpoint-latest.pt" in proc.stderr
+    # Through the command line (its entry point, in this process): one line, the file named,
+    # exit status 2.
+    from paperlib.__main__ import main
+
+    capfd.readouterr()
+    code = main(["train", "--profile", "smoke", "--dataset", "folder", "--root", str(images),
+                 "--run-dir", str(run), "--set", "data.test_fraction=0", "--set",
+                 "train.max_steps=6", "--set", "train.checkpoint_every=2", "--set",
+                 "train.snapshot_every=0", "--set", "train.sample_every=100", "--set",
+                 f"model.width={WIDTH}"])
+    err = capfd.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    assert f"error: cannot resume the run in {run}" in err and "checkpoint-latest.pt" in err
+    assert len([line for line in err.splitlines() if line.startswith("error:")]) == 1, err
 
 
 # -------------------------------------------------------------------------- 4. full disk
