@@ -173,22 +173,22 @@ def _reproduce_root(where: Path) -> Path:
     return where
 
 
-def _reproduce(root: Path, fault: str | None = None, timeout=600, plan: bool = True):
-    """Run `python -m paperlib reproduce --profile smoke --only 06` in `root` (without
-    `plan`, with --no-plan). With `fault`, the notebook's kernel kills itself at that point and
-    the test then SIGKILLs the rest of the process tree, as a kill of `make reproduce` would.
-    Returns the exit status."""
+def _reproduce(root: Path, fault: str | None = None, timeout=600, workers: int = 2):
+    """Run `python -m paperlib reproduce --profile smoke --only 06 --no-plan` in `root`, its
+    notebook's runs in a pool of `workers` (1: in the kernel). With `fault`, the process that
+    reaches that point kills itself and the test then SIGKILLs the rest of the process tree,
+    as a kill of `make reproduce` would. Returns the exit status."""
     # A marker of its own per attempt: a worker of an earlier attempt that outlives the kill
     # for a moment (the kernel notices its parent's death only by polling) must not write the
     # marker this attempt waits for.
     marker = root / f"fault-{len(list(root.glob('fault-*.pid*')))}.pid"
-    extra = {"PAPERLIB_CACHE": str(REPO / ".cache")}
+    extra = {"PAPERLIB_CACHE": str(REPO / ".cache"), "PAPERLIB_WORKERS": str(workers)}
     if fault:
         extra.update(PAPERLIB_FAULT=fault, PAPERLIB_FAULT_MARKER=str(marker))
     log = root / "reproduce.log"  # a file, not a pipe: papermill logs every cell's output
     with open(log, "a") as out:
         proc = subprocess.Popen([sys.executable, "-m", "paperlib", "reproduce", "--profile",
-                                 "smoke", "--only", NOTEBOOK[:2]] + ([] if plan else ["--no-plan"]),
+                                 "smoke", "--only", NOTEBOOK[:2], "--no-plan"],
                                 cwd=root, env=env(**extra),
                                 start_new_session=True, stdout=out, stderr=out)
         if fault:
@@ -220,15 +220,16 @@ def _processes_with_env(entry: str) -> list[int]:
 
 @pytest.mark.slow
 def test_reproduce_killed_in_training_and_in_evaluation_resumes(tmp_path, request, monkeypatch):
-    """`reproduce --only 06` (smoke) SIGKILLed, process tree and all, while it trains and
-    again while it evaluates (notebook 06 trains its two runs at once in worker processes,
-    `paperlib.training.parallel`, and evaluates each with an image and a zero reference); the
-    third attempt finishes without retraining any finished run, and its table holds the
-    metrics of the same runs trained and evaluated uninterrupted. (One notebook, the smallest
-    that trains and evaluates in the pool: the full smoke reproduction takes minutes per
-    attempt. The uninterrupted runs are made in this process: a reproduction more would cost
-    half a minute of starting processes, and that the pool trains and scores as one process
-    does is tests/test_parallel.py's question.)"""
+    """`reproduce --only 06` (smoke) SIGKILLed, process tree and all, while it trains in a
+    pool (notebook 06 trains its two runs at once in worker processes,
+    `paperlib.training.parallel`), and again while it evaluates (each run with an image and a
+    zero reference); the third attempt finishes without retraining any finished run, and its
+    table holds the metrics of the same runs trained and evaluated uninterrupted. (One notebook,
+    the smallest that trains and evaluates: the full smoke reproduction takes minutes per
+    attempt. The second and third attempts run in the kernel, without the pool's workers, whose
+    start costs each of them seconds of imports; the uninterrupted runs are made in this
+    process. That the pool trains and scores as one process does is tests/test_parallel.py's
+    question.)"""
     from paperlib.study import parallel
 
     declare(request, "SIGKILL during `reproduce --only 06` (in training, in evaluation); "
@@ -239,14 +240,14 @@ def test_reproduce_killed_in_training_and_in_evaluation_resumes(tmp_path, reques
     # The pool starts both runs; the first 2nd checkpoint write kills all. Every attempt skips
     # the plan, as a resumed `make reproduce` may (that its estimate is kept beside the time:
     # tests/test_reproduce.py).
-    assert _reproduce(root, "checkpoint-write@2", plan=False) != 0
+    assert _reproduce(root, "checkpoint-write@2") != 0
     assert not finals()
-    assert _reproduce(root, "evaluate", plan=False) != 0
+    assert _reproduce(root, "evaluate", workers=1) != 0
     # Killed in evaluation: a finished run without its metrics.
-    assert any(not (runs / name / "metrics.jsonl").exists() for name in finals())
+    assert finals() and all(not (runs / name / "metrics.jsonl").exists() for name in finals())
     finished = {p: p.stat().st_mtime_ns for name in finals() for p in (runs / name).iterdir()
                 if p.is_file() and p.name != "train.lock"}
-    _reproduce(root, plan=False)
+    _reproduce(root, workers=1)
     times = (root / "runs" / "smoke" / "results" / "reproduce_times.tsv").read_text()
     row = times.splitlines()[1].split("\t")
     # the notebook's time is over its three attempts, the two killed ones included
