@@ -85,6 +85,19 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.write_line(line)
 
 
+@pytest.fixture
+def fake_root(tmp_path, monkeypatch):
+    """A throwaway repository root (cwd), so the spawned workers write their runs there too;
+    the data cache stays the real one (PAPERLIB_CACHE)."""
+    from paperlib.paths import cache_root
+
+    monkeypatch.setenv("PAPERLIB_CACHE", str(cache_root()))
+    (tmp_path / "pyproject.toml").write_text("")
+    (tmp_path / "paperlib").mkdir()
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
 @pytest.fixture(scope="module")
 def one_thread():
     """One intra-op thread for a module: tests that time nothing, on a shared two-core machine,

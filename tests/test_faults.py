@@ -65,12 +65,15 @@ def images(tmp_path_factory):
     return root
 
 
+# The SIGKILL test's run: a smoke run on a folder of images, with these settings.
+TRAIN_SETS = {"data.test_fraction": 0.0, "train.max_steps": STEPS, "train.checkpoint_every": 3,
+              "train.snapshot_every": 4, "train.sample_every": 8, "model.width": WIDTH}
+
+
 def train_cmd(root, run, *sets):
     return [sys.executable, "-m", "paperlib", "train", "--profile", "smoke", "--dataset",
             "folder", "--root", str(root), "--run-dir", str(run),
-            "--set", "data.test_fraction=0", "--set", f"train.max_steps={STEPS}",
-            "--set", "train.checkpoint_every=3", "--set", "train.snapshot_every=4",
-            "--set", "train.sample_every=8", "--set", f"model.width={WIDTH}",
+            *[a for k, v in TRAIN_SETS.items() for a in ("--set", f"{k}={v}")],
             *[a for s in sets for a in ("--set", s)]]
 
 
@@ -106,9 +109,8 @@ def test_sigkill_at_random_moments_and_mid_checkpoint_resumes_bit_exactly(images
     # The uninterrupted run in this process, at the killed processes' one thread (conftest's
     # one_thread): fp32 training at a fixed thread count gives the same bits in any process.
     straight = train(override(get_profile("smoke"), {
-        "data.dataset": "folder", "data.root": str(images), "data.test_fraction": 0.0,
-        "train.max_steps": STEPS, "train.checkpoint_every": 3, "train.snapshot_every": 4,
-        "train.sample_every": 8, "model.width": WIDTH}), tmp_path / "straight", progress=False)
+        "data.dataset": "folder", "data.root": str(images), **TRAIN_SETS}),
+        tmp_path / "straight", progress=False)
 
     run = tmp_path / "killed"
     kills = 0
@@ -219,7 +221,7 @@ def _processes_with_env(entry: str) -> list[int]:
 
 
 @pytest.mark.slow
-def test_reproduce_killed_in_training_and_in_evaluation_resumes(tmp_path, request, monkeypatch):
+def test_reproduce_killed_in_training_and_in_evaluation_resumes(fake_root, request):
     """`reproduce --only 06` (smoke) SIGKILLed, process tree and all, while it trains in a
     pool (notebook 06 trains its two runs at once in worker processes,
     `paperlib.training.parallel`), and again while it evaluates (each run with an image and a
@@ -234,7 +236,7 @@ def test_reproduce_killed_in_training_and_in_evaluation_resumes(tmp_path, reques
 
     declare(request, "SIGKILL during `reproduce --only 06` (in training, in evaluation); "
             "tables equal to an uninterrupted run", 2)
-    root = _reproduce_root(tmp_path / "killed")
+    root = _reproduce_root(fake_root / "killed")
     runs = root / "runs" / "smoke"
     finals = lambda: {p.parent.name for p in runs.glob(f"*/{FINAL}")}  # noqa: E731
     # The pool starts both runs; the first 2nd checkpoint write kills all. Every attempt skips
@@ -256,11 +258,7 @@ def test_reproduce_killed_in_training_and_in_evaluation_resumes(tmp_path, reques
     # Not retrained: every file the finished runs had is untouched.
     assert {p: p.stat().st_mtime_ns for p in finished} == finished
 
-    straight = tmp_path / "straight"
-    (straight / "paperlib").mkdir(parents=True)
-    (straight / "pyproject.toml").write_text("")
-    monkeypatch.chdir(straight)
-    monkeypatch.setenv("PAPERLIB_CACHE", str(REPO / ".cache"))
+    # the uninterrupted runs go to fake_root's own runs/ (the working directory)
     paths = parallel.ensure_runs("smoke", [("scft-noref", 0), ("scft-noref", 1)],
                                  no_reference=True, workers=1, progress=False, dataset="openmoji")
     assert [p.name for p in paths] == ["scft-noref-seed0", "scft-noref-seed1"]

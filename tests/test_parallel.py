@@ -16,19 +16,6 @@ from paperlib.training import parallel as pool
 from paperlib.training.snapshot import load_generator
 
 
-@pytest.fixture
-def fake_root(tmp_path, monkeypatch):
-    """A throwaway repository root (cwd), so the spawned workers write their runs there too;
-    the data cache stays the real one (PAPERLIB_CACHE)."""
-    from paperlib.paths import cache_root
-
-    monkeypatch.setenv("PAPERLIB_CACHE", str(cache_root()))
-    (tmp_path / "pyproject.toml").write_text("")
-    (tmp_path / "paperlib").mkdir()
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
-
-
 def _weights(path: Path) -> dict:
     G, _, _ = load_generator(path)
     return {k: v.clone() for k, v in G.state_dict().items()}
