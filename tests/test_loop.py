@@ -158,6 +158,7 @@ def test_paper_profile_without_vgg19_says_where_to_put_it(tmp_path, monkeypatch,
         train(c, tmp_path / "paper")
 
 
+@pytest.mark.slow
 def test_two_gloo_processes_keep_identical_weights(image_folder, tmp_path):
     run = tmp_path / "ddp"
     script = tmp_path / "worker.py"

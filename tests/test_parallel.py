@@ -54,6 +54,7 @@ def report_threads(marker: str, end_at_once: bool, wait_s: float) -> tuple[int, 
     return first, torch.get_num_threads()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("share", [True, False])
 def test_a_run_left_alone_takes_the_cores_of_the_finished_worker(tmp_path, monkeypatch, share):
     """Two workers on four cores: two threads each. Once one has no job left, the other's next

@@ -1,5 +1,6 @@
 """The frozen VGG feature extractors: weights, preprocessing, truncation, errors."""
 import dataclasses
+import os
 
 import h5py
 import pytest
@@ -32,6 +33,25 @@ def test_hed_weights_load_with_shapes_and_checksum():
     assert w.sum().item() == pytest.approx(CONV1_1_SUM, abs=1e-4)
     # (kh, kw, cin, cout) -> (cout, cin, kh, kw): one element checked by hand
     assert w[5, 2, 0, 1].item() == pytest.approx(float(raw[0, 1, 2, 5]))
+
+
+def test_the_hed_file_is_read_once_per_process_until_it_changes(tmp_path, monkeypatch):
+    path = tmp_path / "hed.h5"
+    path.write_bytes(perceptual.hed_weights_path().read_bytes())
+    reads = []
+    real = perceptual.read_hed_h5
+    monkeypatch.setattr(perceptual, "read_hed_h5", lambda p: reads.append(p) or real(p))
+    monkeypatch.setattr(perceptual, "hed_weights_path", lambda: path)
+    cfg = LossConfig(perceptual_net="vgg16-hed", perceptual_layers=("relu1_2",))
+    a = perceptual.build_perceptual(cfg)
+    with torch.no_grad():  # a net changed in place leaves the next one its own weights
+        a.conv("conv1_1").weight.zero_()
+    b = perceptual.build_perceptual(cfg)
+    assert len(reads) == 1
+    assert b.conv("conv1_1").weight.sum().item() == pytest.approx(CONV1_1_SUM, abs=1e-4)
+    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10**9))
+    perceptual.build_perceptual(cfg)
+    assert len(reads) == 2
 
 
 def test_hed_preprocessing_is_caffe_bgr_mean():

@@ -113,6 +113,7 @@ def test_autocast_takes_only_a_resolved_precision():
         assert torch.is_autocast_enabled("cpu")
 
 
+@pytest.mark.slow
 def test_a_run_records_the_resolved_precision_and_the_machine(tmp_path, monkeypatch, capfd):
     from paperlib.training.loop import train
 

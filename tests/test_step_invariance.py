@@ -70,7 +70,7 @@ def run_losses(tmp: Path, steps=100, config=reference_config) -> dict:
     return {"steps": [r["step"] for r in rows], **{k: [r[k] for r in rows] for k in TERMS}}
 
 
-@pytest.mark.parametrize("residual_convs", ["oneDNN", "taps"])
+@pytest.mark.parametrize("residual_convs", [pytest.param("oneDNN", marks=pytest.mark.slow), "taps"])
 def test_a_100_step_fp32_run_gives_the_losses_of_the_step_before_its_speed_changes(
         tmp_path, monkeypatch, residual_convs):
     steps = 100

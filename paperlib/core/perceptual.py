@@ -11,6 +11,7 @@ Inputs are RGB in [-1, 1]; each network's own preprocessing happens inside `forw
 """
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 import importlib.util
 import os
@@ -164,6 +165,20 @@ def read_hed_h5(path: Path) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     return out
 
 
+def hed_params(path: Path) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """read_hed_h5(path), read once per process while the file is unchanged: a process that
+    trains several runs (a notebook's kernel, a test worker) builds the loss network for each,
+    and reading the 58 MB file was a fifth of a second of every smoke run's start. The tensors
+    are only copied from (_load_hed_trunk), never handed out."""
+    st = Path(path).stat()
+    return _hed_params_cached(str(path), st.st_mtime_ns, st.st_size)
+
+
+@functools.lru_cache(maxsize=1)
+def _hed_params_cached(path: str, mtime_ns: int, size: int) -> dict:
+    return read_hed_h5(Path(path))
+
+
 def _load_hed_trunk(net: VGGFeatures, params: dict, path: Path) -> None:
     for name in net.names:
         if not name.startswith("conv"):
@@ -219,7 +234,7 @@ def build_perceptual(loss_cfg) -> nn.Module:
         _random_init(net)
     elif loss_cfg.perceptual_net == "vgg16-hed":
         path = hed_weights_path()
-        _load_hed_trunk(net, read_hed_h5(path), path)
+        _load_hed_trunk(net, hed_params(path), path)
     else:
         _load_vgg19(net)
     return freeze(net)
