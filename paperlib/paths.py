@@ -1,11 +1,13 @@
 """Where the project keeps things: the repository root and the cache of renders and weights."""
 from __future__ import annotations
 
+import contextlib
 import errno
+import fcntl
 import os
 import tempfile
 from pathlib import Path
-from typing import BinaryIO, Callable
+from typing import BinaryIO, Callable, Iterator
 
 
 def repo_root(start: str | os.PathLike | None = None) -> Path:
@@ -108,6 +110,36 @@ def append_atomic(path: str | os.PathLike, text: str) -> None:
     if old and not old.endswith(b"\n"):
         old += b"\n"
     atomic_write(path, lambda f: f.write(old + text.encode()))
+
+
+@contextlib.contextmanager
+def cache_lock(path: str | os.PathLike) -> Iterator[None]:
+    """Held while this process builds the cache file `path` (renders, converted weights, real
+    images' activations). Another process that needs the same file waits here, then finds it
+    built and reads it: two processes starting on a cold cache (a notebook and the tests of
+    `make test`, two notebooks, the workers of a pool) would otherwise each build it, each
+    rendering every OpenMoji SVG in a pool of its own. Callers look for the file again once
+    they hold the lock. The lock is the kernel's (flock on `<path>.lock`), so a killed builder
+    leaves none held; where that file cannot be made (a read-only cache), the build goes on
+    unlocked and the caller's own write says what is wrong."""
+    lock = Path(str(path) + ".lock")
+    try:
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError:
+        yield
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing the file releases the lock
+
+
+def built_or_locked(path: str | os.PathLike):
+    """The context to build cache file `path` in: none where it already exists (the caller
+    reads it), else `cache_lock(path)`."""
+    return contextlib.nullcontext() if Path(path).is_file() else cache_lock(path)
 
 
 def remove_stale_temp_files(folder: str | os.PathLike) -> list[Path]:

@@ -100,3 +100,41 @@ def test_bad_svg_raises_or_is_skipped(tmp_path):
         d = openmoji.render_all(32, paths=[good, str(bad)], skip_bad=True)
     assert d.skipped == ["BAD"] and d.codes == ["1F600"]
     assert any("skipped 1" in str(x.message) for x in w)
+
+
+def _load_after(barrier, cache: str, renders: str, out: str) -> None:
+    """A process that needs the OpenMoji cache at the same moment as another (forked, so the
+    slowed render_all below is this process's too)."""
+    os.environ["PAPERLIB_CACHE"] = cache
+    barrier.wait()
+    data = openmoji.load_openmoji(DataConfig(resolution=24), limit=20)
+    np.save(out, data.images)
+
+
+def test_two_processes_on_a_cold_cache_render_once(tmp_path, monkeypatch):
+    import multiprocessing
+    import time
+
+    renders = tmp_path / "renders.txt"
+    real = openmoji.render_all
+
+    def slow_render(*args, **kwargs):
+        with open(renders, "a") as f:
+            f.write(f"{os.getpid()}\n")
+        time.sleep(1.0)  # both processes reach the cache before either has written it
+        return real(*args, processes=1, **{k: v for k, v in kwargs.items() if k != "processes"})
+
+    monkeypatch.setattr(openmoji, "render_all", slow_render)
+    ctx = multiprocessing.get_context("fork")
+    barrier = ctx.Barrier(2)
+    procs = [ctx.Process(target=_load_after, args=(barrier, str(tmp_path / "cache"), str(renders),
+                                                    str(tmp_path / f"out{i}.npy")))
+             for i in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+    assert [p.exitcode for p in procs] == [0, 0]
+    assert len(renders.read_text().split()) == 1
+    a, b = (np.load(tmp_path / f"out{i}.npy") for i in range(2))
+    assert a.shape == (20, 24, 24, 3) and np.array_equal(a, b)

@@ -47,7 +47,7 @@ from tqdm import tqdm
 
 from ..config import DataConfig
 from ..core.sketch import xdog
-from ..paths import DiskFullError, atomic_write, cache_root
+from ..paths import DiskFullError, atomic_write, built_or_locked, cache_root
 from .openmoji import render_svg
 
 SPLITS = ("train", "test", "test-unseen")
@@ -233,23 +233,24 @@ def load_style_split(cfg: DataConfig, split: str, style: str,
                      limit: int | None = None) -> FacesData:
     """One style's faces of one split, from the cache if present (else rendered and cached)."""
     path = cache_path(cfg, split, style, limit)
-    if path.is_file():
-        with np.load(path, allow_pickle=False) as z:
-            images, seeds = z["images"], [int(s) for s in z["seeds"]]
+    with built_or_locked(path):  # one process renders; the others wait and read its cache
+        if path.is_file():
+            with np.load(path, allow_pickle=False) as z:
+                images, seeds = z["images"], [int(s) for s in z["seeds"]]
+            return FacesData(images, [style] * len(seeds), seeds)
+        _check_writable(path.parent)
+        seeds = split_seeds(cfg, split, style, limit)
+        images = render_faces(style, seeds, cfg.resolution,
+                              desc=f"rendering {style} faces ({split}) at {cfg.resolution}px")
+        try:
+            atomic_write(path, lambda f: np.savez_compressed(
+                f, images=images, seeds=np.array(seeds, dtype=np.int64)))
+        except DiskFullError:
+            raise
+        except OSError as e:
+            raise OSError(f"cannot write the faces render cache {path}: {e.strerror or e}; "
+                          f"set PAPERLIB_CACHE to a writable folder") from None
         return FacesData(images, [style] * len(seeds), seeds)
-    _check_writable(path.parent)
-    seeds = split_seeds(cfg, split, style, limit)
-    images = render_faces(style, seeds, cfg.resolution,
-                          desc=f"rendering {style} faces ({split}) at {cfg.resolution}px")
-    try:
-        atomic_write(path, lambda f: np.savez_compressed(
-            f, images=images, seeds=np.array(seeds, dtype=np.int64)))
-    except DiskFullError:
-        raise
-    except OSError as e:
-        raise OSError(f"cannot write the faces render cache {path}: {e.strerror or e}; "
-                      f"set PAPERLIB_CACHE to a writable folder") from None
-    return FacesData(images, [style] * len(seeds), seeds)
 
 
 def load_faces(cfg: DataConfig, split: str, limit: int | None = None) -> FacesData:

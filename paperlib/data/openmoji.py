@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from ..config import DataConfig
 from ..core.sketch import xdog
-from ..paths import cache_root
+from ..paths import built_or_locked, cache_root
 
 SVG_NS = "http://www.w3.org/2000/svg"
 REGIONAL_INDICATORS = range(0x1F1E6, 0x1F200)  # two of them make one country flag
@@ -167,23 +167,24 @@ def render_all(resolution: int, limit: int | None = None, skip_bad: bool = False
 def load_openmoji(cfg: DataConfig, limit: int | None = None) -> OpenMojiData:
     """All renders at cfg.resolution, from the cache if present (else rendered and cached)."""
     path = cache_path(cfg.resolution, limit)
-    if path.is_file():
-        with np.load(path, allow_pickle=False) as z:
-            data = OpenMojiData(z["images"], z["inks"], [str(c) for c in z["codes"]],
-                                [str(c) for c in z["skipped"]])
-        if data.skipped and not cfg.skip_bad:
-            raise ValueError(f"the cache {path} was built with skip_bad and lacks "
-                             f"{len(data.skipped)} emoji ({data.skipped[:5]}); "
-                             f"delete it or set data.skip_bad=true")
+    with built_or_locked(path):  # one process renders; the others wait and read its cache
+        if path.is_file():
+            with np.load(path, allow_pickle=False) as z:
+                data = OpenMojiData(z["images"], z["inks"], [str(c) for c in z["codes"]],
+                                    [str(c) for c in z["skipped"]])
+            if data.skipped and not cfg.skip_bad:
+                raise ValueError(f"the cache {path} was built with skip_bad and lacks "
+                                 f"{len(data.skipped)} emoji ({data.skipped[:5]}); "
+                                 f"delete it or set data.skip_bad=true")
+            return data
+        data = render_all(cfg.resolution, limit=limit, skip_bad=cfg.skip_bad)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npz")  # atomic: readers never see half a file
+        np.savez_compressed(tmp, images=data.images, inks=data.inks,
+                            codes=np.array(data.codes, dtype=str),
+                            skipped=np.array(data.skipped, dtype=str))
+        os.replace(tmp, path)
         return data
-    data = render_all(cfg.resolution, limit=limit, skip_bad=cfg.skip_bad)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npz")  # atomic: readers never see half a file
-    np.savez_compressed(tmp, images=data.images, inks=data.inks,
-                        codes=np.array(data.codes, dtype=str),
-                        skipped=np.array(data.skipped, dtype=str))
-    os.replace(tmp, path)
-    return data
 
 
 def sketch_masks(data: OpenMojiData, cfg: DataConfig) -> np.ndarray:

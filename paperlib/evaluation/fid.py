@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ..paths import atomic_write, cache_root
+from ..paths import atomic_write, built_or_locked, cache_lock, cache_root
 
 ORIGINAL_NAME = "pt_inception-2015-12-05-6726825d.pth"
 CONVERTED_NAME = "pt_inception-2015-12-05-converted.pth"
@@ -180,13 +180,16 @@ def convert_fid_weights(dst: str | Path | None = None) -> Path:
     dst = Path(dst) if dst is not None else converted_weights_path()
     if dst.is_file() and _valid_converted(dst):
         return dst
-    src = torchscript_path()
-    sha1 = hashlib.sha1(src.read_bytes()).hexdigest()
-    if sha1 != TORCHSCRIPT_SHA1:
-        raise ValueError(f"{src} has sha1 {sha1}, expected {TORCHSCRIPT_SHA1}")
-    state = convert_state(dict(load_torchscript(src).state_dict()))
-    atomic_write(dst, lambda f: torch.save(state, f))
-    return dst
+    with cache_lock(dst):  # one process converts; the others wait and read its file
+        if dst.is_file() and _valid_converted(dst):
+            return dst
+        src = torchscript_path()
+        sha1 = hashlib.sha1(src.read_bytes()).hexdigest()
+        if sha1 != TORCHSCRIPT_SHA1:
+            raise ValueError(f"{src} has sha1 {sha1}, expected {TORCHSCRIPT_SHA1}")
+        state = convert_state(dict(load_torchscript(src).state_dict()))
+        atomic_write(dst, lambda f: torch.save(state, f))
+        return dst
 
 
 def load_torchscript(path: Path | None = None) -> torch.jit.ScriptModule:
@@ -447,14 +450,15 @@ def reference_activations(key: dict, compute_fn: Callable[[], np.ndarray]) -> np
     """Activations (N, 2048) of a reference set, cached as .npz under a hash of key (which
     must name dataset, split and resolution; any change of the key recomputes).
     compute_fn() returns the activations, e.g. lambda: activations(test_images)."""
-    cached = cached_reference_activations(key)
-    if cached is not None:
-        return cached
-    acts = np.asarray(compute_fn(), dtype=np.float64)
-    if acts.ndim != 2 or len(acts) < 2:
-        raise ValueError(f"compute_fn for {key} returned shape {acts.shape}, want (N >= 2, D)")
-    mu, sigma = stats(acts)
-    atomic_write(reference_path(key),
-                 lambda f: np.savez(f, acts=acts.astype(np.float32), mu=mu, sigma=sigma,
-                                    key=json.dumps(key, sort_keys=True, default=str)))
-    return acts
+    with built_or_locked(reference_path(key)):  # one process computes; the others read it
+        cached = cached_reference_activations(key)
+        if cached is not None:
+            return cached
+        acts = np.asarray(compute_fn(), dtype=np.float64)
+        if acts.ndim != 2 or len(acts) < 2:
+            raise ValueError(f"compute_fn for {key} returned shape {acts.shape}, want (N >= 2, D)")
+        mu, sigma = stats(acts)
+        atomic_write(reference_path(key),
+                     lambda f: np.savez(f, acts=acts.astype(np.float32), mu=mu, sigma=sigma,
+                                        key=json.dumps(key, sort_keys=True, default=str)))
+        return acts
