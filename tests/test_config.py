@@ -79,3 +79,13 @@ def test_hue_rotation_in_range_is_accepted_and_parsed():
 def test_hue_study_fields_refuse_impossible_values(key, value):
     with pytest.raises(ValueError, match=key.replace(".", r"\.")):
         check_config(override(get_profile("smoke"), [f"{key}={value}"]))
+
+
+@pytest.mark.parametrize("value", ["74", "0", "-299"])
+def test_an_inception_input_it_cannot_take_is_refused(value):
+    with pytest.raises(ValueError, match=r"data\.fid_input=.*at least 75"):
+        check_config(override(get_profile("smoke"), [f"data.fid_input={value}"]))
+
+
+def test_only_the_smoke_profile_shrinks_the_inception_input():
+    assert [get_profile(p).data.fid_input for p in ("paper", "mini", "smoke")] == [299, 299, 75]

@@ -198,6 +198,11 @@ def test_real_statistics_key_names_the_faces_that_a_split_holds():
     faces = replace(openmoji, dataset="faces")
     fewer = replace(faces, faces_test_per_style=100)
     assert real_stats_key(faces, "test", 64) != real_stats_key(fewer, "test", 64)
+    # the smoke profile's smaller Inception input has statistics of its own
+    smoke = get_profile("smoke").data
+    assert real_stats_key(smoke, "test", 3)["fid_input"] == 75
+    assert real_stats_key(replace(smoke, fid_input=299), "test", 3) == {
+        k: v for k, v in real_stats_key(smoke, "test", 3).items() if k != "fid_input"}
 
 
 def test_the_hue_probe_gives_the_identity_for_a_copier_and_zero_for_memory(folder_config):

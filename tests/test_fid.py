@@ -175,3 +175,21 @@ def test_conversion_on_real_rendered_emoji(model, tmp_path, monkeypatch):
     assert np.abs(ours - theirs).max() < 1e-5
     a, b = fid.fid_from_activations(ours[:3], ours[3:]), fid.fid_from_activations(theirs[:3], theirs[3:])
     assert a > 1.0 and abs(a - b) / a < 1e-6
+
+
+def test_a_smaller_input_is_pytorch_fids_resize_to_that_size():
+    """The smoke profile's Inception at 75 pixels: the network built for that size takes its
+    input as it comes, and activations resizes as pytorch-fid does to 299."""
+    x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(3)) * 2 - 1
+    small = fid.inception(size=75)
+    assert not small.resize_input and fid.inception().resize_input
+    x01 = torch.nn.functional.interpolate((x + 1) / 2, size=(75, 75), mode="bilinear",
+                                          align_corners=False)
+    with torch.no_grad():
+        want = small(x01)[0].flatten(1).double().numpy()  # (2, 2048)
+    got = fid.activations(x, small, progress=False, size=75)
+    assert got.shape == (2, 2048) and np.array_equal(got, want)
+    assert np.abs(got - fid.activations(x, progress=False)).max() > 1e-3  # 299 is another input
+    with pytest.raises(ValueError, match=r"size 75 need the network built for it"):
+        fid.activations(x, fid.inception(), progress=False, size=75)
+    assert fid.shared_inception(size=75) is fid.shared_inception("cpu", 75)

@@ -41,16 +41,20 @@ def test_threads_per_worker_shares_the_cores(workers, cores, expected):
 def report_threads(marker: str, end_at_once: bool, wait_s: float) -> tuple[int, int]:
     """A pool job (module level, so a spawned worker can import it): its thread count at the
     start, and at its end. The job that ends at once writes `marker`; the other waits until the
-    other has ended and the parent has seen it (its count changes), or `wait_s` seconds."""
+    other has ended (two minutes at most, a loaded machine's margin), then until the parent has
+    seen it (its count changes), or `wait_s` seconds."""
     first = pool.share_cores()
     if end_at_once:
         Path(marker).write_text("ended")
         return first, torch.get_num_threads()
-    deadline = time.monotonic() + wait_s
+    deadline = time.monotonic() + 120
+    while not Path(marker).exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    deadline = min(deadline, time.monotonic() + wait_s)
     while time.monotonic() < deadline:
-        if Path(marker).exists() and pool.share_cores() != first:
+        if pool.share_cores() != first:
             break
-        time.sleep(0.2)
+        time.sleep(0.1)
     return first, torch.get_num_threads()
 
 
@@ -61,10 +65,11 @@ def test_a_run_left_alone_takes_the_cores_of_the_finished_worker(tmp_path, monke
     share_cores call gives it all four (with share=False it keeps two). Outside a pool
     share_cores changes nothing."""
     monkeypatch.setattr(os, "cpu_count", lambda: 4)  # read in this process, for the pool
+    monkeypatch.setattr(pool, "POLL_SECONDS", 0.5)  # the parent's polls, for this test's pool
     marker = str(tmp_path / "ended")
-    # The parent polls every 5 s: with share, two minutes leave a loaded machine a wide margin
-    # (the job stops waiting as soon as its count changes); without, 10 s are two polls.
-    wait_s = 120 if share else 10
+    # With share, two minutes leave a loaded machine a wide margin (the job stops waiting as
+    # soon as its count changes); without, the job waits four of the parent's polls.
+    wait_s = 120 if share else 4 * pool.POLL_SECONDS
     jobs = [(marker, False, wait_s), (marker, True, wait_s)]
     alone, other = pool.run_in_workers(report_threads, jobs, 2, share=share)
     assert other == (2, 2)

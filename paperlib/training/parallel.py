@@ -33,6 +33,9 @@ from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
 from pathlib import Path
 
 WORKERS_ENV = "PAPERLIB_WORKERS"
+# How often the parent of a pool looks at its workers: it then hands the cores of finished
+# workers to the busy ones, and a notebook's bar is redrawn. A run lasts minutes.
+POLL_SECONDS = 5.0
 
 # Set in a pool worker: the count of busy workers (written by the parent) and the cores to share.
 _share: tuple | None = None
@@ -141,7 +144,7 @@ def run_in_workers(fn, jobs: list[tuple], workers: int, *, name=str, on_poll=Non
         futures = {pool.submit(fn, *job): i for i, job in enumerate(jobs)}
         pending = set(futures)
         while pending:
-            done, pending = wait(pending, timeout=5, return_when=FIRST_EXCEPTION)
+            done, pending = wait(pending, timeout=POLL_SECONDS, return_when=FIRST_EXCEPTION)
             if busy is not None:
                 busy.value = min(workers, len(pending))
             if on_poll is not None:
