@@ -209,10 +209,10 @@ def smoke() -> Config:
         profile="smoke",
         # A tiny faces set (48 train, 90 test, 24 test-unseen) renders in seconds; 90 test
         # faces, so that notebook 08's test-image indices (up to 89) exist on both datasets.
-        # 3 evaluation images (one per faces style; KID needs 2 at least): FID's
-        # Inception forward is most of a smoke evaluation's time (about 0.2 s an image on one
-        # thread of an AMD EPYC with AVX2 only), and `make test` runs some 75 evaluations.
-        # The Inception at 75 pixels a side, not 299: a sixteenth of the work, for the same
+        # 3 evaluation images (one per faces style; KID needs 2 at least), seen by FID's
+        # Inception at 75 pixels a side: at 299 its forward was most of a smoke evaluation's
+        # time (about 0.2 s an image on one thread of an AMD EPYC with AVX2 only), and
+        # `make test` runs some 75 evaluations. 75 is a sixteenth of the work, for the same
         # plumbing (real images' cache, KID, the intervals' stored activations).
         data=replace(c.data, resolution=32, eval_limit=3, curve_images=12, faces_train_per_style=16,
                      faces_test_per_style=30, faces_unseen=24, fid_input=75),
