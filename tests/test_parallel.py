@@ -201,6 +201,22 @@ def _alive(pid: int) -> bool:
         return False
 
 
+def test_a_worker_whose_parent_is_already_gone_dies_at_once():
+    """The window a worker's death request cannot cover: its parent killed while it was still
+    starting. It then finds another parent (it was reparented) and kills itself."""
+    import signal
+
+    for parent, killed in ((None, False), (-1, True)):  # its own parent, then one that is gone
+        pid = os.fork()
+        if pid == 0:
+            try:
+                pool.die_with_parent(os.getppid() if parent is None else parent)
+            finally:
+                os._exit(0)
+        _, status = os.waitpid(pid, 0)
+        assert (os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL) == killed
+
+
 @pytest.mark.slow
 def test_workers_die_with_their_parent(fake_root):
     """A parent SIGKILLed alone (a kernel restart, say) takes its workers with it: the worker

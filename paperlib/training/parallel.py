@@ -66,17 +66,23 @@ def threads_per_worker(workers: int, cores: int | None = None) -> int:
     return max(1, (cores or os.cpu_count() or 1) // max(1, workers))
 
 
-def _die_with_parent() -> None:
-    """Ask Linux to SIGKILL this process when its parent dies (no-op elsewhere)."""
+def die_with_parent(parent: int) -> None:
+    """Ask Linux to SIGKILL this process when its parent dies (no-op elsewhere), and die now
+    if `parent` (the PID of the process that started this one) is already gone. A worker is
+    told only from the moment it asks: one still starting when its parent was killed would
+    otherwise live on, take its job from the queue and hold that run's lock while the resumed
+    pool wants it."""
     try:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
         pass
+    if os.getppid() != parent:  # reparented: the parent died before the request above
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
-def _init_worker(threads: int, busy=None, cores: int = 1) -> None:
+def _init_worker(threads: int, busy=None, cores: int = 1, parent: int = 0) -> None:
     global _share
-    _die_with_parent()
+    die_with_parent(parent)
     _share = None if busy is None else (busy, cores)
     os.environ["OMP_NUM_THREADS"] = str(threads)
     os.environ["TQDM_DISABLE"] = "1"  # the parent draws one bar for all jobs
@@ -138,7 +144,8 @@ def run_in_workers(fn, jobs: list[tuple], workers: int, *, name=str, on_poll=Non
     # Each worker runs one job at a time, so min(workers, jobs not finished) are busy.
     busy = context.RawValue("i", workers) if share else None
     pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
-                               initargs=(threads_per_worker(workers), busy, os.cpu_count() or 1))
+                               initargs=(threads_per_worker(workers), busy, os.cpu_count() or 1,
+                                         os.getpid()))
     futures: dict = {}
     try:
         futures = {pool.submit(fn, *job): i for i, job in enumerate(jobs)}
