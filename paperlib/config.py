@@ -220,8 +220,11 @@ def smoke() -> Config:
         loss=replace(c.loss, random_perceptual_weights=False),
         train=replace(c.train, batch_size=4, max_steps=4, precision="fp32", channels_last=False,
                       # one sample grid, at the end: drawing one took a third of a smoke run's
-                      # training on a CPU without AVX-512 (notebook 02 shows the last)
-                      log_every=1, sample_every=4, checkpoint_every=2, snapshot_every=2),
+                      # training on a CPU without AVX-512 (notebook 02 shows the last). A
+                      # checkpoint every 4 steps: the registry's runs (8 steps at the main
+                      # recipe) still write one mid-run, and each written and fsynced is 12 MB,
+                      # a fifth of a smoke run's training; the fault tests set their own.
+                      log_every=1, sample_every=4, checkpoint_every=4, snapshot_every=2),
     )
 
 
