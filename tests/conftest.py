@@ -1,4 +1,5 @@
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -31,6 +32,20 @@ def draw_shapes(rng: np.random.Generator, size: int) -> np.ndarray:
         cv2.circle(img, centre, radius, colour, -1)
         cv2.circle(img, centre, radius, (0, 0, 0), max(1, size // 32))
     return img
+
+
+def processes_with_env(entry: str) -> list[int]:
+    """PIDs of the processes whose environment holds `entry` ("NAME=value"): a process tree
+    started with a marker in its environment, children and grandchildren included."""
+    found, needle = [], b"\0" + entry.encode() + b"\0"
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                if needle in b"\0" + (d / "environ").read_bytes() + b"\0":
+                    found.append(int(d.name))
+            except OSError:  # gone meanwhile, or not ours to read
+                pass
+    return found
 
 
 @pytest.fixture

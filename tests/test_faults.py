@@ -25,6 +25,8 @@ import pytest
 import torch
 from PIL import Image
 
+from conftest import processes_with_env
+
 from paperlib.config import get_profile, override
 from paperlib.training.runlock import RunLock, RunLockedError
 from paperlib.training.checkpoint import CheckpointError
@@ -237,24 +239,11 @@ def _reproduce(root: Path, fault: str | None = None, timeout=600, workers: int =
             # The kernel runs in a session of its own, and its workers die with it: wait for
             # every process of this attempt, so none holds a run folder the next one needs.
             tree = f"PAPERLIB_FAULT_MARKER={marker}"
-            assert wait_for(lambda: not _processes_with_env(tree), timeout=60)
+            assert wait_for(lambda: not processes_with_env(tree), timeout=60)
             marker.rename(marker.with_suffix(".pid.done"))
         rc = proc.wait(timeout)
     assert fault or rc == 0, log.read_text()[-3000:]
     return rc
-
-
-def _processes_with_env(entry: str) -> list[int]:
-    """PIDs of the processes whose environment holds `entry` (\"NAME=value\")."""
-    found, needle = [], b"\0" + entry.encode() + b"\0"
-    for d in Path("/proc").iterdir():
-        if d.name.isdigit():
-            try:
-                if needle in b"\0" + (d / "environ").read_bytes() + b"\0":
-                    found.append(int(d.name))
-            except OSError:  # gone meanwhile, or not ours to read
-                pass
-    return found
 
 
 @pytest.mark.slow

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from paperlib.processes import die_with_parent
 from paperlib.study import parallel, registry
 from paperlib.training import parallel as pool
 from paperlib.training.snapshot import load_generator
@@ -210,7 +211,7 @@ def test_a_worker_whose_parent_is_already_gone_dies_at_once():
         pid = os.fork()
         if pid == 0:
             try:
-                pool.die_with_parent(os.getppid() if parent is None else parent)
+                die_with_parent(os.getppid() if parent is None else parent)
             finally:
                 os._exit(0)
         _, status = os.waitpid(pid, 0)
@@ -226,12 +227,17 @@ def test_workers_die_with_their_parent(fake_root):
     import sys
     import time
 
+    # not at the module's top: a spawned worker imports this module for its jobs, and conftest
+    # sets the thread count when imported
+    from conftest import processes_with_env
+
     marker = fake_root / "worker.pid"
     code = ("from paperlib.study import parallel; parallel.ensure_runs('smoke', "
             "[('scft-triplet', 2), ('add', 2)], workers=2, progress=False)")
     env = {**os.environ, "PAPERLIB_FAULT": "checkpoint-write:stall",
            "PAPERLIB_FAULT_MARKER": str(marker)}
     parent = subprocess.Popen([sys.executable, "-c", code], cwd=fake_root, env=env)
+    tree = f"PAPERLIB_FAULT_MARKER={marker}"
     try:
         deadline = time.time() + 120
         while not marker.exists() and time.time() < deadline and parent.poll() is None:
@@ -247,6 +253,11 @@ def test_workers_die_with_their_parent(fake_root):
         while _alive(worker) and time.time() < deadline:
             time.sleep(0.1)
         assert not _alive(worker), "the worker outlived its parent"
+        # and so does the rest of the tree (the other worker, and any renderer either had
+        # forked: each holds the run folder's lock it was started under)
+        while processes_with_env(tree) and time.time() < deadline:
+            time.sleep(0.1)
+        assert not processes_with_env(tree), "a process of the killed pool lives on"
     finally:
         if parent.poll() is None:
             parent.kill()

@@ -34,7 +34,6 @@ load, so changing the XDoG settings never invalidates the cache.
 from __future__ import annotations
 
 import json
-import multiprocessing
 import os
 import tempfile
 from dataclasses import dataclass
@@ -48,6 +47,7 @@ from tqdm import tqdm
 from ..config import DataConfig
 from ..core.sketch import xdog
 from ..paths import DiskFullError, atomic_write, built_or_locked, cache_root
+from ..processes import render_pool
 from .openmoji import render_svg
 
 SPLITS = ("train", "test", "test-unseen")
@@ -197,8 +197,7 @@ def render_faces(style: str, seeds: list[int], resolution: int,
     desc = desc or f"rendering {style} faces at {resolution}px"
     if processes > 1 and len(jobs) > 16:
         _style(style)  # parsed once here; forked workers inherit it
-        ctx = multiprocessing.get_context("spawn" if os.name == "nt" else "fork")
-        with ctx.Pool(processes) as pool:
+        with render_pool(processes) as pool:
             images = list(tqdm(pool.imap(_render_job, jobs, chunksize=32), total=len(jobs),
                                desc=desc))
     else:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import multiprocessing
 import os
 import warnings
 import xml.etree.ElementTree as ET
@@ -27,6 +26,7 @@ from tqdm import tqdm
 from ..config import DataConfig
 from ..core.sketch import xdog
 from ..paths import built_or_locked, cache_root
+from ..processes import render_pool
 
 SVG_NS = "http://www.w3.org/2000/svg"
 REGIONAL_INDICATORS = range(0x1F1E6, 0x1F200)  # two of them make one country flag
@@ -138,7 +138,7 @@ def render_all(resolution: int, limit: int | None = None, skip_bad: bool = False
     results = []
     desc = f"rendering OpenMoji at {resolution}px"
     if processes > 1 and len(jobs) > 16:
-        with multiprocessing.get_context("spawn" if os.name == "nt" else "fork").Pool(processes) as pool:
+        with render_pool(processes) as pool:
             for r in tqdm(pool.imap(_render_one, jobs, chunksize=32), total=len(jobs), desc=desc):
                 results.append(r)
     else:

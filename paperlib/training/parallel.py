@@ -17,20 +17,20 @@ runs at one thread each.
 
 `run_in_workers` runs a list of jobs: with one worker (a single core, a GPU, or
 `PAPERLIB_WORKERS=1`) in this process, one after the other; otherwise in a pool of spawned
-worker processes. Each worker dies with its parent (PR_SET_PDEATHSIG), so an interrupted
+worker processes. Each worker dies with its parent (`processes.die_with_parent`), so an interrupted
 notebook leaves no orphan holding a run folder's lock, and rerunning resumes. The experiment
 registry's runs go through it in study.parallel.ensure_runs; `python -m paperlib long-run`
 trains its seeds and measures their snapshots in it.
 """
 from __future__ import annotations
 
-import ctypes
 import json
 import multiprocessing
 import os
-import signal
 from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
 from pathlib import Path
+
+from ..processes import die_with_parent
 
 WORKERS_ENV = "PAPERLIB_WORKERS"
 # How often the parent of a pool looks at its workers: it then hands the cores of finished
@@ -64,20 +64,6 @@ def default_workers() -> int:
 def threads_per_worker(workers: int, cores: int | None = None) -> int:
     """The cores shared out evenly, at least one thread each."""
     return max(1, (cores or os.cpu_count() or 1) // max(1, workers))
-
-
-def die_with_parent(parent: int) -> None:
-    """Ask Linux to SIGKILL this process when its parent dies (no-op elsewhere), and die now
-    if `parent` (the PID of the process that started this one) is already gone. A worker is
-    told only from the moment it asks: one still starting when its parent was killed would
-    otherwise live on, take its job from the queue and hold that run's lock while the resumed
-    pool wants it."""
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-    if os.getppid() != parent:  # reparented: the parent died before the request above
-        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _init_worker(threads: int, busy=None, cores: int = 1, parent: int = 0) -> None:
