@@ -170,3 +170,12 @@ def test_without_bf16_units_the_guard_does_not_wait_for_the_short_precision_runs
     missing = nbcheck.missing_runs("mini", "openmoji")
     assert len(missing) == len(nbcheck.required_runs("mini")) - 2
     assert not any(m.startswith("short-") for m in missing) and "add seed 0" in missing
+
+
+@pytest.mark.parametrize("args,named", [(["smoke"], "'smoke'"), (["mini", "shoes"], "shoes")])
+def test_a_profile_or_dataset_without_a_check_is_one_line_and_status_2(args, named, capsys):
+    from paperlib.tools import nbcheck
+
+    assert nbcheck.main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and named in err and err.count("\n") == 1

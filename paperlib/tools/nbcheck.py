@@ -76,10 +76,15 @@ def missing_runs(profile: str = "mini", dataset: str | None = None) -> list[str]
 
 
 def main(argv=None) -> int:
-    """Exit 0 when every run the check reads is complete, else 1 with a message naming them."""
+    """Exit 0 when every run the check reads is complete, else 1 with a message naming them;
+    2 with one line for a profile or dataset the check does not know."""
     args = list(argv if argv is not None else sys.argv[1:]) or ["mini"]
     profile, dataset = args[0], (args[1] if len(args) > 1 else None)
-    missing = missing_runs(profile, dataset)
+    try:
+        missing = missing_runs(profile, dataset)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     if missing:
         from ..study.reproduce import runs_dir
 
