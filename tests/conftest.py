@@ -34,6 +34,19 @@ def draw_shapes(rng: np.random.Generator, size: int) -> np.ndarray:
     return img
 
 
+def alive(pid: int) -> bool:
+    """Whether process `pid` runs; a zombie (killed, not yet reaped by its dead parent's
+    reaper) counts as gone."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 def processes_with_env(entry: str) -> list[int]:
     """PIDs of the processes whose environment holds `entry` ("NAME=value"): a process tree
     started with a marker in its environment, children and grandchildren included."""

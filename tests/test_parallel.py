@@ -190,18 +190,6 @@ def test_a_failing_run_is_named(fake_root):
         parallel.ensure_runs("smoke", [("scft-triplet", 1), ("add", 1)], workers=2, progress=False)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # a zombie (killed, not yet reaped by its dead parent's reaper) counts as gone
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
-    except OSError:
-        return False
-
-
 def test_a_worker_whose_parent_is_already_gone_dies_at_once():
     """The window a worker's death request cannot cover: its parent killed while it was still
     starting. It then finds another parent (it was reparented) and kills itself."""
@@ -229,7 +217,7 @@ def test_workers_die_with_their_parent(fake_root):
 
     # not at the module's top: a spawned worker imports this module for its jobs, and conftest
     # sets the thread count when imported
-    from conftest import processes_with_env
+    from conftest import alive, processes_with_env
 
     marker = fake_root / "worker.pid"
     code = ("from paperlib.study import parallel; parallel.ensure_runs('smoke', "
@@ -244,15 +232,15 @@ def test_workers_die_with_their_parent(fake_root):
             time.sleep(0.2)
         assert marker.exists(), "no worker reached its first checkpoint write"
         worker = int(marker.read_text())
-        assert worker != parent.pid and _alive(worker)
+        assert worker != parent.pid and alive(worker)
         parent.send_signal(signal.SIGKILL)
         parent.wait(10)
         # The worker notices its parent's death by polling; a loaded two-core machine can
         # delay that by seconds, so the bound is wide: the test asks that it dies, not how fast.
         deadline = time.time() + 60
-        while _alive(worker) and time.time() < deadline:
+        while alive(worker) and time.time() < deadline:
             time.sleep(0.1)
-        assert not _alive(worker), "the worker outlived its parent"
+        assert not alive(worker), "the worker outlived its parent"
         # and so does the rest of the tree (the other worker, and any renderer either had
         # forked: each holds the run folder's lock it was started under)
         while processes_with_env(tree) and time.time() < deadline:

@@ -5,6 +5,7 @@ import signal
 import time
 from pathlib import Path
 
+from conftest import alive
 from paperlib.processes import render_pool
 from paperlib.training.runlock import RunLock, RunLockedError
 
@@ -21,13 +22,6 @@ def children_of(pid: int) -> list[int]:
             except (OSError, ValueError, IndexError):
                 pass
     return found
-
-
-def gone(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
-    except OSError:
-        return True
 
 
 def test_a_killed_owner_takes_its_render_pool_and_its_run_lock_with_it(tmp_path):
@@ -64,13 +58,13 @@ def test_a_killed_owner_takes_its_render_pool_and_its_run_lock_with_it(tmp_path)
     # A loaded two-core machine can delay the deaths by seconds: the bound is wide, the test
     # asks that they die, not how fast.
     deadline = time.time() + 60
-    while not all(gone(w) for w in workers) and time.time() < deadline:
+    while any(alive(w) for w in workers) and time.time() < deadline:
         time.sleep(0.05)
     try:
-        assert all(gone(w) for w in workers), "a pool process outlived its owner"
+        assert not any(alive(w) for w in workers), "a pool process outlived its owner"
         with RunLock(run):
             pass
     finally:
         for w in workers:
-            if not gone(w):
+            if alive(w):
                 os.kill(w, signal.SIGKILL)
