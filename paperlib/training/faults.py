@@ -22,8 +22,9 @@ from __future__ import annotations
 import os
 import signal
 import time
-from pathlib import Path
 from typing import Callable
+
+from ..paths import atomic_write
 
 ENV = "PAPERLIB_FAULT"
 MARKER_ENV = "PAPERLIB_FAULT_MARKER"
@@ -53,7 +54,8 @@ def point(name: str, file=None) -> None:
         return
     marker = os.environ.get(MARKER_ENV)
     if marker:
-        Path(marker).write_text(f"{os.getpid()}\n")
+        # whole or not at all: a test that sees the file reads the PID at once
+        atomic_write(marker, lambda f: f.write(f"{os.getpid()}\n".encode()))
     if (action or "kill") == "stall":
         while True:
             time.sleep(60)
